@@ -1,0 +1,72 @@
+"""Builds the aiohttp application: routes, the pipeline, and the lifecycle of shared parts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.app_state import SERVICES, Services
+from gateway.errors import Rejection
+from gateway.forwarder import Forwarder
+from gateway.handlers import management, ops
+from gateway.metrics import Metrics
+from gateway.pipeline.runner import Pipeline, error_response
+from gateway.pipeline.stage import default_stages
+from gateway.settings.model import Settings
+from gateway.stores import store_from_url
+from gateway.tracing import make_tracer
+
+API = "/payments/api/webhooks"
+
+
+def build_services(settings: Settings) -> Services:
+    metrics = Metrics()
+    return Services(
+        settings=settings,
+        store=store_from_url(settings.state_url, settings.dedup.max_entries),
+        forwarder=Forwarder(settings.upstream, metrics),
+        metrics=metrics,
+        tracer=make_tracer(settings.tracing),
+    )
+
+
+def build_app(settings: Settings, services: Services | None = None) -> web.Application:
+    services = services or build_services(settings)
+    largest = max(p.max_body_bytes for p in settings.providers.values())
+    app = web.Application(middlewares=[json_errors], client_max_size=largest)
+    app[SERVICES] = services
+    app.cleanup_ctx.append(_lifecycle)
+    pipeline = Pipeline(services, default_stages(services))
+    r = app.router
+    r.add_get(f"{API}/providers/", management.providers)
+    r.add_get(f"{API}/health/", management.health)
+    r.add_get(f"{API}/stats/", management.stats)
+    r.add_route("*", API + "/{provider}/", pipeline.handle)
+    r.add_route("*", API + "/{provider}", pipeline.handle)
+    r.add_get("/healthz", ops.healthz)
+    r.add_get("/readyz", ops.readyz)
+    r.add_get("/metrics", ops.metrics)
+    r.add_get("/openapi.yaml", ops.openapi)
+    return app
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer is JSON, including aiohttp's own 404 and 405."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        rej = Rejection("method_not_allowed", f"{request.method} is not allowed here", {"Allow": ",".join(sorted(exc.allowed_methods))})
+        return error_response(rej)
+    except web.HTTPNotFound:
+        return error_response(Rejection("not_found", "no such endpoint"))
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    await services.forwarder.start()
+    yield
+    await services.forwarder.close()
+    await services.store.close()

@@ -1,0 +1,31 @@
+"""What the handlers share: settings and the long-lived parts built from them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway.forwarder import Forwarder
+from gateway.metrics import Metrics
+from gateway.settings.model import Settings
+from gateway.stats import StatsLedger
+from gateway.stores import Store
+
+
+@dataclass(eq=False)
+class Services:
+    settings: Settings
+    store: Store
+    forwarder: Forwarder
+    metrics: Metrics
+    stats: StatsLedger = field(default_factory=StatsLedger)
+    tracer: Any = None
+    started: float = field(default_factory=time.time)
+    draining: bool = False
+    last_event: dict[str, float] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", Services)

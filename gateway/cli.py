@@ -1,0 +1,139 @@
+"""``webhook-gateway run|check|sign|send``. Config errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.errors import ConfigError
+from gateway.providers.signer import sample_event, sign
+from gateway.settings import Settings, load_config
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_config(args.config)
+    except ConfigError as exc:
+        print(f"webhook-gateway: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    result: int = args.func(settings, args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="webhook-gateway", description="Verify, deduplicate and forward webhooks.")
+    p.add_argument("--version", action="version", version=f"webhook-gateway {__version__}")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, func: object, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("--config", "-c", help="gateway YAML (default: the embedded demo config)")
+        c.set_defaults(func=func)
+        return c
+
+    command("run", _run, "serve webhooks")
+    command("check", _check, "validate a config and list its providers")
+    for name, func, text in (("sign", _sign, "print the headers a provider would send"), ("send", _send, "sign a sample event and post it")):
+        c = command(name, func, text)
+        c.add_argument("provider")
+        c.add_argument("--body", help="file with the body to sign (default: the catalog's sample event)")
+        c.add_argument("--secret", type=int, default=0, help="which configured secret to sign with (0 = first)")
+        c.add_argument("--url", help="gateway base URL (default: public_url from the config)")
+    sub.choices["sign"].add_argument("--curl", action="store_true", help="print a curl command instead")
+    return p
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway import logs, server
+
+    logs.setup(settings.log_level)
+    for name, spec in settings.providers.items():
+        if spec.signature is None:
+            print(f"webhook-gateway: WARNING: provider {name} accepts UNSIGNED webhooks (allow_unsigned: true)", file=sys.stderr)
+    return server.run(settings, demo=args.config is None)
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"{settings.file}: OK ({len(settings.providers)} providers, upstream {settings.upstream.url}, mode {settings.upstream.mode})")
+    for name, spec in settings.providers.items():
+        sig = spec.signature
+        scheme = f"{spec.algorithm_label} in {sig.header}, {len(sig.secrets)} secret(s) {list(sig.secrets)}" if sig else "UNSIGNED (allow_unsigned)"
+        ts = f", timestamp ±{spec.timestamp.tolerance:g}s" if spec.timestamp else ""
+        print(f"  {name:<20} {settings.webhook_url(name)}  {scheme}{ts}")
+    return 0
+
+
+def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, dict[str, str]] | None:
+    provider = settings.providers.get(args.provider)
+    if provider is None:
+        print(f"webhook-gateway: unknown provider {args.provider!r}; configured: {', '.join(settings.providers)}", file=sys.stderr)
+        return None
+    if provider.signature and not 0 <= args.secret < len(provider.signature.secrets):
+        print(f"webhook-gateway: provider {args.provider} has {len(provider.signature.secrets)} secret(s)", file=sys.stderr)
+        return None
+    if args.body:
+        body, extra = Path(args.body).read_bytes(), {}
+    else:
+        body, extra = sample_event(provider)
+    base = (args.url or settings.public_url).rstrip("/")
+    url = f"{base}/payments/api/webhooks/{args.provider}/"
+    signed_url = settings.webhook_url(args.provider)
+    return url, body, sign(provider, body, signed_url, secret_index=args.secret, headers=extra)
+
+
+def _sign(settings: Settings, args: argparse.Namespace) -> int:
+    prepared = _prepare(settings, args)
+    if prepared is None:
+        return 1
+    url, body, headers = prepared
+    if args.curl:
+        parts = ["curl", "-sS", "-X", "POST", url]
+        for k, v in headers.items():
+            parts += ["-H", f"{k}: {v}"]
+        parts += ["--data-binary", body.decode("utf-8", "replace")]
+        print(" ".join(shlex.quote(p) for p in parts))
+    else:
+        for k, v in headers.items():
+            print(f"{k}: {v}")
+        if not args.body:
+            print()
+            print(body.decode())
+    return 0
+
+
+def _send(settings: Settings, args: argparse.Namespace) -> int:
+    prepared = _prepare(settings, args)
+    if prepared is None:
+        return 1
+    url, body, headers = prepared
+    return asyncio.run(_post(url, body, headers))
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            async with session.post(url, data=body, headers=headers) as resp:
+                text = await resp.text()
+    except aiohttp.ClientError as exc:
+        print(f"webhook-gateway: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        shown = json.dumps(json.loads(text))
+    except ValueError:
+        shown = text
+    print(f"POST {url} -> HTTP {resp.status} {shown}")
+    return 0 if resp.status < 300 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The demo upstream: prints each event it receives and answers 204. For `make run` and trying out."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from aiohttp import web
+
+
+def demo_upstream_app(out: object = None) -> web.Application:
+    stream = out or sys.stdout
+
+    async def receive(request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            event = json.loads(raw)
+            data = event.get("data", {})
+            payment = data.get("payment")
+            line = f"[demo upstream] {event.get('type')} id={event.get('id')}"
+            if payment:
+                line += f" payment={payment.get('id')} {payment.get('status')} {payment.get('amount')} {payment.get('currency')}"
+        except (ValueError, AttributeError):
+            line = f"[demo upstream] {len(raw)} bytes (not a CloudEvent)"
+        print(line, file=stream, flush=True)  # type: ignore[call-overload]
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receive)
+    return app

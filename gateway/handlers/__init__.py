@@ -1,0 +1,1 @@
+"""HTTP handlers outside the webhook pipeline: management API and operations endpoints."""

@@ -1,0 +1,29 @@
+"""API-key check for the management API: ``X-API-Key: K`` or ``Authorization: Bearer K``."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from gateway.app_state import SERVICES
+from gateway.errors import Rejection
+
+
+def require_api_key(request: web.Request) -> None:
+    keys = request.app[SERVICES].settings.api_keys
+    if not keys:
+        raise Rejection("unauthorized", "the management API is disabled: configure management.api_keys")
+    given = request.headers.get("X-API-Key", "")
+    auth = request.headers.get("Authorization", "")
+    if not given and auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    if not given:
+        raise Rejection("unauthorized", "send an API key in X-API-Key or Authorization: Bearer")
+    candidate = given.encode()
+    # SECURITY: constant-time against every key, no early exit that would reveal which matched.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key.reveal())
+    if not matched:
+        raise Rejection("unauthorized", "the API key is not valid")

@@ -1,0 +1,62 @@
+"""Prometheus metrics. One prefix, Prometheus naming; the list lives in docs/metrics.md.
+
+Label values are bounded: ``provider`` is a configured provider name (or ``unknown``),
+``outcome`` a code from ``gateway.errors.ERROR_STATUS`` or a success outcome, ``secret`` a
+position in the provider's secret list. Nothing from a request becomes a label as sent.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PREFIX = "webhook_gateway"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SKEW_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    """Every metric the gateway exports, on a registry of its own (one per app)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_requests_total", "Webhook requests answered, by provider and outcome.",
+            ["provider", "outcome"], registry=r,
+        )  # fmt: skip
+        self.request_seconds = Histogram(
+            f"{PREFIX}_request_duration_seconds", "Time from request to answer, by provider.",
+            ["provider"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.forward_seconds = Histogram(
+            f"{PREFIX}_forward_duration_seconds", "Upstream delivery time, by provider and result.",
+            ["provider", "result"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.dedup_hits = Counter(
+            f"{PREFIX}_dedup_hits_total", "Verified copies of an event already accepted.", ["provider"], registry=r
+        )
+        self.rate_limited = Counter(
+            f"{PREFIX}_rate_limited_total", "Requests refused by a rate limit, by scope (source or provider).",
+            ["provider", "scope"], registry=r,
+        )  # fmt: skip
+        self.secret_matches = Counter(
+            f"{PREFIX}_signature_secret_matches_total",
+            "Verified requests by the position of the secret that matched (0 = first): for rotation.",
+            ["provider", "secret"], registry=r,
+        )  # fmt: skip
+        self.skew = Histogram(
+            f"{PREFIX}_timestamp_skew_seconds", "Distance between the signed timestamp and the gateway clock.",
+            ["provider"], buckets=SKEW_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.last_event = Gauge(
+            f"{PREFIX}_last_event_timestamp_seconds", "Unix time of the last accepted event, by provider.",
+            ["provider"], registry=r,
+        )  # fmt: skip
+        self.store_errors = Counter(
+            f"{PREFIX}_store_errors_total", "Store calls that failed, by concern and the policy applied.",
+            ["concern", "policy"], registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,51 @@
+"""The one typed per-request context that every stage reads and writes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway.providers.spec import ProviderSpec
+
+#: Called by the runner once the request is answered; ``ok`` is True when the event was accepted.
+Cleanup = Callable[["RequestContext", bool], Awaitable[None]]
+UNPARSED: Any = object()
+
+
+@dataclass(slots=True)
+class Reply:
+    """A non-error answer a stage chose (forwarded, duplicate, handshake): it ends the chain."""
+
+    status: int
+    outcome: str
+    body: dict[str, Any]
+    headers: dict[str, str] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class RequestContext:
+    """What is known about one webhook request so far. Stages fill it in, in pipeline order."""
+
+    request: web.Request
+    started: float
+    provider: ProviderSpec | None = None
+    body: bytes = b""
+    client_ip: str = ""
+    secret_index: int = -1
+    timestamp: float | None = None
+    document: Any = UNPARSED  # the parsed JSON or form body, once a stage needed it
+    event_id: str = ""
+    event_type: str = ""
+    dedup_key: str = ""
+    event: bytes = b""  # the normalized CloudEvents envelope
+    traceparent: str = ""
+    reply: Reply | None = None
+    cleanups: list[Cleanup] = field(default_factory=list)
+
+    @property
+    def provider_name(self) -> str:
+        # SECURITY: an unknown provider's name comes from the URL; never use it as a metric label.
+        return self.provider.name if self.provider else "unknown"

@@ -1,0 +1,90 @@
+"""Stage 7: deduplicate by event id, without ever losing a webhook.
+
+The id is claimed (a short lease) before forwarding, committed (kept for the provider's retry
+horizon) only after the event was accepted downstream, and released on any failure so the
+provider's retry goes through. A copy that arrives while the first is in flight waits for it,
+bounded, then gets 409 + Retry-After: never "duplicate" for an event that may yet fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+
+from gateway.errors import Rejection
+from gateway.metrics import Metrics
+from gateway.pipeline.context import Reply, RequestContext
+from gateway.pipeline.fields import document, lookup
+from gateway.settings.model import DedupSettings
+from gateway.stores import Claim, Store, StoreError
+
+MAX_ID_LENGTH = 200
+
+
+class Dedup:
+    name = "dedup"
+
+    def __init__(self, store: Store, settings: DedupSettings, metrics: Metrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        provider = ctx.provider
+        assert provider is not None
+        if provider.body == "json":
+            document(ctx)  # a provider that sends JSON must send valid JSON: 400 otherwise
+        event_id = _scalar(lookup(ctx, provider.event_id))
+        ctx.event_type = _scalar(lookup(ctx, provider.event_type))
+        ctx.event_id = event_id or hashlib.sha256(ctx.body).hexdigest()
+        if len(ctx.event_id) > MAX_ID_LENGTH:
+            ctx.event_id = hashlib.sha256(ctx.event_id.encode()).hexdigest()
+        ctx.dedup_key = f"dd:{{{provider.name}}}:{ctx.event_id}"
+        token = os.urandom(8).hex()
+        deadline = time.monotonic() + self.settings.inflight_wait
+        pause = 0.01
+        while True:
+            state = await self._claim(ctx.dedup_key, token)
+            if state is Claim.CLAIMED:
+                ctx.cleanups.append(lambda c, ok: self._settle(c, token, ok))
+                return
+            if state is Claim.DONE:
+                self.metrics.dedup_hits.labels(provider.name).inc()
+                body = {"success": True, "status": "duplicate", "event_id": ctx.event_id}
+                ctx.reply = Reply(200, "duplicate", body)
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Rejection("in_flight", "a copy of this event is being delivered; retry shortly", {"Retry-After": "1"})
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.2)
+
+    async def _claim(self, key: str, token: str) -> Claim:
+        try:
+            return await self.store.claim(key, token, self.settings.lease)
+        except StoreError:
+            # Dedup fails closed: without it we could forward a payment twice. 503 makes the
+            # provider retry later, so nothing is lost.
+            self.metrics.store_errors.labels("dedup", "closed").inc()
+            raise Rejection("store_unavailable", "deduplication store unavailable; retry later", {"Retry-After": "5"}) from None
+
+    async def _settle(self, ctx: RequestContext, token: str, ok: bool) -> None:
+        assert ctx.provider is not None
+        try:
+            if ok:
+                await self.store.commit(ctx.dedup_key, token, ctx.provider.dedup_ttl)
+            else:
+                await self.store.release(ctx.dedup_key, token)
+        except StoreError:
+            # The event was answered already; the lease expires on its own after `lease` seconds.
+            self.metrics.store_errors.labels("dedup", "commit" if ok else "release").inc()
+
+
+def _scalar(value: object) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,69 @@
+"""Reading values out of a request: the parsed body (JSON or form) and header/path refs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from gateway.errors import Rejection
+from gateway.pipeline.context import UNPARSED, RequestContext
+from gateway.providers.spec import FieldRef
+
+
+def document(ctx: RequestContext) -> Any:
+    """The body parsed once: JSON for ``body: json``, a form for ``form``, best effort for ``any``."""
+    if ctx.document is UNPARSED:
+        ctx.document = _parse(ctx)
+    return ctx.document
+
+
+def _parse(ctx: RequestContext) -> Any:
+    assert ctx.provider is not None
+    kind = ctx.provider.body
+    ctype = ctx.request.content_type
+    if kind == "form" or (kind == "any" and ctype == "application/x-www-form-urlencoded"):
+        return _form(ctx.body)
+    if kind == "any" and not ctx.body.lstrip()[:1] in (b"{", b"["):
+        return None
+    try:
+        text = ctx.body.decode("utf-8")  # strict: json.loads(bytes) would also guess UTF-16/32
+    except UnicodeDecodeError:
+        raise Rejection("invalid_json", "the body is not valid UTF-8") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise Rejection("invalid_json", "the body is not valid JSON") from None
+
+
+def _form(body: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError):
+        raise Rejection("invalid_body", "the body is not a valid UTF-8 form") from None
+    return dict(pairs)
+
+
+def lookup(ctx: RequestContext, refs: tuple[FieldRef, ...]) -> Any:
+    """The first ref that yields a value (header, or path into the parsed body), else None."""
+    for ref in refs:
+        if ref.header:
+            value: Any = ctx.request.headers.get(ref.header)
+        else:
+            value = follow(document(ctx), ref.path)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def follow(doc: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(doc, list) or step >= len(doc):
+                return None
+            doc = doc[step]
+        elif isinstance(doc, dict):
+            doc = doc.get(step)
+        else:
+            return None
+    return doc

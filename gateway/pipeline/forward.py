@@ -1,0 +1,18 @@
+"""Stage 9 (sync mode): the provider hears 2xx only after the upstream's 2xx."""
+
+from __future__ import annotations
+
+from gateway.forwarder import Forwarder
+from gateway.pipeline.context import Reply, RequestContext
+
+
+class Forward:
+    name = "forward"
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        await self.forwarder.send(ctx.provider_name, ctx.event, ctx.traceparent)
+        body = {"success": True, "status": "forwarded", "event_id": ctx.event_id}
+        ctx.reply = Reply(200, "forwarded", body)

@@ -1,0 +1,99 @@
+"""Stage 8: one CloudEvents 1.0 structured-mode event for the upstream (see docs/events.md).
+
+The provider's JSON payload is spliced in byte for byte, not re-serialized: numbers, key order
+and unicode reach the upstream exactly as the provider signed them, and it costs no encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.fields import document, lookup
+from gateway.providers.spec import PaymentMap
+
+# ISO 4217 currencies whose minor unit is not 1/100 (Stripe's list of zero- and three-decimal).
+_EXPONENT = {c: 0 for c in "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()}
+_EXPONENT.update({c: 3 for c in "BHD JOD KWD OMR TND".split()})
+
+
+class Normalize:
+    name = "normalize"
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        provider = ctx.provider
+        assert provider is not None
+        doc = document(ctx)
+        event_type = ctx.event_type or "event"
+        head = {
+            "specversion": "1.0",
+            "id": ctx.event_id,
+            "source": provider.source,
+            "type": f"{provider.name}.{event_type}",
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+        }
+        data = {
+            "provider": provider.name,
+            "event_type": ctx.event_type or None,
+            "event_id": ctx.event_id,
+            "payment": payment(ctx, provider.payment, doc) if provider.payment else None,
+        }
+        ctx.event = b"".join((_open(head), b',"data":', _open(data), b',"payload":', _payload(ctx, doc), b"}}"))
+
+
+def _open(obj: dict[str, Any]) -> bytes:
+    """``{"a":1}`` -> ``{"a":1`` (the object left open for what follows)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()[:-1]
+
+
+def _payload(ctx: RequestContext, doc: Any) -> bytes:
+    ctype = ctx.request.content_type
+    if doc is not None and isinstance(doc, dict | list) and ctype != "application/x-www-form-urlencoded":
+        return ctx.body  # already validated JSON (strict UTF-8, no BOM): spliced as is
+    if doc is not None:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(ctx.body.decode("utf-8"), ensure_ascii=False).encode()
+    except UnicodeDecodeError:
+        return json.dumps({"base64": base64.b64encode(ctx.body).decode()}).encode()
+
+
+def payment(ctx: RequestContext, spec: PaymentMap, doc: Any) -> dict[str, Any] | None:
+    """The normalized payment fields, or None when this event carries no payment."""
+    if spec.types and not any(fnmatch.fnmatchcase(ctx.event_type, p) for p in spec.types):
+        return None
+    pid = lookup(ctx, spec.id)
+    if pid is None or isinstance(pid, dict | list):
+        return None
+    raw_status = lookup(ctx, spec.status)
+    currency = lookup(ctx, spec.currency)
+    currency = currency.upper() if isinstance(currency, str) else None
+    return {
+        "id": str(pid),
+        "status": spec.status_map.get(str(raw_status), "unknown") if raw_status is not None else None,
+        "provider_status": raw_status,
+        "amount": _amount(lookup(ctx, spec.amount), spec.amount_unit, currency),
+        "currency": currency,
+    }
+
+
+def _amount(value: Any, unit: str, currency: str | None) -> str | None:
+    """A decimal string in major units (``"20.00"``), or None when absent or not a number."""
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    try:
+        amount = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite():
+        return None
+    if unit == "minor":
+        exponent = _EXPONENT.get(currency or "", 2)
+        amount = amount.scaleb(-exponent)
+    return str(amount)

@@ -1,0 +1,67 @@
+"""Stages 4 and 6: per-source (before verification) and per-provider (after) GCRA limits.
+
+Rate limits fail open when the store fails (a limiter outage must not drop payments); the
+failure is counted in ``webhook_gateway_store_errors_total``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.errors import Rejection
+from gateway.metrics import Metrics
+from gateway.pipeline.context import RequestContext
+from gateway.providers.spec import RateLimit
+from gateway.stores import Store, StoreError
+
+
+async def _take(store: Store, metrics: Metrics, key: str, limit: RateLimit) -> float:
+    try:
+        return await store.take(key, limit.rate, limit.burst)
+    except StoreError:
+        metrics.store_errors.labels("rate_limit", "open").inc()
+        return 0.0
+
+
+def _reject(retry_after: float, what: str) -> Rejection:
+    seconds = max(1, math.ceil(retry_after))
+    return Rejection("rate_limited", f"too many requests {what}; retry later", {"Retry-After": str(seconds)})
+
+
+class SourceRate:
+    """A cheap shield against floods of unsigned junk from one address."""
+
+    name = "source_rate"
+
+    def __init__(self, store: Store, limit: RateLimit | None, metrics: Metrics) -> None:
+        self.store = store
+        self.limit = limit
+        self.metrics = metrics
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        if self.limit is None:
+            return
+        retry_after = await _take(self.store, self.metrics, f"rl:src:{ctx.client_ip}", self.limit)
+        if retry_after:
+            self.metrics.rate_limited.labels(ctx.provider_name, "source").inc()
+            raise _reject(retry_after, "from this address")
+
+
+class ProviderRate:
+    """Protects the upstream: verified traffic per provider."""
+
+    name = "provider_rate"
+
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        provider = ctx.provider
+        assert provider is not None
+        if provider.rate_limit is None:
+            return
+        retry_after = await _take(self.store, self.metrics, f"rl:prov:{provider.name}", provider.rate_limit)
+        if retry_after:
+            self.metrics.rate_limited.labels(provider.name, "provider").inc()
+            raise _reject(retry_after, "for this provider")

@@ -1,0 +1,118 @@
+"""Runs the stages in order for one request; owns timing, metrics, logs and error responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.app_state import Services
+from gateway.errors import Rejection
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.stage import Stage
+from gateway.tracing import current_traceparent, new_traceparent
+
+log = logging.getLogger("gateway.webhook")
+ACCEPTED = frozenset({"forwarded", "queued"})
+
+
+def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> web.Response:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return web.Response(body=data, status=status, headers=headers, content_type="application/json")
+
+
+def error_response(rej: Rejection) -> web.Response:
+    body = {"success": False, "error": {"code": rej.code, "message": rej.message}}
+    return json_response(rej.status, body, dict(rej.headers) if rej.headers else None)
+
+
+class Pipeline:
+    """The webhook handler: ``await pipeline.handle(request)``."""
+
+    def __init__(self, services: Services, stages: Sequence[Stage]) -> None:
+        self.services = services
+        self.stages = tuple(stages)
+        self.metrics = services.metrics
+
+    async def handle(self, request: web.Request) -> web.Response:
+        ctx = RequestContext(request=request, started=time.perf_counter())
+        error: Rejection | None = None
+        self.metrics.in_flight.inc()
+        try:
+            if self.services.tracer is not None:
+                await self._run_traced(ctx)
+            else:
+                ctx.traceparent = new_traceparent()
+                await self._run(ctx)
+            if ctx.reply is None:
+                raise RuntimeError("the pipeline ended without an answer")
+        except Rejection as rej:
+            error = rej
+        except asyncio.CancelledError:
+            error = Rejection("shutting_down", "the gateway stopped before the event was delivered")
+            raise
+        except Exception:
+            log.exception("pipeline failure", extra={"provider": ctx.provider_name})
+            error = Rejection("internal_error", "the gateway failed to process this webhook")
+        finally:
+            accepted = error is None and ctx.reply is not None and ctx.reply.outcome in ACCEPTED
+            for cleanup in reversed(ctx.cleanups):
+                await asyncio.shield(cleanup(ctx, accepted))
+            self.metrics.in_flight.dec()
+            self._record(ctx, error, accepted)
+        if error is not None:
+            return error_response(error)
+        assert ctx.reply is not None
+        return json_response(ctx.reply.status, ctx.reply.body, ctx.reply.headers)
+
+    async def _run(self, ctx: RequestContext) -> None:
+        for stage in self.stages:
+            await stage(ctx)
+            if ctx.reply is not None:
+                return
+
+    async def _run_traced(self, ctx: RequestContext) -> None:
+        from opentelemetry.trace import SpanKind
+
+        tracer = self.services.tracer
+        with tracer.start_as_current_span("webhook", kind=SpanKind.SERVER) as span:
+            ctx.traceparent = current_traceparent()
+            try:
+                for stage in self.stages:
+                    with tracer.start_as_current_span(f"stage.{stage.name}"):
+                        await stage(ctx)
+                    if ctx.reply is not None:
+                        return
+            finally:
+                span.set_attribute("webhook.provider", ctx.provider_name)
+                span.set_attribute("webhook.event_id", ctx.event_id)
+
+    def _record(self, ctx: RequestContext, error: Rejection | None, accepted: bool) -> None:
+        seconds = time.perf_counter() - ctx.started
+        provider = ctx.provider_name
+        outcome = error.code if error else ctx.reply.outcome if ctx.reply else "internal_error"
+        self.metrics.requests.labels(provider, outcome).inc()
+        self.metrics.request_seconds.labels(provider).observe(seconds)
+        self.services.stats.record(provider, outcome, seconds)
+        if accepted:
+            now = time.time()
+            self.services.last_event[provider] = now
+            self.metrics.last_event.labels(provider).set(now)
+        log.info(
+            "webhook",
+            extra={
+                "provider": provider,
+                "outcome": outcome,
+                "status": error.status if error else ctx.reply.status if ctx.reply else 500,
+                "event_id": ctx.event_id or None,
+                "event_type": ctx.event_type or None,
+                "client_ip": ctx.client_ip or ctx.request.remote,
+                "latency_ms": round(seconds * 1000, 3),
+                "trace_id": ctx.traceparent[3:35] or None,
+                "reason": error.message if error else None,
+            },
+        )

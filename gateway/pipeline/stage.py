@@ -1,0 +1,66 @@
+"""The Stage protocol and ``default_stages``: the pipeline is one explicit ordered list."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway.app_state import Services
+    from gateway.pipeline.context import RequestContext
+
+
+class Stage(Protocol):
+    """One step of the webhook pipeline.
+
+    A stage is one async call. It continues by returning, rejects by raising
+    :class:`gateway.errors.Rejection`, or ends the chain early with a success by setting
+    ``ctx.reply``. It may register ``ctx.cleanups`` to run after the answer is known. The runner,
+    not the stage, owns timing, metrics, logging and the mapping of errors to responses.
+    """
+
+    name: str
+
+    async def __call__(self, ctx: RequestContext) -> None: ...
+
+
+def default_stages(services: Services) -> list[Stage]:
+    """The pipeline, in order. Cheap checks run before expensive ones, and trust is earned first:
+
+    1. ``route``: an unknown provider costs a dict lookup and gets 404.
+    2. ``body``: a declared oversize body is refused from its header before a byte is read; the
+       read itself is bounded in size and time, so slow or truncated uploads cannot pin a worker.
+    3. ``client_ip`` and ``allowlist``: the client's address (trusting only configured proxies)
+       decides before any crypto whether the source may talk to this provider at all.
+    4. ``source_rate``: a per-source budget shields the verifier from floods of unsigned junk.
+    5. ``verify``: signature and timestamp over the raw bytes; nothing below runs for a forgery.
+    6. ``provider_rate``: only verified traffic spends the upstream's budget.
+    7. ``dedup``: after verification, so an unsigned request cannot burn an event id; it claims
+       the id and commits it only after the event is accepted downstream.
+    8. ``normalize``: the CloudEvents envelope, built once for a verified, unique event.
+    9. ``forward``: the provider hears 2xx only once the upstream accepted the event.
+    """
+    from gateway.pipeline import (
+        allowlist,
+        body,
+        client_ip,
+        dedup,
+        forward,
+        normalize,
+        ratelimit,
+        route,
+        verify,
+    )
+
+    settings = services.settings
+    return [
+        route.Route(settings.providers),
+        body.Body(settings.body_timeout),
+        client_ip.ClientIP(settings.trusted_proxies),
+        allowlist.Allowlist(),
+        ratelimit.SourceRate(services.store, settings.per_source_limit, services.metrics),
+        verify.Verify(settings.public_url, services.metrics),
+        ratelimit.ProviderRate(services.store, services.metrics),
+        dedup.Dedup(services.store, settings.dedup, services.metrics),
+        normalize.Normalize(),
+        forward.Forward(services.forwarder),
+    ]

@@ -1,0 +1,227 @@
+"""Turn one provider's YAML (catalog preset merged with the gateway's entry) into a ProviderSpec."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from typing import Any
+
+from gateway.providers import canonical
+from gateway.providers.spec import (
+    PLACEHOLDERS,
+    FieldRef,
+    Network,
+    PaymentMap,
+    ProviderSpec,
+    RateLimit,
+    SignatureSpec,
+    Template,
+    TimestampSpec,
+)
+from gateway.secrets import Secret
+from gateway.settings.reader import Reader
+
+ALGORITHMS = {"hmac-sha1": 20, "hmac-sha256": 32, "hmac-sha512": 64}
+ENCODINGS = ("hex", "base64", "base64url")
+SECRET_ENCODINGS = ("raw", "base64", "whsec")
+BODY_KINDS = ("json", "form", "any")
+PROVIDER_KEYS = (
+    "preset", "display_name", "icon", "docs", "source", "body", "signature", "timestamp",
+    "event_id", "event_type", "payment", "sample", "secrets", "allow_unsigned", "max_body_bytes",
+    "ip_allowlist", "rate_limit", "dedup_ttl", "tested_with",
+)  # fmt: skip
+SIGNATURE_KEYS = (
+    "algorithm", "header", "encoding", "prefix", "style", "item_separator", "kv_separator",
+    "signature_keys", "timestamp_key", "id_header", "payload", "canonicalizer", "secret_encoding",
+)  # fmt: skip
+#: Management paths under /payments/api/webhooks/: no provider may take these names.
+RESERVED_NAMES = frozenset({"providers", "health", "stats", "events", "dead-letters", "replay"})
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+
+
+def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: dict[str, Any]) -> ProviderSpec:
+    """Build the spec; ``defaults`` holds gateway-wide limits (body size, rate limit, dedup ttl)."""
+    r.mapping(PROVIDER_KEYS)
+    allow_unsigned = r.boolean("allow_unsigned", False)
+    signature = None
+    if r.has("signature"):
+        signature = parse_signature(r.sub("signature"), secrets)
+    elif not allow_unsigned:
+        r.fail("has no signature scheme; set allow_unsigned: true to accept unsigned webhooks", key="signature")
+    timestamp = parse_timestamp(r.sub("timestamp"), signature) if r.has("timestamp") else None
+    if signature and signature.payload.kinds & {"timestamp"} and timestamp is None:
+        r.fail("the signed payload uses {timestamp} but no timestamp is configured", key="timestamp")
+    rate = r.sub("rate_limit")
+    return ProviderSpec(
+        name=name,
+        display_name=r.text("display_name", name),
+        icon=r.text("icon", "🔔"),
+        docs=r.text("docs", ""),
+        preset=r.text("preset", ""),
+        body=r.text("body", "json", BODY_KINDS),
+        signature=signature,
+        timestamp=timestamp,
+        event_id=parse_refs(r.sub("event_id")),
+        event_type=parse_refs(r.sub("event_type")),
+        payment=parse_payment(r.sub("payment")) if r.has("payment") else None,
+        max_body_bytes=r.integer("max_body_bytes", defaults["max_body_bytes"]),
+        ip_allowlist=parse_networks(r.sub("ip_allowlist")),
+        rate_limit=parse_rate(rate) if r.has("rate_limit") else defaults["rate_limit"],
+        dedup_ttl=r.number("dedup_ttl", defaults["dedup_ttl"]),
+        source=r.text("source", f"webhook-gateway/{name}"),
+        sample=r.value.get("sample") if isinstance(r.value, dict) else None,
+    )
+
+
+def parse_signature(r: Reader, secrets: tuple[Secret, ...]) -> SignatureSpec:
+    r.mapping(SIGNATURE_KEYS)
+    algorithm = r.text("algorithm", choices=ALGORITHMS)
+    style = r.text("style", "plain", ("plain", "list"))
+    keys = r.strings("signature_keys", ())
+    if style == "list" and not keys:
+        r.fail("is required when style is list", key="signature_keys")
+    name = r.text("canonicalizer", "")
+    if name and name not in canonical.REGISTRY:
+        r.fail(f"unknown canonicalizer; known: {', '.join(sorted(canonical.REGISTRY))}", name, "canonicalizer")
+    payload = compile_template(r, r.text("payload", "{body}"))
+    id_header = r.text("id_header", "")
+    if "id" in payload.kinds and not id_header:
+        r.fail("the signed payload uses {id} but signature.id_header is not set", key="id_header")
+    encoding = r.text("secret_encoding", "raw", SECRET_ENCODINGS)
+    if not secrets:
+        r.fail("no secrets configured for a signed provider (add secrets: [...])")
+    return SignatureSpec(
+        algorithm=algorithm,
+        header=r.text("header"),
+        encoding=r.text("encoding", "hex", ENCODINGS),
+        payload=payload,
+        secrets=tuple(decode_secret(r, s, encoding, i) for i, s in enumerate(secrets)),
+        style=style,
+        prefix=_raw_text(r, "prefix"),
+        item_separator=_raw_text(r, "item_separator", ","),
+        kv_separator=_raw_text(r, "kv_separator", "="),
+        signature_keys=keys,
+        timestamp_key=r.text("timestamp_key", ""),
+        id_header=id_header,
+        canonicalizer=name,
+    )
+
+
+def _raw_text(r: Reader, key: str, default: str = "") -> str:
+    """Like ``r.text`` but a separator may be a single space, which YAML users quote."""
+    value = r.value.get(key, default) if isinstance(r.value, dict) else default
+    if not isinstance(value, str):
+        r.fail("must be a string", value, key)
+    return value
+
+
+def compile_template(r: Reader, source: str) -> Template:
+    parts: list[tuple[str, Any]] = []
+    pos = 0
+    for match in _PLACEHOLDER_RE.finditer(source):
+        if match.start() > pos:
+            parts.append(("lit", source[pos : match.start()].encode()))
+        name = match.group(1)
+        if name.startswith("header:") and len(name) > 7:
+            parts.append(("header", name[7:]))
+        elif name in PLACEHOLDERS:
+            parts.append((name, ""))
+        else:
+            r.fail(f"unknown placeholder {{{name}}}; use {{body}}, {{timestamp}}, {{id}}, {{url}} or {{header:Name}}", source, "payload")
+        pos = match.end()
+    if pos < len(source):
+        parts.append(("lit", source[pos:].encode()))
+    return Template(source=source, parts=tuple(parts))
+
+
+def decode_secret(r: Reader, secret: Secret, encoding: str, index: int) -> Secret:
+    raw = secret.reveal()
+    if encoding == "raw":
+        return secret
+    if encoding == "whsec" and raw.startswith(b"whsec_"):
+        raw = raw[len(b"whsec_") :]
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        # SECURITY: name the secret's source, never its value.
+        r.fail(f"secret #{index} ({secret.label}) is not valid base64 for secret_encoding {encoding}", key="secret_encoding")
+    if not key:
+        r.fail(f"secret #{index} ({secret.label}) decodes to nothing", key="secret_encoding")
+    return Secret(key, secret.label)
+
+
+def parse_timestamp(r: Reader, signature: SignatureSpec | None) -> TimestampSpec:
+    r.mapping(("from", "header", "format", "tolerance"))
+    source = r.text("from", "header", ("header", "signature"))
+    header = r.text("header") if source == "header" else ""
+    if source == "signature" and not (signature and signature.timestamp_key):
+        r.fail("from: signature needs signature.timestamp_key", key="from")
+    return TimestampSpec(
+        source=source,
+        header=header,
+        format=r.text("format", "unix", ("unix", "unix_ms", "iso8601")),
+        tolerance=float(r.number("tolerance", 300)),
+    )
+
+
+def parse_refs(r: Reader) -> tuple[FieldRef, ...]:
+    """``[{header: X-Id}, {json: data.id}]`` or a single one, or a bare string meaning a JSON path."""
+    if r.value is None:
+        return ()
+    items = r.value if isinstance(r.value, list) else [r.value]
+    return tuple(_ref(Reader(r.file, item, r.path)) for item in items)
+
+
+def _ref(r: Reader) -> FieldRef:
+    if isinstance(r.value, str):
+        return FieldRef(path=parse_path(r, r.value))
+    r.mapping(("header", "json"))
+    if r.has("header") == r.has("json"):
+        r.fail("give exactly one of header or json", r.value)
+    if r.has("header"):
+        return FieldRef(header=r.text("header"))
+    return FieldRef(path=parse_path(r, r.text("json")))
+
+
+def parse_path(r: Reader, text: str) -> tuple[str | int, ...]:
+    """``data.object.id`` or ``items[0].id``."""
+    parts: list[str | int] = []
+    for piece in text.split("."):
+        match = re.fullmatch(r"([^\[\]]+)((?:\[\d+\])*)", piece)
+        if not match:
+            r.fail("is not a path like data.items[0].id", text)
+        parts.append(match.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+    return tuple(parts)
+
+
+def parse_payment(r: Reader) -> PaymentMap:
+    r.mapping(("types", "id", "status", "status_map", "amount", "amount_unit", "currency"))
+    status_map = {str(k): str(v) for k, v in r.sub("status_map").mapping().items()}
+    return PaymentMap(
+        id=parse_refs(r.sub("id")) or r.fail("is required", key="id"),
+        status=parse_refs(r.sub("status")),
+        status_map=status_map,
+        amount=parse_refs(r.sub("amount")),
+        amount_unit=r.text("amount_unit", "major", ("major", "minor")),
+        currency=parse_refs(r.sub("currency")),
+        types=r.strings("types", ()),
+    )
+
+
+def parse_networks(r: Reader) -> tuple[Network, ...]:
+    networks = []
+    for item in r.elements():
+        try:
+            networks.append(ipaddress.ip_network(str(item.value), strict=False))
+        except ValueError:
+            item.fail("is not an IP address or CIDR network", item.value)
+    return tuple(networks)
+
+
+def parse_rate(r: Reader) -> RateLimit:
+    r.mapping(("rate", "burst"))
+    return RateLimit(rate=float(r.number("rate")), burst=r.integer("burst", max(1, int(r.number("rate")))))

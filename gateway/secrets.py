@@ -1,0 +1,42 @@
+"""A value that never shows itself: not in ``repr``, ``str``, logs, metrics or API responses."""
+
+from __future__ import annotations
+
+import hmac
+
+
+class Secret:
+    """Key material. Use :meth:`reveal` at the one place that needs the bytes."""
+
+    __slots__ = ("_value", "label")
+
+    def __init__(self, value: bytes, label: str = "") -> None:
+        self._value = value
+        #: where it came from (``literal``, ``env:NAME``, ``file:/path``): safe to show.
+        self.label = label
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.label or '***'}, ***)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(Secret)  # equal secrets must hash alike; nothing about the value leaks
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:pw@host`` -> ``redis://user:***@host``, for showing store URLs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"

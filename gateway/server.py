@@ -1,0 +1,85 @@
+"""Serve the gateway on uvloop; SIGTERM fails readiness, drains in-flight work, then exits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvloop
+from aiohttp import web
+
+from gateway.app import build_app, build_services
+from gateway.demo import demo_upstream_app
+from gateway.settings.model import Settings
+
+log = logging.getLogger("gateway.server")
+DEMO_UPSTREAM_PORT = 9000
+
+
+def run(settings: Settings, demo: bool = False) -> int:
+    """Run until SIGTERM or SIGINT; returns the process exit code."""
+    return uvloop.run(_serve(settings, demo))
+
+
+async def _serve(settings: Settings, demo: bool) -> int:
+    services = build_services(settings)
+    runners: list[web.AppRunner] = []
+    try:
+        if demo:
+            runners.append(await _start(demo_upstream_app(), "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
+        gateway = await _start(build_app(settings, services), settings.host, settings.port, settings.shutdown_timeout)
+        runners.append(gateway)
+    except OSError as exc:
+        print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
+        for runner in runners:
+            await runner.cleanup()
+        return 2
+    log.info("listening", extra={"url": settings.public_url, "providers": sorted(settings.providers)})
+    if demo:
+        _banner(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # Drain: readiness fails first so the Service stops routing here, then the listener closes
+    # and in-flight webhooks get up to shutdown.timeout to finish (their dedup claims settle).
+    services.draining = True
+    log.info("draining", extra={"drain_delay": settings.drain_delay, "timeout": settings.shutdown_timeout})
+    await asyncio.sleep(settings.drain_delay)
+    for runner in reversed(runners):
+        await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+async def _start(app: web.Application, host: str, port: int, shutdown_timeout: float) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def _banner(settings: Settings) -> None:
+    url = settings.webhook_url("stripe")
+    print(
+        f"""
+  Webhook Gateway (demo) on {settings.public_url}: embedded config, in-memory state,
+  demo upstream on http://127.0.0.1:{DEMO_UPSTREAM_PORT}/events printing every event it receives.
+
+  Send a signed test webhook from another terminal:
+      .venv/bin/webhook-gateway send stripe
+  or with curl (signature made by `sign`, valid for 5 minutes):
+      .venv/bin/webhook-gateway sign stripe --curl | sh
+  Webhook URL:  {url}
+  Providers:    {settings.public_url}/payments/api/webhooks/providers/  (X-API-Key: demo-api-key)
+  Metrics:      {settings.public_url}/metrics
+""",
+        flush=True,
+    )

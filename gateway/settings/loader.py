@@ -1,0 +1,248 @@
+"""``load_config``: read the gateway's YAML and the provider catalog once, check all, freeze.
+
+Every error is a ``ConfigError`` naming file, key path and value, e.g.
+``gateway.yaml: providers.stripe.timestamp.tolerance: must be > 0, got -5``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import ConfigError
+from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_networks, parse_provider, parse_rate
+from gateway.providers.spec import ProviderSpec
+from gateway.secrets import Secret
+from gateway.settings.model import DedupSettings, Settings, TracingSettings, UpstreamSettings
+from gateway.settings.reader import Reader
+
+TOP_KEYS = (
+    "listen", "public_url", "upstream", "providers", "trusted_proxies", "limits", "rate_limits",
+    "dedup", "state", "management", "logging", "tracing", "shutdown",
+)  # fmt: skip
+STORE_SCHEMES = ("memory://",)
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+DEMO_CONFIG = "demo.yaml"
+
+
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load ``path`` (or the embedded demo config when ``None``) and the packaged catalog."""
+    env = os.environ if env is None else env
+    if path is None:
+        text = resources.files("gateway").joinpath(DEMO_CONFIG).read_text("utf-8")
+        name = f"<embedded {DEMO_CONFIG}>"
+    else:
+        name = path
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, "", f"cannot read the file: {exc}") from None
+    return build_settings(name, _parse_yaml(name, text), load_catalog(), env)
+
+
+def load_catalog() -> dict[str, Any]:
+    name = "gateway/providers/catalog.yaml"
+    text = resources.files("gateway.providers").joinpath("catalog.yaml").read_text("utf-8")
+    data = _parse_yaml(name, text)
+    Reader(name, data).mapping()
+    return data
+
+
+def _parse_yaml(name: str, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(name, "", f"invalid YAML{where}: {problem}") from None
+
+
+def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[str, str]) -> Settings:
+    root = Reader(file, data)
+    if not isinstance(data, dict):
+        root.fail("must be a mapping of settings", data)
+    root.mapping(TOP_KEYS)
+    data = _interpolate(root, env)
+    root = Reader(file, data)
+    listen = root.sub("listen")
+    listen.mapping(("host", "port"))
+    port = listen.integer("port", 8080, minimum=0)
+    if port > 65535:
+        listen.fail("must be <= 65535", port, "port")
+    host = listen.text("host", "127.0.0.1")
+    public_url = root.text("public_url", f"http://{host}:{port}")
+    if not public_url.startswith(("http://", "https://")):
+        root.fail("must start with http:// or https://", public_url, "public_url")
+    limits = root.sub("limits")
+    limits.mapping(("max_body_bytes", "body_timeout"))
+    rates = root.sub("rate_limits")
+    rates.mapping(("per_source", "per_provider"))
+    dedup = root.sub("dedup")
+    dedup.mapping(("ttl", "lease", "inflight_wait", "max_entries"))
+    defaults = {
+        "max_body_bytes": limits.integer("max_body_bytes", 1024 * 1024),
+        "rate_limit": _limit(rates, "per_provider", {"rate": 1000, "burst": 2000}),
+        "dedup_ttl": dedup.number("ttl", 3 * 24 * 3600),
+    }
+    return Settings(
+        file=file,
+        host=host,
+        port=port,
+        public_url=public_url.rstrip("/"),
+        upstream=_upstream(root.sub("upstream")),
+        providers=_providers(root.sub("providers"), catalog, defaults),
+        trusted_proxies=parse_networks(root.sub("trusted_proxies")),
+        body_timeout=float(limits.number("body_timeout", 10.0)),
+        per_source_limit=_limit(rates, "per_source", {"rate": 100, "burst": 200}),
+        dedup=DedupSettings(
+            lease=float(dedup.number("lease", 60.0)),
+            inflight_wait=float(dedup.number("inflight_wait", 2.0, positive=False)),
+            max_entries=dedup.integer("max_entries", 1_000_000),
+        ),
+        state_url=_state(root.sub("state")),
+        api_keys=_api_keys(root.sub("management")),
+        log_level=_logging(root.sub("logging")),
+        tracing=_tracing(root.sub("tracing")),
+        **_shutdown(root.sub("shutdown")),
+    )
+
+
+def _interpolate(root: Reader, env: Mapping[str, str]) -> Any:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` in every string of the user's file."""
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            return _ENV_RE.sub(lambda m: _env(m, env, root.file, path), value)
+        return value
+
+    return walk(copy.deepcopy(root.value), "")
+
+
+def _env(match: re.Match[str], env: Mapping[str, str], file: str, path: str) -> str:
+    name, default = match.group(1), match.group(2)
+    value = env.get(name)
+    if value:
+        return value
+    if default is not None:
+        return default
+    raise ConfigError(file, path, f"environment variable {name} is not set")
+
+
+def _upstream(r: Reader) -> UpstreamSettings:
+    r.mapping(("url", "mode", "connect_timeout", "timeout", "retries", "headers"))
+    url = r.text("url")
+    if not url.startswith(("http://", "https://")):
+        r.fail("must start with http:// or https://", url, "url")
+    headers = {str(k): str(v) for k, v in r.sub("headers").mapping().items()}
+    return UpstreamSettings(
+        url=url,
+        mode=r.text("mode", "sync", ("sync",)),
+        connect_timeout=float(r.number("connect_timeout", 2.0)),
+        timeout=float(r.number("timeout", 10.0)),
+        retries=r.integer("retries", 1, minimum=0),
+        headers=headers,
+    )
+
+
+def _providers(r: Reader, catalog: dict[str, Any], defaults: dict[str, Any]) -> dict[str, ProviderSpec]:
+    entries = r.mapping()
+    if not entries:
+        r.fail("configure at least one provider")
+    specs = {}
+    for name, entry in r.items():
+        if not NAME_RE.match(name):
+            r.fail("provider names are lowercase letters, digits, - and _", name, name)
+        if name in RESERVED_NAMES:
+            r.fail("is a management path, not a provider name", name, name)
+        entry.mapping()
+        preset = entry.value.get("preset", name if name in catalog else None) if entry.value else name
+        if entry.has("preset") and preset not in catalog:
+            entry.fail(f"unknown preset; the catalog has {', '.join(sorted(catalog))}", preset, "preset")
+        merged = _merge(catalog.get(preset, {}) if preset else {}, entry.value or {})
+        if preset:
+            merged["preset"] = preset
+        secrets = tuple(_secret(s) for s in entry.sub("secrets").elements())
+        specs[name] = parse_provider(name, Reader(r.file, merged, entry.path), secrets, defaults)
+    return specs
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _secret(r: Reader) -> Secret:
+    """A literal, ``${ENV}`` (already interpolated) or ``file:/path`` (a Kubernetes Secret mount)."""
+    value = r.value
+    if not isinstance(value, str) or not value:
+        r.fail("must be a non-empty string (a literal, ${ENV_VAR} or file:/path)")
+    if value.startswith("file:"):
+        path = value[len("file:") :]
+        try:
+            content = Path(path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            r.fail(f"cannot read secret file: {exc.strerror}", path)
+        if not content:
+            r.fail("secret file is empty", path)
+        return Secret(content, f"file:{path}")
+    return Secret(value.encode(), f"#{r.path.rsplit('[', 1)[-1].rstrip(']')}")
+
+
+def _limit(r: Reader, key: str, default: dict[str, Any]) -> Any:
+    value = r.value.get(key, default) if isinstance(r.value, dict) else default
+    if value is False or value is None:
+        return None
+    return parse_rate(Reader(r.file, value, f"{r.path}.{key}"))
+
+
+def _state(r: Reader) -> str:
+    r.mapping(("url",))
+    url = r.text("url", "memory://")
+    if not url.startswith(STORE_SCHEMES):
+        r.fail(f"unsupported store; supported: {', '.join(STORE_SCHEMES)}", url, "url")
+    return url
+
+
+def _api_keys(r: Reader) -> tuple[Secret, ...]:
+    r.mapping(("api_keys",))
+    return tuple(_secret(k) for k in r.sub("api_keys").elements())
+
+
+def _logging(r: Reader) -> str:
+    r.mapping(("level",))
+    return r.text("level", "info", ("debug", "info", "warning", "error"))
+
+
+def _tracing(r: Reader) -> TracingSettings:
+    r.mapping(("enabled", "exporter", "endpoint", "service_name"))
+    return TracingSettings(
+        enabled=r.boolean("enabled", False),
+        exporter=r.text("exporter", "console", ("console", "otlp")),
+        endpoint=r.text("endpoint", ""),
+        service_name=r.text("service_name", "webhook-gateway"),
+    )
+
+
+def _shutdown(r: Reader) -> dict[str, float]:
+    r.mapping(("drain_delay", "timeout"))
+    return {
+        "drain_delay": float(r.number("drain_delay", 0.0, positive=False)),
+        "shutdown_timeout": float(r.number("timeout", 25.0)),
+    }

@@ -1,0 +1,63 @@
+"""The gateway's settings as frozen dataclasses: built once by ``load_config`` and never mutated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.providers.spec import Network, ProviderSpec, RateLimit
+from gateway.secrets import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """Where normalized events go and how patiently."""
+
+    url: str
+    mode: str = "sync"  # sync | queue
+    connect_timeout: float = 2.0
+    timeout: float = 10.0
+    retries: int = 1  # extra attempts after a connection error (never after a response)
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DedupSettings:
+    """Event-id dedup: a short lease while forwarding, a long memory once forwarded."""
+
+    lease: float = 60.0  # an in-flight claim expires after this, so a crash never blocks an id
+    inflight_wait: float = 2.0  # how long a copy waits for the first to finish before 409
+    max_entries: int = 1_000_000  # memory backend bound
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    enabled: bool = False
+    exporter: str = "console"  # console | otlp
+    endpoint: str = ""
+    service_name: str = "webhook-gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``load_config`` read and checked. ``file`` names where it came from."""
+
+    file: str
+    host: str
+    port: int
+    public_url: str
+    upstream: UpstreamSettings
+    providers: Mapping[str, ProviderSpec]
+    trusted_proxies: tuple[Network, ...] = ()
+    body_timeout: float = 10.0
+    per_source_limit: RateLimit | None = None
+    dedup: DedupSettings = DedupSettings()
+    state_url: str = "memory://"
+    api_keys: tuple[Secret, ...] = ()
+    log_level: str = "info"
+    tracing: TracingSettings = TracingSettings()
+    drain_delay: float = 0.0
+    shutdown_timeout: float = 25.0
+
+    def webhook_url(self, provider: str) -> str:
+        return f"{self.public_url.rstrip('/')}/payments/api/webhooks/{provider}/"

@@ -1,0 +1,59 @@
+"""The store interface, named for the gateway's operations. Each call is atomic, one round trip.
+
+Backends: ``memory://`` (this process only) and, later, Redis. Driver errors are wrapped in
+:class:`StoreError` at the store boundary; each stage applies its declared failure policy.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """A backend could not answer (connection lost, timeout). Never raised for a normal outcome."""
+
+
+class Claim(enum.Enum):
+    """What ``claim`` found for an event id."""
+
+    CLAIMED = "claimed"  # ours now: forward, then commit or release
+    IN_FLIGHT = "in_flight"  # another copy holds the lease and may yet fail
+    DONE = "done"  # accepted before: a duplicate
+
+
+class Store(Protocol):
+    """Dedup leases and rate-limit buckets."""
+
+    url: str
+
+    async def claim(self, key: str, token: str, lease: float) -> Claim:
+        """Take ``key`` for ``lease`` seconds unless it is held or done."""
+
+    async def commit(self, key: str, token: str, ttl: float) -> None:
+        """Mark ``key`` done for ``ttl`` seconds (if ``token`` still holds it or nobody does)."""
+
+    async def release(self, key: str, token: str) -> None:
+        """Drop the lease so a retry can claim ``key``; a no-op unless ``token`` holds it."""
+
+    async def take(self, key: str, rate: float, burst: int) -> float:
+        """One token from the GCRA bucket ``key``: 0.0 if allowed, else seconds until it would be."""
+
+    async def ping(self) -> bool:
+        """Whether the backend answers (for readiness)."""
+
+    async def close(self) -> None: ...
+
+
+def gcra(tat: float, now: float, rate: float, burst: int) -> tuple[float, float]:
+    """One GCRA step: returns ``(new_tat, retry_after)``; ``retry_after`` is 0.0 when allowed.
+
+    ``tat`` is the theoretical arrival time; ``burst`` requests may arrive at once, then one
+    every ``1/rate`` seconds. Shared by every backend (the Redis Lua script mirrors it).
+    """
+    interval = 1.0 / rate
+    new_tat = max(tat, now) + interval
+    allow_at = new_tat - burst * interval
+    if now < allow_at:
+        return tat, allow_at - now
+    return new_tat, 0.0
