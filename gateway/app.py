@@ -25,7 +25,7 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     return Services(
         settings=settings,
-        store=store_from_url(settings.state_url, settings.dedup.max_entries),
+        store=store_from_url(settings.state, settings.dedup.max_entries),
         forwarder=Forwarder(settings.upstream, metrics),
         metrics=metrics,
         tracer=make_tracer(settings.tracing),

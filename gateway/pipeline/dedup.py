@@ -26,10 +26,11 @@ MAX_ID_LENGTH = 200
 class Dedup:
     name = "dedup"
 
-    def __init__(self, store: Store, settings: DedupSettings, metrics: Metrics) -> None:
+    def __init__(self, store: Store, settings: DedupSettings, metrics: Metrics, policy: str = "closed") -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.policy = policy
 
     async def __call__(self, ctx: RequestContext) -> None:
         provider = ctx.provider
@@ -47,6 +48,8 @@ class Dedup:
         pause = 0.01
         while True:
             state = await self._claim(ctx.dedup_key, token)
+            if state is None:
+                return  # store down, policy open: forward without dedup (counted)
             if state is Claim.CLAIMED:
                 ctx.cleanups.append(lambda c, ok: self._settle(c, token, ok))
                 return
@@ -61,13 +64,15 @@ class Dedup:
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.2)
 
-    async def _claim(self, key: str, token: str) -> Claim:
+    async def _claim(self, key: str, token: str) -> Claim | None:
         try:
             return await self.store.claim(key, token, self.settings.lease)
         except StoreError:
-            # Dedup fails closed: without it we could forward a payment twice. 503 makes the
-            # provider retry later, so nothing is lost.
-            self.metrics.store_errors.labels("dedup", "closed").inc()
+            self.metrics.store_errors.labels("dedup", self.policy).inc()
+            if self.policy == "open":
+                return None
+            # Closed (the default): without dedup we could forward a payment twice. 503 makes
+            # the provider retry later, so nothing is lost.
             raise Rejection("store_unavailable", "deduplication store unavailable; retry later", {"Retry-After": "5"}) from None
 
     async def _settle(self, ctx: RequestContext, token: str, ok: bool) -> None:

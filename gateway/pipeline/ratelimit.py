@@ -1,7 +1,8 @@
 """Stages 4 and 6: per-source (before verification) and per-provider (after) GCRA limits.
 
-Rate limits fail open when the store fails (a limiter outage must not drop payments); the
-failure is counted in ``webhook_gateway_store_errors_total``.
+When the store fails, ``state.on_error.rate_limit`` decides: ``open`` (the default: a limiter
+outage must not drop payments) lets the request through, ``closed`` answers 503 so the provider
+retries later. Either way the failure is counted in ``webhook_gateway_store_errors_total``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from gateway.providers.spec import RateLimit
 from gateway.stores import Store, StoreError
 
 
-async def _take(store: Store, metrics: Metrics, key: str, limit: RateLimit) -> float:
+async def _take(store: Store, metrics: Metrics, policy: str, key: str, limit: RateLimit) -> float:
     try:
         return await store.take(key, limit.rate, limit.burst)
     except StoreError:
-        metrics.store_errors.labels("rate_limit", "open").inc()
+        metrics.store_errors.labels("rate_limit", policy).inc()
+        if policy == "closed":
+            raise Rejection("store_unavailable", "rate-limit store unavailable; retry later", {"Retry-After": "5"}) from None
         return 0.0
 
 
@@ -33,15 +36,16 @@ class SourceRate:
 
     name = "source_rate"
 
-    def __init__(self, store: Store, limit: RateLimit | None, metrics: Metrics) -> None:
+    def __init__(self, store: Store, limit: RateLimit | None, metrics: Metrics, policy: str = "open") -> None:
         self.store = store
         self.limit = limit
         self.metrics = metrics
+        self.policy = policy
 
     async def __call__(self, ctx: RequestContext) -> None:
         if self.limit is None:
             return
-        retry_after = await _take(self.store, self.metrics, f"rl:src:{ctx.client_ip}", self.limit)
+        retry_after = await _take(self.store, self.metrics, self.policy, f"rl:src:{{{ctx.client_ip}}}", self.limit)
         if retry_after:
             self.metrics.rate_limited.labels(ctx.provider_name, "source").inc()
             raise _reject(retry_after, "from this address")
@@ -52,16 +56,17 @@ class ProviderRate:
 
     name = "provider_rate"
 
-    def __init__(self, store: Store, metrics: Metrics) -> None:
+    def __init__(self, store: Store, metrics: Metrics, policy: str = "open") -> None:
         self.store = store
         self.metrics = metrics
+        self.policy = policy
 
     async def __call__(self, ctx: RequestContext) -> None:
         provider = ctx.provider
         assert provider is not None
         if provider.rate_limit is None:
             return
-        retry_after = await _take(self.store, self.metrics, f"rl:prov:{provider.name}", provider.rate_limit)
+        retry_after = await _take(self.store, self.metrics, self.policy, f"rl:prov:{{{provider.name}}}", provider.rate_limit)
         if retry_after:
             self.metrics.rate_limited.labels(provider.name, "provider").inc()
             raise _reject(retry_after, "for this provider")

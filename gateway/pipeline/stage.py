@@ -52,15 +52,16 @@ def default_stages(services: Services) -> list[Stage]:
     )
 
     settings = services.settings
+    rate_policy = settings.state.rate_limit_on_error
     return [
         route.Route(settings.providers),
         body.Body(settings.body_timeout),
         client_ip.ClientIP(settings.trusted_proxies),
         allowlist.Allowlist(),
-        ratelimit.SourceRate(services.store, settings.per_source_limit, services.metrics),
+        ratelimit.SourceRate(services.store, settings.per_source_limit, services.metrics, rate_policy),
         verify.Verify(settings.public_url, services.metrics),
-        ratelimit.ProviderRate(services.store, services.metrics),
-        dedup.Dedup(services.store, settings.dedup, services.metrics),
+        ratelimit.ProviderRate(services.store, services.metrics, rate_policy),
+        dedup.Dedup(services.store, settings.dedup, services.metrics, settings.state.dedup_on_error),
         normalize.Normalize(),
         forward.Forward(services.forwarder),
     ]

@@ -19,15 +19,15 @@ import yaml
 from gateway.errors import ConfigError
 from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_networks, parse_provider, parse_rate
 from gateway.providers.spec import ProviderSpec
-from gateway.secrets import Secret
-from gateway.settings.model import DedupSettings, Settings, TracingSettings, UpstreamSettings
+from gateway.secrets import Secret, mask_url
+from gateway.settings.model import DedupSettings, Settings, StateSettings, TracingSettings, UpstreamSettings
 from gateway.settings.reader import Reader
 
 TOP_KEYS = (
     "listen", "public_url", "upstream", "providers", "trusted_proxies", "limits", "rate_limits",
     "dedup", "state", "management", "logging", "tracing", "shutdown",
 )  # fmt: skip
-STORE_SCHEMES = ("memory://",)
+STORE_SCHEMES = ("memory://", "redis://", "rediss://")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEMO_CONFIG = "demo.yaml"
 
@@ -107,7 +107,7 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
             inflight_wait=float(dedup.number("inflight_wait", 2.0, positive=False)),
             max_entries=dedup.integer("max_entries", 1_000_000),
         ),
-        state_url=_state(root.sub("state")),
+        state=_state(root.sub("state")),
         api_keys=_api_keys(root.sub("management")),
         log_level=_logging(root.sub("logging")),
         tracing=_tracing(root.sub("tracing")),
@@ -212,12 +212,27 @@ def _limit(r: Reader, key: str, default: dict[str, Any]) -> Any:
     return parse_rate(Reader(r.file, value, f"{r.path}.{key}"))
 
 
-def _state(r: Reader) -> str:
-    r.mapping(("url",))
+def _state(r: Reader) -> StateSettings:
+    r.mapping(("url", "key_prefix", "timeout", "on_error"))
     url = r.text("url", "memory://")
     if not url.startswith(STORE_SCHEMES):
-        r.fail(f"unsupported store; supported: {', '.join(STORE_SCHEMES)}", url, "url")
-    return url
+        r.fail(f"unsupported store; supported: {', '.join(STORE_SCHEMES)}", mask_url(url), "url")
+    policy = r.sub("on_error")
+    policy.mapping(("dedup", "rate_limit"))
+    return StateSettings(
+        url=url,
+        key_prefix=_raw_prefix(r),
+        timeout=float(r.number("timeout", 0.5)),
+        dedup_on_error=policy.text("dedup", "closed", ("open", "closed")),
+        rate_limit_on_error=policy.text("rate_limit", "open", ("open", "closed")),
+    )
+
+
+def _raw_prefix(r: Reader) -> str:
+    value = r.value.get("key_prefix", "whgw:") if isinstance(r.value, dict) else "whgw:"
+    if not isinstance(value, str):
+        r.fail("must be a string", value, "key_prefix")
+    return value
 
 
 def _api_keys(r: Reader) -> tuple[Secret, ...]:

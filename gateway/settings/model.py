@@ -31,6 +31,17 @@ class DedupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Where dedup and rate-limit state lives, and what happens when that store fails."""
+
+    url: str = "memory://"
+    key_prefix: str = "whgw:"
+    timeout: float = 0.5
+    dedup_on_error: str = "closed"  # closed: 503 so the provider retries; open: forward unchecked
+    rate_limit_on_error: str = "open"  # open: let traffic through; closed: 503
+
+
+@dataclass(frozen=True, slots=True)
 class TracingSettings:
     enabled: bool = False
     exporter: str = "console"  # console | otlp
@@ -52,7 +63,7 @@ class Settings:
     body_timeout: float = 10.0
     per_source_limit: RateLimit | None = None
     dedup: DedupSettings = DedupSettings()
-    state_url: str = "memory://"
+    state: StateSettings = StateSettings()
     api_keys: tuple[Secret, ...] = ()
     log_level: str = "info"
     tracing: TracingSettings = TracingSettings()

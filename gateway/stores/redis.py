@@ -1,0 +1,107 @@
+"""``redis://`` and ``rediss://``: dedup and rate limits shared by every replica.
+
+Each operation is one Lua script call (one round trip, atomic on the server). Keys carry a hash
+tag (``{stripe}``, ``{203.0.113.9}``), so each script touches one cluster slot. Time comes from
+the Redis server (``TIME``), so replicas with drifting clocks share one GCRA timeline. Driver
+errors become :class:`StoreError`; the stages apply their declared policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.stores.base import Claim, StoreError
+
+# Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  if string.sub(v, 1, 2) == 'D:' then return 2 end
+  return 1
+end
+redis.call('SET', KEYS[1], 'F:' .. ARGV[1], 'PX', ARGV[2])
+return 0
+"""
+_COMMIT = """
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == 'F:' .. ARGV[1] then
+  redis.call('SET', KEYS[1], 'D:' .. ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == 'F:' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# GCRA, mirroring gateway.stores.base.gcra. Floats go back as strings: Redis would truncate
+# a Lua number reply to an integer.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = 1 / tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local new_tat = math.max(tat, now) + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then return tostring(allow_at - now) end
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+return '0'
+"""
+_CLAIMS = {0: Claim.CLAIMED, 1: Claim.IN_FLIGHT, 2: Claim.DONE}
+
+
+class RedisStore:
+    """A store on one Redis server (or a Cluster through a proxy); all keys under ``prefix``."""
+
+    def __init__(self, url: str, prefix: str = "whgw:", timeout: float = 0.5, max_connections: int = 64) -> None:
+        import redis.asyncio as aioredis  # imported only when a redis:// URL is configured
+
+        self.url = url
+        self.prefix = prefix
+        self._redis: Any = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=max_connections,
+            health_check_interval=30,
+        )
+        self._claim = self._redis.register_script(_CLAIM)
+        self._commit = self._redis.register_script(_COMMIT)
+        self._release = self._redis.register_script(_RELEASE)
+        self._take = self._redis.register_script(_TAKE)
+
+    async def _call(self, script: Any, key: str, *args: object) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await script(keys=[self.prefix + key], args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreError(f"redis: {type(exc).__name__}") from exc
+
+    async def claim(self, key: str, token: str, lease: float) -> Claim:
+        return _CLAIMS[int(await self._call(self._claim, key, token, _ms(lease)))]
+
+    async def commit(self, key: str, token: str, ttl: float) -> None:
+        await self._call(self._commit, key, token, _ms(ttl))
+
+    async def release(self, key: str, token: str) -> None:
+        await self._call(self._release, key, token)
+
+    async def take(self, key: str, rate: float, burst: int) -> float:
+        return float(await self._call(self._take, key, repr(float(rate)), burst))
+
+    async def ping(self) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
