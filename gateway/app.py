@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.app_state import SERVICES, Services
+from gateway.delivery import Delivery
+from gateway.events import event_store_from_settings
 from gateway.errors import Rejection
 from gateway.forwarder import Forwarder
-from gateway.handlers import management, ops
+from gateway.handlers import events, management, ops
 from gateway.metrics import Metrics
 from gateway.pipeline.runner import Pipeline, error_response
 from gateway.pipeline.stage import default_stages
 from gateway.settings.model import Settings
-from gateway.stores import store_from_url
+from gateway.stats import StatsLedger
+from gateway.stores import StoreError, store_from_url
 from gateway.tracing import make_tracer
 
 API = "/payments/api/webhooks"
+log = logging.getLogger("gateway.app")
 
 
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
+    ledger = StatsLedger()
+    events = event_store_from_settings(settings.events, ledger)
+    forwarder = Forwarder(settings.upstream, metrics)
+    delivery = None
+    if settings.upstream.mode == "queue":
+        delivery = Delivery(events, forwarder, settings.upstream.queue, settings.providers, metrics)
     return Services(
         settings=settings,
         store=store_from_url(settings.state, settings.dedup.max_entries),
-        forwarder=Forwarder(settings.upstream, metrics),
+        forwarder=forwarder,
         metrics=metrics,
+        events=events,
+        stats=ledger,
+        delivery=delivery,
         tracer=make_tracer(settings.tracing),
     )
 
@@ -43,6 +58,12 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     r.add_get(f"{API}/providers/", management.providers)
     r.add_get(f"{API}/health/", management.health)
     r.add_get(f"{API}/stats/", management.stats)
+    r.add_get(f"{API}/events/", events.list_events)
+    r.add_post(f"{API}/events/replay/", events.replay_events)
+    r.add_get(API + "/events/{id}/", events.show_event)
+    r.add_post(API + "/events/{id}/replay/", events.replay_event)
+    r.add_get(f"{API}/dead-letters/", events.list_dead)
+    r.add_delete(f"{API}/dead-letters/", events.purge_dead)
     r.add_route("*", API + "/{provider}/", pipeline.handle)
     r.add_route("*", API + "/{provider}", pipeline.handle)
     r.add_get("/healthz", ops.healthz)
@@ -67,6 +88,26 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     await services.forwarder.start()
+    await services.events.start()
+    if services.delivery is not None:
+        services.delivery.start()
+    retention = asyncio.create_task(_retention(services), name="retention")
     yield
+    retention.cancel()
+    if services.delivery is not None:
+        await services.delivery.stop(services.settings.shutdown_timeout)
     await services.forwarder.close()
+    await services.events.close()
     await services.store.close()
+
+
+async def _retention(services: Services) -> None:
+    """Delete delivered and dead events past ``events.retention_days``, hourly, in the background."""
+    while True:
+        try:
+            removed = await services.events.expire(services.settings.events.retention_days)
+            if removed:
+                log.info("retention", extra={"removed": removed})
+        except StoreError:
+            services.metrics.store_errors.labels("events", "retention").inc()
+        await asyncio.sleep(3600)

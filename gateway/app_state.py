@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.delivery import Delivery
+from gateway.events.base import EventStore
 from gateway.forwarder import Forwarder
 from gateway.metrics import Metrics
 from gateway.settings.model import Settings
@@ -21,7 +23,9 @@ class Services:
     store: Store
     forwarder: Forwarder
     metrics: Metrics
-    stats: StatsLedger = field(default_factory=StatsLedger)
+    events: EventStore
+    stats: StatsLedger
+    delivery: Delivery | None = None
     tracer: Any = None
     started: float = field(default_factory=time.time)
     draining: bool = False

@@ -12,7 +12,8 @@ from pathlib import Path
 from gateway import __version__
 from gateway.errors import ConfigError
 from gateway.providers.signer import sample_event, sign
-from gateway.settings import Settings, load_config
+from gateway.settings.loader import load_config
+from gateway.settings.model import Settings
 
 EXIT_CONFIG = 2
 

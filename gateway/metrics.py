@@ -56,6 +56,10 @@ class Metrics:
             f"{PREFIX}_store_errors_total", "Store calls that failed, by concern and the policy applied.",
             ["concern", "policy"], registry=r,
         )  # fmt: skip
+        self.queue_deliveries = Counter(
+            f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
+            ["provider", "result"], registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge(f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", registry=r)
 
     def render(self) -> bytes:

@@ -1,17 +1,19 @@
-"""Per-day counts of answered webhooks, for ``/stats/?days=N``: real counts, kept in memory.
+"""Per-day counts of answered webhooks, for ``/stats/?days=N``: real counts, never estimates.
 
-They start when the process starts (the response says so in ``since``); the PostgreSQL event
-store answers the same question durably when it is configured.
+``StatsLedger`` keeps them in memory from process start (the response says so in ``since``);
+the PostgreSQL event store computes the same summary from its tables with :func:`summarize`.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-SUCCESS = ("forwarded", "queued", "handshake")
+#: Outcomes where the provider got a 2xx for a new event ("dead" was accepted, then undeliverable).
+ACCEPTED = frozenset({"forwarded", "queued", "handshake", "dead"})
 MAX_DAYS = 366
 
 
@@ -26,40 +28,52 @@ class StatsLedger:
         self._counts[(today, provider, outcome)] += 1
         self._latency[(today, provider)] += seconds
         if len(self._counts) > 50_000:
-            self._trim(today)
-
-    def _trim(self, today: date) -> None:
-        cutoff = today - timedelta(days=MAX_DAYS)
-        self._counts = defaultdict(int, {k: v for k, v in self._counts.items() if k[0] > cutoff})
-        self._latency = defaultdict(float, {k: v for k, v in self._latency.items() if k[0] > cutoff})
+            cutoff = today - timedelta(days=MAX_DAYS)
+            self._counts = defaultdict(int, {k: v for k, v in self._counts.items() if k[0] > cutoff})
+            self._latency = defaultdict(float, {k: v for k, v in self._latency.items() if k[0] > cutoff})
 
     def summary(self, days: int) -> dict[str, Any]:
         """Totals, per provider and per day, over the last ``days`` UTC days (today included)."""
-        today = datetime.now(UTC).date()
-        first = today - timedelta(days=days - 1)
-        providers: dict[str, dict[str, Any]] = {}
-        daily = {first + timedelta(days=i): _empty() for i in range(days)}
-        totals = _empty()
-        for (day, provider, outcome), n in self._counts.items():
-            if day < first:
-                continue
-            row = providers.setdefault(provider, _empty())
-            for bucket in (row, daily[day], totals):
+        since = datetime.fromtimestamp(self.since, UTC).isoformat(timespec="seconds")
+        rows = ((day, provider, outcome, n) for (day, provider, outcome), n in self._counts.items())
+        latency = ((day, provider, s) for (day, provider), s in self._latency.items())
+        return summarize(rows, days, source="memory", since=since, latency=latency)
+
+
+def summarize(
+    rows: Iterable[tuple[date, str, str, int]],
+    days: int,
+    *,
+    source: str,
+    since: str | None,
+    latency: Iterable[tuple[date, str, float]] = (),
+) -> dict[str, Any]:
+    """Fold ``(day, provider, outcome, count)`` rows into the ``/stats/`` response body."""
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=days - 1)
+    providers: dict[str, dict[str, Any]] = {}
+    daily = {first + timedelta(days=i): _empty() for i in range(days)}
+    totals = _empty()
+    for day, provider, outcome, n in rows:
+        if first <= day <= today:
+            for bucket in (providers.setdefault(provider, _empty()), daily[day], totals):
                 _add(bucket, outcome, n)
-        for (day, provider), seconds in self._latency.items():
-            if day >= first:
-                for bucket in (providers[provider], daily[day], totals):
-                    bucket["_seconds"] += seconds
-        return {
-            "days": days,
-            "from": first.isoformat(),
-            "to": today.isoformat(),
-            "since": datetime.fromtimestamp(self.since, UTC).isoformat(timespec="seconds"),
-            "source": "memory",
-            "totals": _finish(totals),
-            "providers": {name: _finish(row) for name, row in sorted(providers.items())},
-            "daily": [{"date": d.isoformat(), **_finish(row)} for d, row in daily.items()],
-        }
+    timed = False
+    for day, provider, seconds in latency:
+        if first <= day <= today and provider in providers:
+            timed = True
+            for bucket in (providers[provider], daily[day], totals):
+                bucket["_seconds"] += seconds
+    return {
+        "days": days,
+        "from": first.isoformat(),
+        "to": today.isoformat(),
+        "since": since,
+        "source": source,
+        "totals": _finish(totals, timed),
+        "providers": {name: _finish(row, timed) for name, row in sorted(providers.items())},
+        "daily": [{"date": d.isoformat(), **_finish(row, timed)} for d, row in daily.items()],
+    }
 
 
 def _empty() -> dict[str, Any]:
@@ -68,15 +82,15 @@ def _empty() -> dict[str, Any]:
 
 def _add(bucket: dict[str, Any], outcome: str, n: int) -> None:
     bucket["received"] += n
-    key = "accepted" if outcome in SUCCESS else "duplicates" if outcome == "duplicate" else "rejected"
+    key = "accepted" if outcome in ACCEPTED else "duplicates" if outcome == "duplicate" else "rejected"
     bucket[key] += n
     bucket["outcomes"][outcome] = bucket["outcomes"].get(outcome, 0) + n
 
 
-def _finish(bucket: dict[str, Any]) -> dict[str, Any]:
+def _finish(bucket: dict[str, Any], timed: bool) -> dict[str, Any]:
     seconds = bucket.pop("_seconds")
     received = bucket["received"]
     decided = bucket["accepted"] + bucket["duplicates"]
     bucket["success_rate"] = round(decided / received, 4) if received else None
-    bucket["avg_latency_ms"] = round(1000 * seconds / received, 3) if received else None
+    bucket["avg_latency_ms"] = round(1000 * seconds / received, 3) if received and timed else None
     return bucket

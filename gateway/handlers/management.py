@@ -13,6 +13,7 @@ from gateway.errors import Rejection
 from gateway.handlers.auth import require_api_key
 from gateway.pipeline.runner import error_response, json_response
 from gateway.secrets import mask_url
+from gateway.stores.base import StoreError
 
 
 def _iso(ts: float | None) -> str | None:
@@ -57,9 +58,10 @@ async def health(request: web.Request) -> web.Response:
         return error_response(rej)
     services = request.app[SERVICES]
     store_ok = await services.store.ping()
+    events_ok = await services.events.ping()
     fwd = services.forwarder
     upstream_ok = not (fwd.last_failure and (not fwd.last_success or fwd.last_failure > fwd.last_success))
-    status = "healthy" if store_ok and upstream_ok and not services.draining else "degraded"
+    status = "healthy" if store_ok and events_ok and upstream_ok and not services.draining else "degraded"
     body = {
         "success": True,
         "status": status,
@@ -67,6 +69,7 @@ async def health(request: web.Request) -> web.Response:
         "uptime_seconds": round(time.time() - services.started, 3),
         "draining": services.draining,
         "store": {"url": mask_url(services.store.url), "ok": store_ok},
+        "events": {"url": mask_url(services.events.url), "ok": events_ok, "durable": services.events.durable},
         "upstream": {
             "url": mask_url(services.settings.upstream.url),
             "mode": services.settings.upstream.mode,
@@ -85,7 +88,11 @@ async def stats(request: web.Request) -> web.Response:
         days = _days(request.query.get("days", "7"))
     except Rejection as rej:
         return error_response(rej)
-    return json_response(200, {"success": True, **request.app[SERVICES].stats.summary(days)})
+    try:
+        summary = await request.app[SERVICES].events.stats(days)
+    except StoreError:
+        return error_response(Rejection("store_unavailable", "the event store is unavailable", {"Retry-After": "5"}))
+    return json_response(200, {"success": True, **summary})
 
 
 def _days(raw: str) -> int:

@@ -16,10 +16,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready unless draining or a dependency whose failure policy is "closed" is unreachable:
+    the state store when dedup or rate limits fail closed, the event store in queue mode."""
     services = request.app[SERVICES]
+    state = services.settings.state
     store_ok = await services.store.ping()
-    ready = store_ok and not services.draining
-    checks = {"store": store_ok, "draining": services.draining}
+    events_ok = await services.events.ping()
+    store_needed = "closed" in (state.dedup_on_error, state.rate_limit_on_error)
+    events_needed = services.settings.upstream.mode == "queue"
+    ready = not services.draining and (store_ok or not store_needed) and (events_ok or not events_needed)
+    checks = {"store": store_ok, "events": events_ok, "draining": services.draining}
     return json_response(200 if ready else 503, {"ready": ready, "checks": checks})
 
 

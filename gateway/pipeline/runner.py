@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.app_state import Services
 from gateway.errors import Rejection
+from gateway.events.record import record_from
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.stage import Stage
 from gateway.tracing import current_traceparent, new_traceparent
@@ -91,6 +92,14 @@ class Pipeline:
                 span.set_attribute("webhook.provider", ctx.provider_name)
                 span.set_attribute("webhook.event_id", ctx.event_id)
 
+    def _audit(self, ctx: RequestContext, outcome: str) -> None:
+        """The event store's copy: the delivered event (sync mode; queue mode stored it already),
+        or one more in the folded count of rejections and duplicates."""
+        if outcome == "forwarded":
+            self.services.events.submit(record_from(ctx, "delivered", redact_envelope=True))
+        elif outcome != "queued":
+            self.services.events.record_rejection(ctx.provider_name, ctx.client_ip or ctx.request.remote or "", outcome)
+
     def _record(self, ctx: RequestContext, error: Rejection | None, accepted: bool) -> None:
         seconds = time.perf_counter() - ctx.started
         provider = ctx.provider_name
@@ -98,6 +107,7 @@ class Pipeline:
         self.metrics.requests.labels(provider, outcome).inc()
         self.metrics.request_seconds.labels(provider).observe(seconds)
         self.services.stats.record(provider, outcome, seconds)
+        self._audit(ctx, outcome)
         if accepted:
             now = time.time()
             self.services.last_event[provider] = now

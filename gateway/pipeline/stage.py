@@ -37,19 +37,10 @@ def default_stages(services: Services) -> list[Stage]:
     7. ``dedup``: after verification, so an unsigned request cannot burn an event id; it claims
        the id and commits it only after the event is accepted downstream.
     8. ``normalize``: the CloudEvents envelope, built once for a verified, unique event.
-    9. ``forward``: the provider hears 2xx only once the upstream accepted the event.
+    9. ``forward`` (sync mode): the provider hears 2xx only once the upstream accepted the event;
+       ``enqueue`` (queue mode): 202 only once the event is committed to the PostgreSQL outbox.
     """
-    from gateway.pipeline import (
-        allowlist,
-        body,
-        client_ip,
-        dedup,
-        forward,
-        normalize,
-        ratelimit,
-        route,
-        verify,
-    )
+    from gateway.pipeline import allowlist, body, client_ip, dedup, normalize, ratelimit, route, verify
 
     settings = services.settings
     rate_policy = settings.state.rate_limit_on_error
@@ -63,5 +54,16 @@ def default_stages(services: Services) -> list[Stage]:
         ratelimit.ProviderRate(services.store, services.metrics, rate_policy),
         dedup.Dedup(services.store, settings.dedup, services.metrics, settings.state.dedup_on_error),
         normalize.Normalize(),
-        forward.Forward(services.forwarder),
+        _delivery_stage(services),
     ]
+
+
+def _delivery_stage(services: Services) -> Stage:
+    """Stage 9: ``sync`` forwards and waits for the upstream; ``queue`` commits to the outbox."""
+    if services.delivery is not None:
+        from gateway.pipeline.enqueue import Enqueue
+
+        return Enqueue(services.events, services.delivery)
+    from gateway.pipeline.forward import Forward
+
+    return Forward(services.forwarder)

@@ -8,6 +8,7 @@ import ipaddress
 import re
 from typing import Any
 
+from gateway.events.redact import parse_redact_path
 from gateway.providers import canonical
 from gateway.providers.spec import (
     PLACEHOLDERS,
@@ -30,7 +31,7 @@ BODY_KINDS = ("json", "form", "any")
 PROVIDER_KEYS = (
     "preset", "display_name", "icon", "docs", "source", "body", "signature", "timestamp",
     "event_id", "event_type", "payment", "sample", "secrets", "allow_unsigned", "max_body_bytes",
-    "ip_allowlist", "rate_limit", "dedup_ttl", "tested_with",
+    "ip_allowlist", "rate_limit", "dedup_ttl", "tested_with", "redact",
 )  # fmt: skip
 SIGNATURE_KEYS = (
     "algorithm", "header", "encoding", "prefix", "style", "item_separator", "kv_separator",
@@ -73,7 +74,18 @@ def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: 
         dedup_ttl=r.number("dedup_ttl", defaults["dedup_ttl"]),
         source=r.text("source", f"webhook-gateway/{name}"),
         sample=r.value.get("sample") if isinstance(r.value, dict) else None,
+        redact=parse_redact(r),
     )
+
+
+def parse_redact(r: Reader) -> tuple[tuple[str | int, ...], ...]:
+    paths = []
+    for text in r.strings("redact", ()):
+        path = parse_redact_path(text)
+        if path is None:
+            r.fail("is not a path like data.items[*].card", text, "redact")
+        paths.append(path)
+    return tuple(paths)
 
 
 def parse_signature(r: Reader, secrets: tuple[Secret, ...]) -> SignatureSpec:

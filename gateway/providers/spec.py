@@ -124,6 +124,7 @@ class ProviderSpec:
     dedup_ttl: float
     source: str
     sample: Any = None  # an example payload, for `webhook-gateway send`
+    redact: tuple[tuple[str | int, ...], ...] = ()  # JSON paths masked in the stored copy
 
     @property
     def algorithm_label(self) -> str:

@@ -20,13 +20,22 @@ from gateway.errors import ConfigError
 from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_networks, parse_provider, parse_rate
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import Secret, mask_url
-from gateway.settings.model import DedupSettings, Settings, StateSettings, TracingSettings, UpstreamSettings
+from gateway.settings.model import (
+    DedupSettings,
+    EventsSettings,
+    QueueSettings,
+    Settings,
+    StateSettings,
+    TracingSettings,
+    UpstreamSettings,
+)
 from gateway.settings.reader import Reader
 
 TOP_KEYS = (
     "listen", "public_url", "upstream", "providers", "trusted_proxies", "limits", "rate_limits",
-    "dedup", "state", "management", "logging", "tracing", "shutdown",
+    "dedup", "state", "events", "management", "logging", "tracing", "shutdown",
 )  # fmt: skip
+EVENT_SCHEMES = ("memory://", "postgresql://", "postgres://")
 STORE_SCHEMES = ("memory://", "redis://", "rediss://")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEMO_CONFIG = "demo.yaml"
@@ -92,12 +101,17 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
         "rate_limit": _limit(rates, "per_provider", {"rate": 1000, "burst": 2000}),
         "dedup_ttl": dedup.number("ttl", 3 * 24 * 3600),
     }
+    upstream = _upstream(root.sub("upstream"))
+    events = _events(root.sub("events"))
+    if upstream.mode == "queue" and not events.url.startswith(("postgresql://", "postgres://")):
+        root.fail("queue mode needs a durable event store: set events.url to postgresql://...", "queue", "upstream.mode")
     return Settings(
         file=file,
         host=host,
         port=port,
         public_url=public_url.rstrip("/"),
-        upstream=_upstream(root.sub("upstream")),
+        upstream=upstream,
+        events=events,
         providers=_providers(root.sub("providers"), catalog, defaults),
         trusted_proxies=parse_networks(root.sub("trusted_proxies")),
         body_timeout=float(limits.number("body_timeout", 10.0)),
@@ -141,18 +155,47 @@ def _env(match: re.Match[str], env: Mapping[str, str], file: str, path: str) -> 
 
 
 def _upstream(r: Reader) -> UpstreamSettings:
-    r.mapping(("url", "mode", "connect_timeout", "timeout", "retries", "headers"))
+    r.mapping(("url", "mode", "connect_timeout", "timeout", "retries", "headers", "queue"))
     url = r.text("url")
     if not url.startswith(("http://", "https://")):
         r.fail("must start with http:// or https://", url, "url")
     headers = {str(k): str(v) for k, v in r.sub("headers").mapping().items()}
     return UpstreamSettings(
         url=url,
-        mode=r.text("mode", "sync", ("sync",)),
+        mode=r.text("mode", "sync", ("sync", "queue")),
         connect_timeout=float(r.number("connect_timeout", 2.0)),
         timeout=float(r.number("timeout", 10.0)),
         retries=r.integer("retries", 1, minimum=0),
         headers=headers,
+        queue=_queue(r.sub("queue")),
+    )
+
+
+def _queue(r: Reader) -> QueueSettings:
+    r.mapping(("concurrency", "batch", "max_attempts", "backoff_base", "backoff_max", "poll_interval", "lease"))
+    return QueueSettings(
+        concurrency=r.integer("concurrency", 16),
+        batch=r.integer("batch", 64),
+        max_attempts=r.integer("max_attempts", 12),
+        backoff_base=float(r.number("backoff_base", 1.0)),
+        backoff_max=float(r.number("backoff_max", 3600.0)),
+        poll_interval=float(r.number("poll_interval", 0.5)),
+        lease=float(r.number("lease", 60.0)),
+    )
+
+
+def _events(r: Reader) -> EventsSettings:
+    r.mapping(("url", "max_memory_events", "migrate_on_start", "retention_days", "pool_size", "timeout"))
+    url = r.text("url", "memory://")
+    if not url.startswith(EVENT_SCHEMES):
+        r.fail(f"unsupported event store; supported: {', '.join(EVENT_SCHEMES)}", mask_url(url), "url")
+    return EventsSettings(
+        url=url,
+        max_memory_events=r.integer("max_memory_events", 10_000),
+        migrate_on_start=r.boolean("migrate_on_start", True),
+        retention_days=float(r.number("retention_days", 30.0)),
+        pool_size=r.integer("pool_size", 10),
+        timeout=float(r.number("timeout", 5.0)),
     )
 
 

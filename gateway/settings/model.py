@@ -10,6 +10,31 @@ from gateway.secrets import Secret
 
 
 @dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Queue mode: background delivery from the PostgreSQL outbox."""
+
+    concurrency: int = 16  # deliveries in flight per process
+    batch: int = 64  # events claimed per query
+    max_attempts: int = 12  # then the event is dead (a dead letter)
+    backoff_base: float = 1.0  # seconds; doubles per attempt, with jitter
+    backoff_max: float = 3600.0
+    poll_interval: float = 0.5  # seconds between looks when idle (new events wake workers at once)
+    lease: float = 60.0  # a claimed event returns to the queue if its worker dies
+
+
+@dataclass(frozen=True, slots=True)
+class EventsSettings:
+    """The event store: audit log, outbox and dead letters."""
+
+    url: str = "memory://"
+    max_memory_events: int = 10_000
+    migrate_on_start: bool = True
+    retention_days: float = 30.0
+    pool_size: int = 10
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     """Where normalized events go and how patiently."""
 
@@ -19,6 +44,7 @@ class UpstreamSettings:
     timeout: float = 10.0
     retries: int = 1  # extra attempts after a connection error (never after a response)
     headers: Mapping[str, str] | None = None
+    queue: QueueSettings = QueueSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +90,7 @@ class Settings:
     per_source_limit: RateLimit | None = None
     dedup: DedupSettings = DedupSettings()
     state: StateSettings = StateSettings()
+    events: EventsSettings = EventsSettings()
     api_keys: tuple[Secret, ...] = ()
     log_level: str = "info"
     tracing: TracingSettings = TracingSettings()

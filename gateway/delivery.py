@@ -1,0 +1,139 @@
+"""Queue mode: background delivery from the outbox, with retries, backoff and dead letters.
+
+Workers claim due events (``FOR UPDATE SKIP LOCKED`` in PostgreSQL, so replicas never deliver the
+same claim twice), deliver each through the shared ``Forwarder``, then mark it delivered, due again
+after a backoff that honours the upstream's Retry-After, or dead after ``max_attempts``. A worker
+that dies leaves its claims to expire after ``lease`` seconds; another worker picks them up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from collections.abc import Mapping
+
+from gateway.errors import Rejection
+from gateway.events.base import Backoff, EventRecord, EventStore
+from gateway.events.redact import redact_event
+from gateway.forwarder import Forwarder
+from gateway.metrics import Metrics
+from gateway.providers.spec import ProviderSpec
+from gateway.settings.model import QueueSettings
+from gateway.stores.base import StoreError
+from gateway.tracing import new_traceparent
+
+log = logging.getLogger("gateway.delivery")
+
+
+class Delivery:
+    def __init__(
+        self,
+        events: EventStore,
+        forwarder: Forwarder,
+        settings: QueueSettings,
+        providers: Mapping[str, ProviderSpec],
+        metrics: Metrics,
+    ) -> None:
+        self.events = events
+        self.forwarder = forwarder
+        self.settings = settings
+        self.providers = providers
+        self.metrics = metrics
+        self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="delivery")
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming; give in-flight deliveries ``timeout`` seconds (unfinished ones are
+        re-claimed after their lease, by this process on restart or by another replica)."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await asyncio.wait([self._loop_task], timeout=timeout)
+            self._loop_task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+            for task in self._tasks:
+                task.cancel()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            free = self.settings.concurrency - len(self._tasks)
+            if free <= 0:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                batch = await self.events.claim_due(min(free, self.settings.batch), self.settings.lease)
+            except StoreError:
+                self.metrics.store_errors.labels("events", "retry").inc()
+                batch = []
+            if not batch:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                except TimeoutError:
+                    pass
+                continue
+            for record in batch:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._deliver(record))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _deliver(self, record: EventRecord) -> None:
+        spec = self.providers.get(record.provider)
+        try:
+            await self.forwarder.send(record.provider, record.event, new_traceparent())
+        except Rejection as rej:
+            await self._failed(record, rej)
+            return
+        redacted = redact_event(record.event, spec.redact) if spec and spec.redact else None
+        try:
+            await self.events.mark_delivered(record.id, redacted)
+        except StoreError:
+            # Delivered but not marked: the lease expires and it is delivered again. The upstream
+            # sees the same CloudEvent id twice, which is why it must be idempotent on `id`.
+            self.metrics.store_errors.labels("events", "mark_delivered").inc()
+        self.metrics.queue_deliveries.labels(record.provider, "delivered").inc()
+
+    async def _failed(self, record: EventRecord, rej: Rejection) -> None:
+        error = f"{rej.code}: {rej.message}"
+        try:
+            if record.attempts >= self.settings.max_attempts:
+                await self.events.mark_dead(record.id, error)
+                self.metrics.queue_deliveries.labels(record.provider, "dead").inc()
+                log.warning("dead letter", extra={"provider": record.provider, "event_id": record.event_id, "error": error})
+                return
+            retry_after = _retry_after(rej.headers.get("Retry-After") if rej.headers else None)
+            await self.events.mark_retry(record.id, self.backoff.delay(record.attempts, retry_after), error)
+            self.metrics.queue_deliveries.labels(record.provider, "retry").inc()
+        except StoreError:
+            self.metrics.store_errors.labels("events", "mark_failed").inc()
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,132 @@
+"""The event store: audit log, outbox and dead-letter queue in one table of events.
+
+Status of an event: ``queued`` (waiting for delivery, queue mode), ``delivering`` (a worker holds
+it until ``locked_until``), ``delivered``, ``dead`` (gave up after ``max_attempts``). Rejected
+requests are not events: they are folded into per-minute counts by provider, source and code.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+STATUSES = ("queued", "delivering", "delivered", "dead")
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """One accepted webhook as stored. ``event`` is the CloudEvents envelope to deliver."""
+
+    provider: str
+    event_id: str
+    event_type: str
+    received_at: datetime
+    status: str
+    headers: dict[str, str]
+    body: bytes
+    event: bytes
+    client_ip: str = ""
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+    id: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "event_id": self.event_id,
+            "event_type": self.event_type or None,
+            "received_at": _iso(self.received_at),
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": _iso(self.next_attempt_at),
+            "delivered_at": _iso(self.delivered_at),
+            "last_error": self.last_error,
+            "client_ip": self.client_ip or None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    provider: str | None = None
+    status: str | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+    before_id: int | None = None  # keyset pagination: events with a smaller id
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A folded count of rejections: one row per minute, provider, source and code."""
+
+    minute: datetime
+    provider: str
+    source: str
+    code: str
+    count: int = 1
+
+
+class EventStore(Protocol):
+    """What the pipeline, the delivery workers and the management API need from storage."""
+
+    url: str
+    durable: bool
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+
+    async def insert(self, record: EventRecord) -> bool:
+        """Store ``record`` durably (batched with concurrent callers); False if its id exists."""
+
+    def submit(self, record: EventRecord) -> None:
+        """Store an audit copy of an event already delivered (sync mode), without waiting."""
+
+    def record_rejection(self, provider: str, source: str, code: str) -> None:
+        """Count a rejection or duplicate (never blocks; flushed in the background)."""
+
+    async def claim_due(self, limit: int, lease: float) -> list[EventRecord]:
+        """Queued events due now (and expired leases), marked delivering until now + lease."""
+
+    async def mark_delivered(self, record_id: int, event: bytes | None = None) -> None: ...
+    async def mark_retry(self, record_id: int, delay: float, error: str) -> None: ...
+    async def mark_dead(self, record_id: int, error: str) -> None: ...
+
+    async def list(self, flt: EventFilter) -> list[EventRecord]: ...
+    async def get(self, record_id: int) -> EventRecord | None: ...
+    async def requeue(self, flt: EventFilter, ids: list[int] | None = None) -> int:
+        """Set matching events back to queued, due now; returns how many."""
+
+    async def purge(self, flt: EventFilter) -> int:
+        """Delete matching events; returns how many."""
+
+    async def stats(self, days: int) -> dict[str, Any]: ...
+    async def expire(self, days: float) -> int:
+        """Retention: delete delivered and dead events (and rejection counts) older than ``days``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter: ``base * 2**(attempt-1)``, capped, times 0.5 to 1.0."""
+
+    base: float = 1.0
+    cap: float = 3600.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        delay = ceiling * (0.5 + self.rng.random() / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.cap))  # honour the upstream's Retry-After
+        return delay
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="milliseconds") if value else None

@@ -1,0 +1,142 @@
+"""``memory://`` event store: the last ``max_events`` events of this process, for the audit API.
+
+Not durable, so the config refuses queue mode on it (a 202 must mean the event is on disk).
+"""
+
+from __future__ import annotations
+
+
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.events.base import EventFilter, EventRecord, Rejected
+from gateway.stats import StatsLedger
+
+
+def matches(r: EventRecord, f: EventFilter) -> bool:
+    return (
+        (f.provider is None or r.provider == f.provider)
+        and (f.status is None or r.status == f.status)
+        and (f.event_id is None or r.event_id == f.event_id)
+        and (f.event_type is None or r.event_type == f.event_type)
+        and (f.since is None or r.received_at >= f.since)
+        and (f.until is None or r.received_at < f.until)
+        and (f.before_id is None or r.id < f.before_id)
+    )
+
+
+class MemoryEventStore:
+    durable = False
+
+    def __init__(self, url: str = "memory://", max_events: int = 10_000, ledger: StatsLedger | None = None) -> None:
+        self.url = url
+        self.max_events = max_events
+        self._events: OrderedDict[int, EventRecord] = OrderedDict()
+        self._keys: dict[tuple[str, str], int] = {}
+        self._rejections: dict[tuple[datetime, str, str, str], Rejected] = {}
+        self._next_id = 1
+        self.ledger = ledger
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def insert(self, record: EventRecord) -> bool:
+        return self._insert(record)
+
+    def _insert(self, record: EventRecord) -> bool:
+        key = (record.provider, record.event_id)
+        if key in self._keys:
+            return False
+        record.id = self._next_id
+        self._next_id += 1
+        self._events[record.id] = record
+        self._keys[key] = record.id
+        while len(self._events) > self.max_events:
+            _, old = self._events.popitem(last=False)
+            self._keys.pop((old.provider, old.event_id), None)
+        return True
+
+    def submit(self, record: EventRecord) -> None:
+        """Audit copy of a delivered event (sync mode)."""
+        self._insert(record)
+
+    def record_rejection(self, provider: str, source: str, code: str) -> None:
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        key = (minute, provider, source, code)
+        if key in self._rejections:
+            self._rejections[key].count += 1
+        elif len(self._rejections) < self.max_events:
+            self._rejections[key] = Rejected(minute, provider, source, code)
+
+    async def claim_due(self, limit: int, lease: float) -> list[EventRecord]:
+        now = datetime.now(UTC)
+        out = []
+        for r in self._events.values():
+            due = r.next_attempt_at is None or r.next_attempt_at <= now
+            if r.status in ("queued", "delivering") and due:
+                r.status = "delivering"
+                r.attempts += 1
+                r.next_attempt_at = now + timedelta(seconds=lease)
+                out.append(r)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def mark_delivered(self, record_id: int, event: bytes | None = None) -> None:
+        if r := self._events.get(record_id):
+            r.event = event or r.event
+            r.status, r.delivered_at, r.next_attempt_at, r.last_error = "delivered", datetime.now(UTC), None, None
+
+    async def mark_retry(self, record_id: int, delay: float, error: str) -> None:
+        if r := self._events.get(record_id):
+            r.status, r.last_error = "queued", error
+            r.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+
+    async def mark_dead(self, record_id: int, error: str) -> None:
+        if r := self._events.get(record_id):
+            r.status, r.last_error, r.next_attempt_at = "dead", error, None
+
+    async def list(self, flt: EventFilter) -> list[EventRecord]:
+        out = [r for r in reversed(self._events.values()) if matches(r, flt)]
+        return out[: flt.limit]
+
+    async def get(self, record_id: int) -> EventRecord | None:
+        return self._events.get(record_id)
+
+    async def requeue(self, flt: EventFilter, ids: list[int] | None = None) -> int:
+        n = 0
+        for r in self._events.values():
+            if (ids is None or r.id in ids) and matches(r, flt) and r.status != "delivering":
+                r.status, r.next_attempt_at, r.attempts = "queued", datetime.now(UTC), 0
+                n += 1
+        return n
+
+    async def purge(self, flt: EventFilter) -> int:
+        doomed = [r for r in self._events.values() if matches(r, flt)]
+        for r in doomed:
+            del self._events[r.id]
+            self._keys.pop((r.provider, r.event_id), None)
+        return len(doomed)
+
+    async def stats(self, days: int) -> dict[str, Any]:
+        ledger = self.ledger or StatsLedger()
+        return ledger.summary(days)
+
+    async def expire(self, days: float) -> int:
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        flt = EventFilter(until=cutoff)
+        doomed = [r.id for r in self._events.values() if matches(r, flt) and r.status in ("delivered", "dead")]
+        for i in doomed:
+            r = self._events.pop(i)
+            self._keys.pop((r.provider, r.event_id), None)
+        self._rejections = {k: v for k, v in self._rejections.items() if k[0] >= cutoff}
+        return len(doomed)
+
+

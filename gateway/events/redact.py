@@ -1,0 +1,85 @@
+"""Redaction of what the event store keeps: JSON paths from the provider's ``redact`` list.
+
+Paths are dotted, with ``[n]`` or ``[*]`` for list items and ``*`` for any key:
+``data.object.billing_details.email``, ``line_items[*].card``, ``customer.*``. Matched values
+become ``"[REDACTED]"``. Credentials in headers are always dropped from the stored copy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+MASK = "[REDACTED]"
+#: Never stored: credentials and signatures (a signature is a replayable credential in its window).
+SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+Path = tuple[str | int, ...]
+
+
+def parse_redact_path(text: str) -> Path | None:
+    parts: list[str | int] = []
+    for piece in text.split("."):
+        match = re.fullmatch(r"([^\[\]]+)((?:\[(?:\d+|\*)\])*)", piece)
+        if not match:
+            return None
+        parts.append(match.group(1))
+        parts.extend("*" if i == "*" else int(i) for i in re.findall(r"\[(\d+|\*)\]", match.group(2)))
+    return tuple(parts)
+
+
+def redact_document(doc: Any, paths: tuple[Path, ...]) -> Any:
+    for path in paths:
+        _apply(doc, path)
+    return doc
+
+
+def _apply(node: Any, path: Path) -> None:
+    if not path:
+        return
+    step, rest = path[0], path[1:]
+    if isinstance(node, dict):
+        keys = list(node) if step == "*" else [step] if step in node else []
+        for key in keys:
+            if rest:
+                _apply(node[key], rest)
+            else:
+                node[key] = MASK
+    elif isinstance(node, list):
+        indexes = range(len(node)) if step == "*" else [step] if isinstance(step, int) and step < len(node) else []
+        for i in indexes:
+            if rest:
+                _apply(node[i], rest)
+            else:
+                node[i] = MASK
+
+
+def redact_body(body: bytes, paths: tuple[Path, ...]) -> bytes:
+    """The body with ``paths`` masked if it is JSON; unchanged when there are no rules."""
+    if not paths:
+        return body
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(redact_document(doc, paths), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def redact_event(event: bytes, paths: tuple[Path, ...]) -> bytes:
+    """The CloudEvents envelope with ``paths`` masked inside ``data.payload``."""
+    if not paths:
+        return event
+    doc = json.loads(event)
+    payload = doc.get("data", {}).get("payload")
+    if isinstance(payload, dict | list):
+        redact_document(payload, paths)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def stored_headers(headers: Any, signature_header: str | None) -> dict[str, str]:
+    sig = (signature_header or "").lower()
+    out = {}
+    for name, value in headers.items():
+        low = name.lower()
+        out[name] = MASK if low in SENSITIVE_HEADERS or low == sig else value
+    return out

@@ -1,0 +1,146 @@
+"""Management API over the event store: list, show, replay, bulk replay, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.app_state import SERVICES, Services
+from gateway.errors import Rejection
+from gateway.events.base import STATUSES, EventFilter, EventRecord
+from gateway.handlers.auth import require_api_key
+from gateway.pipeline.runner import error_response, json_response
+from gateway.stores.base import StoreError
+from gateway.tracing import new_traceparent
+
+MAX_LIMIT = 500
+
+
+def managed(handler: Any) -> Any:
+    """API key first; store failures become 503, bad parameters 400."""
+
+    async def wrapper(request: web.Request) -> web.Response:
+        try:
+            require_api_key(request)
+            result: web.Response = await handler(request, request.app[SERVICES])
+            return result
+        except Rejection as rej:
+            return error_response(rej)
+        except StoreError:
+            return error_response(Rejection("store_unavailable", "the event store is unavailable", {"Retry-After": "5"}))
+
+    return wrapper
+
+
+def parse_filter(params: Any, status: str | None = None) -> EventFilter:
+    def text(name: str) -> str | None:
+        value = params.get(name)
+        return str(value) if value not in (None, "") else None
+
+    chosen = status or text("status")
+    if chosen is not None and chosen not in STATUSES:
+        raise Rejection("invalid_parameter", f"status must be one of {', '.join(STATUSES)}")
+    return EventFilter(
+        provider=text("provider"),
+        status=chosen,
+        event_id=text("event_id"),
+        event_type=text("event_type"),
+        since=_time(text("since"), "since"),
+        until=_time(text("until"), "until"),
+        limit=_int(text("limit") or "100", "limit", 1, MAX_LIMIT),
+        before_id=_int(text("before_id"), "before_id", 1, 2**62) if text("before_id") else None,
+    )
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Rejection("invalid_parameter", f"{name} must be an ISO 8601 time with a zone") from None
+    if parsed.tzinfo is None:
+        raise Rejection("invalid_parameter", f"{name} must include a time zone (e.g. Z)")
+    return parsed
+
+
+def _int(value: str | None, name: str, low: int, high: int) -> int:
+    if value is None or not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise Rejection("invalid_parameter", f"{name} must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def detail(record: EventRecord) -> dict[str, Any]:
+    try:
+        body: Any = {"text": record.body.decode("utf-8")}
+    except UnicodeDecodeError:
+        body = {"base64": base64.b64encode(record.body).decode()}
+    return {**record.summary(), "headers": record.headers, "body": body, "event": json.loads(record.event)}
+
+
+def _page(records: list[EventRecord]) -> dict[str, Any]:
+    return {"success": True, "events": [r.summary() for r in records], "next_before_id": records[-1].id if records else None}
+
+
+@managed
+async def list_events(request: web.Request, services: Services) -> web.Response:
+    return json_response(200, _page(await services.events.list(parse_filter(request.query))))
+
+
+@managed
+async def show_event(request: web.Request, services: Services) -> web.Response:
+    record = await services.events.get(_int(request.match_info["id"], "id", 1, 2**62))
+    if record is None:
+        raise Rejection("not_found", "no stored event with this id")
+    return json_response(200, {"success": True, "event": detail(record)})
+
+
+@managed
+async def replay_event(request: web.Request, services: Services) -> web.Response:
+    record_id = _int(request.match_info["id"], "id", 1, 2**62)
+    record = await services.events.get(record_id)
+    if record is None:
+        raise Rejection("not_found", "no stored event with this id")
+    if services.delivery is not None:
+        n = await services.events.requeue(EventFilter(limit=1), [record_id])
+        services.delivery.notify()
+        return json_response(202, {"success": True, "status": "queued" if n else "in_flight", "id": record_id})
+    await services.forwarder.send(record.provider, record.event, new_traceparent())
+    return json_response(200, {"success": True, "status": "forwarded", "id": record_id})
+
+
+@managed
+async def replay_events(request: web.Request, services: Services) -> web.Response:
+    """Bulk replay by filter (JSON body with the list filters). Queue mode requeues them all;
+    sync mode delivers up to ``limit`` now, in order, stopping at the first failure."""
+    try:
+        params = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise Rejection("invalid_json", "the body must be a JSON object of filters") from None
+    if not isinstance(params, dict):
+        raise Rejection("invalid_json", "the body must be a JSON object of filters")
+    flt = parse_filter({k: str(v) for k, v in params.items() if v is not None})
+    if services.delivery is not None:
+        n = await services.events.requeue(flt)
+        services.delivery.notify()
+        return json_response(202, {"success": True, "status": "queued", "count": n})
+    delivered = 0
+    for record in reversed(await services.events.list(flt)):
+        await services.forwarder.send(record.provider, record.event, new_traceparent())
+        delivered += 1
+    return json_response(200, {"success": True, "status": "forwarded", "count": delivered})
+
+
+@managed
+async def list_dead(request: web.Request, services: Services) -> web.Response:
+    return json_response(200, _page(await services.events.list(parse_filter(request.query, "dead"))))
+
+
+@managed
+async def purge_dead(request: web.Request, services: Services) -> web.Response:
+    n = await services.events.purge(parse_filter(request.query, "dead"))
+    return json_response(200, {"success": True, "purged": n})

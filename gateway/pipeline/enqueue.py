@@ -1,0 +1,32 @@
+"""Stage 9 (queue mode): answer 202 only once the event is committed to PostgreSQL.
+
+Inserts from concurrent requests share one transaction (group commit). A store failure is 503,
+so the provider retries: never a 4xx, which would make it give up on an event we do not have.
+"""
+
+from __future__ import annotations
+
+from gateway.events.base import EventStore
+from gateway.events.record import record_from
+from gateway.errors import Rejection
+from gateway.pipeline.context import Reply, RequestContext
+from gateway.stores.base import StoreError
+
+
+class Enqueue:
+    name = "enqueue"
+
+    def __init__(self, events: EventStore, wake: object) -> None:
+        self.events = events
+        self.wake = wake  # a Delivery: told that work is due
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        try:
+            stored = await self.events.insert(record_from(ctx, "queued", redact_envelope=False))
+        except StoreError:
+            raise Rejection("store_unavailable", "the event store is unavailable; retry later", {"Retry-After": "5"}) from None
+        if not stored:  # the table already has this event id: a copy that outlived the dedup store
+            ctx.reply = Reply(200, "duplicate", {"success": True, "status": "duplicate", "event_id": ctx.event_id})
+            return
+        self.wake.notify()  # type: ignore[attr-defined]
+        ctx.reply = Reply(202, "queued", {"success": True, "status": "queued", "event_id": ctx.event_id})
