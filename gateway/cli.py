@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("run", _run, "serve webhooks")
     command("check", _check, "validate a config and list its providers")
+    command("migrate", _migrate, "apply the event store's SQL migrations (PostgreSQL)")
     for name, func, text in (("sign", _sign, "print the headers a provider would send"), ("send", _send, "sign a sample event and post it")):
         c = command(name, func, text)
         c.add_argument("provider")
@@ -69,6 +70,31 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
         scheme = f"{spec.algorithm_label} in {sig.header}, {len(sig.secrets)} secret(s) {list(sig.secrets)}" if sig else "UNSIGNED (allow_unsigned)"
         ts = f", timestamp ±{spec.timestamp.tolerance:g}s" if spec.timestamp else ""
         print(f"  {name:<20} {settings.webhook_url(name)}  {scheme}{ts}")
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.events.url.startswith(("postgresql://", "postgres://")):
+        print("webhook-gateway: events.url is not PostgreSQL; nothing to migrate", file=sys.stderr)
+        return 1
+    return asyncio.run(_apply_migrations(settings.events.url))
+
+
+async def _apply_migrations(dsn: str) -> int:
+    import asyncpg
+
+    from gateway.events.postgres import apply_migrations
+
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"webhook-gateway: cannot connect to PostgreSQL: {exc}", file=sys.stderr)
+        return 1
+    try:
+        applied = await apply_migrations(pool)
+    finally:
+        await pool.close()
+    print(f"applied: {', '.join(applied)}" if applied else "up to date")
     return 0
 
 
