@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         c.set_defaults(func=func)
         return c
 
-    command("run", _run, "serve webhooks")
+    run = command("run", _run, "serve webhooks")
+    run.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     command("check", _check, "validate a config and list its providers")
     command("migrate", _migrate, "apply the event store's SQL migrations (PostgreSQL)")
     for name, func, text in (("sign", _sign, "print the headers a provider would send"), ("send", _send, "sign a sample event and post it")):
@@ -54,13 +57,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        print("webhook-gateway: --workers must be >= 1", file=sys.stderr)
+        return EXIT_CONFIG
+    parent = os.getpid()
+    if args.workers > 1:
+        from gateway.workers import prepare_multiprocess_metrics
+
+        metrics_dir = prepare_multiprocess_metrics()  # before prometheus_client is first imported
+        if settings.state.url.startswith("memory://"):
+            print(
+                "webhook-gateway: WARNING: with --workers > 1 and state.url memory://, each worker dedups and "
+                "rate-limits on its own; use redis:// to share them",
+                file=sys.stderr,
+            )
     from gateway import logs, server
 
     logs.setup(settings.log_level)
     for name, spec in settings.providers.items():
         if spec.signature is None:
             print(f"webhook-gateway: WARNING: provider {name} accepts UNSIGNED webhooks (allow_unsigned: true)", file=sys.stderr)
-    return server.run(settings, demo=args.config is None)
+    try:
+        return server.run(settings, demo=args.config is None, workers=args.workers)
+    finally:
+        if args.workers > 1 and os.getpid() == parent:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
@@ -106,8 +127,9 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, 
     if provider.signature and not 0 <= args.secret < len(provider.signature.secrets):
         print(f"webhook-gateway: provider {args.provider} has {len(provider.signature.secrets)} secret(s)", file=sys.stderr)
         return None
+    extra: dict[str, str] = {}
     if args.body:
-        body, extra = Path(args.body).read_bytes(), {}
+        body = Path(args.body).read_bytes()
     else:
         body, extra = sample_event(provider)
     base = (args.url or settings.public_url).rstrip("/")

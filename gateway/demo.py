@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TextIO
 
 from aiohttp import web
 
 
-def demo_upstream_app(out: object = None) -> web.Application:
+def demo_upstream_app(out: TextIO | None = None) -> web.Application:
     stream = out or sys.stdout
 
     async def receive(request: web.Request) -> web.Response:
@@ -22,7 +23,7 @@ def demo_upstream_app(out: object = None) -> web.Application:
                 line += f" payment={payment.get('id')} {payment.get('status')} {payment.get('amount')} {payment.get('currency')}"
         except (ValueError, AttributeError):
             line = f"[demo upstream] {len(raw)} bytes (not a CloudEvent)"
-        print(line, file=stream, flush=True)  # type: ignore[call-overload]
+        print(line, file=stream, flush=True)
         return web.Response(status=204)
 
     app = web.Application()

@@ -16,7 +16,9 @@ from gateway.metrics import Metrics
 from gateway.settings.model import UpstreamSettings
 
 CONTENT_TYPE = "application/cloudevents+json"
-_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
+# Connection-level failures with no answer: refused, reset (ECONNRESET is a ClientOSError, the
+# usual fate of a pooled keep-alive connection the upstream closed), or closed before a status.
+_RETRYABLE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
 
 
 class Forwarder:
@@ -65,8 +67,8 @@ class Forwarder:
         if 200 <= status < 300:
             return status
         if status in (429, 503):
-            headers = {"Retry-After": retry_after} if retry_after else None
-            raise Rejection("upstream_unavailable", f"the upstream is busy (HTTP {status})", headers)
+            hint = {"Retry-After": retry_after} if retry_after else None
+            raise Rejection("upstream_unavailable", f"the upstream is busy (HTTP {status})", hint)
         raise Rejection("upstream_error", f"the upstream answered HTTP {status}")
 
     async def _post(self, event: bytes, headers: dict[str, str]) -> tuple[int, str]:
@@ -75,7 +77,10 @@ class Forwarder:
         while True:
             try:
                 async with self.session.post(self.settings.url, data=event, headers=headers) as resp:
-                    await resp.read()
+                    try:
+                        await resp.read()
+                    except aiohttp.ClientPayloadError:
+                        resp.close()  # the status is the answer; a cut-off body changes nothing
                     return resp.status, resp.headers.get("Retry-After", "")
             except _RETRYABLE:
                 if attempt >= self.settings.retries:

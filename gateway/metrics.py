@@ -7,7 +7,9 @@ position in the provider's secret list. Nothing from a request becomes a label a
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 PREFIX = "webhook_gateway"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -50,7 +52,7 @@ class Metrics:
         )  # fmt: skip
         self.last_event = Gauge(
             f"{PREFIX}_last_event_timestamp_seconds", "Unix time of the last accepted event, by provider.",
-            ["provider"], registry=r,
+            ["provider"], multiprocess_mode="max", registry=r,
         )  # fmt: skip
         self.store_errors = Counter(
             f"{PREFIX}_store_errors_total", "Store calls that failed, by concern and the policy applied.",
@@ -60,7 +62,14 @@ class Metrics:
             f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
             ["provider", "result"], registry=r,
         )  # fmt: skip
-        self.in_flight = Gauge(f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", registry=r)
+        self.in_flight = Gauge(
+            f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
+        )
 
     def render(self) -> bytes:
+        """The exposition text; under ``--workers N`` the sum over all worker processes."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -18,18 +18,23 @@ log = logging.getLogger("gateway.server")
 DEMO_UPSTREAM_PORT = 9000
 
 
-def run(settings: Settings, demo: bool = False) -> int:
+def run(settings: Settings, demo: bool = False, workers: int = 1) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code."""
-    return uvloop.run(_serve(settings, demo))
+    if workers <= 1:
+        return uvloop.run(_serve(settings, demo))
+    from gateway.workers import supervise
+
+    return supervise(workers, lambda index: uvloop.run(_serve(settings, demo and index == 0, reuse_port=True)))
 
 
-async def _serve(settings: Settings, demo: bool) -> int:
+async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> int:
     services = build_services(settings)
     runners: list[web.AppRunner] = []
     try:
         if demo:
             runners.append(await _start(demo_upstream_app(), "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
-        gateway = await _start(build_app(settings, services), settings.host, settings.port, settings.shutdown_timeout)
+        app = build_app(settings, services)
+        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port)
         runners.append(gateway)
     except OSError as exc:
         print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
@@ -55,11 +60,13 @@ async def _serve(settings: Settings, demo: bool) -> int:
     return 0
 
 
-async def _start(app: web.Application, host: str, port: int, shutdown_timeout: float) -> web.AppRunner:
+async def _start(
+    app: web.Application, host: str, port: int, shutdown_timeout: float, reuse_port: bool = False
+) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
     except OSError:
         await runner.cleanup()
         raise

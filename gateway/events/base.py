@@ -7,6 +7,7 @@ requests are not events: they are folded into per-minute counts by provider, sou
 
 from __future__ import annotations
 
+import builtins
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,16 +93,16 @@ class EventStore(Protocol):
     def record_rejection(self, provider: str, source: str, code: str) -> None:
         """Count a rejection or duplicate (never blocks; flushed in the background)."""
 
-    async def claim_due(self, limit: int, lease: float) -> list[EventRecord]:
+    async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
         """Queued events due now (and expired leases), marked delivering until now + lease."""
 
     async def mark_delivered(self, record_id: int, event: bytes | None = None) -> None: ...
     async def mark_retry(self, record_id: int, delay: float, error: str) -> None: ...
     async def mark_dead(self, record_id: int, error: str) -> None: ...
 
-    async def list(self, flt: EventFilter) -> list[EventRecord]: ...
+    async def list(self, flt: EventFilter) -> builtins.list[EventRecord]: ...
     async def get(self, record_id: int) -> EventRecord | None: ...
-    async def requeue(self, flt: EventFilter, ids: list[int] | None = None) -> int:
+    async def requeue(self, flt: EventFilter, ids: builtins.list[int] | None = None) -> int:
         """Set matching events back to queued, due now; returns how many."""
 
     async def purge(self, flt: EventFilter) -> int:
@@ -125,7 +126,7 @@ class Backoff:
         delay = ceiling * (0.5 + self.rng.random() / 2)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.cap))  # honour the upstream's Retry-After
-        return delay
+        return float(delay)
 
 
 def _iso(value: datetime | None) -> str | None:

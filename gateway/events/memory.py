@@ -5,7 +5,7 @@ Not durable, so the config refuses queue mode on it (a 202 must mean the event i
 
 from __future__ import annotations
 
-
+import builtins
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,7 +75,7 @@ class MemoryEventStore:
         elif len(self._rejections) < self.max_events:
             self._rejections[key] = Rejected(minute, provider, source, code)
 
-    async def claim_due(self, limit: int, lease: float) -> list[EventRecord]:
+    async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
         now = datetime.now(UTC)
         out = []
         for r in self._events.values():
@@ -103,14 +103,14 @@ class MemoryEventStore:
         if r := self._events.get(record_id):
             r.status, r.last_error, r.next_attempt_at = "dead", error, None
 
-    async def list(self, flt: EventFilter) -> list[EventRecord]:
+    async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:
         out = [r for r in reversed(self._events.values()) if matches(r, flt)]
         return out[: flt.limit]
 
     async def get(self, record_id: int) -> EventRecord | None:
         return self._events.get(record_id)
 
-    async def requeue(self, flt: EventFilter, ids: list[int] | None = None) -> int:
+    async def requeue(self, flt: EventFilter, ids: builtins.list[int] | None = None) -> int:
         n = 0
         for r in self._events.values():
             if (ids is None or r.id in ids) and matches(r, flt) and r.status != "delivering":

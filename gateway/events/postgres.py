@@ -10,6 +10,7 @@ with ``FOR UPDATE SKIP LOCKED``, so any number of replicas share the outbox safe
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import time
@@ -196,7 +197,7 @@ class PostgresEventStore:
 
     # -- outbox ------------------------------------------------------------------------------
 
-    async def claim_due(self, limit: int, lease: float) -> list[EventRecord]:
+    async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
         rows = await self._run("fetch", _CLAIM, limit, float(lease))
         return [_record(row) for row in rows]
 
@@ -227,7 +228,7 @@ class PostgresEventStore:
 
     # -- management --------------------------------------------------------------------------
 
-    async def list(self, flt: EventFilter) -> list[EventRecord]:
+    async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:
         where, args = _where(flt)
         rows = await self._run(
             "fetch", f"SELECT * FROM webhook_events WHERE {where} ORDER BY id DESC LIMIT {int(flt.limit)}", *args
@@ -238,7 +239,7 @@ class PostgresEventStore:
         row = await self._run("fetchrow", "SELECT * FROM webhook_events WHERE id = $1", record_id)
         return _record(row) if row else None
 
-    async def requeue(self, flt: EventFilter, ids: list[int] | None = None) -> int:
+    async def requeue(self, flt: EventFilter, ids: builtins.list[int] | None = None) -> int:
         where, args = _where(flt)
         if ids is not None:
             args.append(ids)

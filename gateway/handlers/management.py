@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -20,7 +21,7 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
 
-def provider_rows(services: Services) -> list[dict[str, object]]:
+def provider_rows(services: Services) -> list[dict[str, Any]]:
     settings = services.settings
     rows = []
     for name, spec in settings.providers.items():

@@ -59,9 +59,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
 def load_catalog() -> dict[str, Any]:
     name = "gateway/providers/catalog.yaml"
     text = resources.files("gateway.providers").joinpath("catalog.yaml").read_text("utf-8")
-    data = _parse_yaml(name, text)
-    Reader(name, data).mapping()
-    return data
+    return Reader(name, _parse_yaml(name, text)).mapping()
 
 
 def _parse_yaml(name: str, text: str) -> Any:
@@ -285,7 +283,8 @@ def _api_keys(r: Reader) -> tuple[Secret, ...]:
 
 def _logging(r: Reader) -> str:
     r.mapping(("level",))
-    return r.text("level", "info", ("debug", "info", "warning", "error"))
+    level: str = r.text("level", "info", ("debug", "info", "warning", "error"))
+    return level
 
 
 def _tracing(r: Reader) -> TracingSettings:

@@ -1,0 +1,123 @@
+# Webhook gateway -- developer and CI entry points.
+#
+#   make run     install the gateway into .venv and run it (embedded demo config)
+#   make test    install test deps, start Redis + PostgreSQL, run pytest
+#   make lint    ruff + mypy
+#   make help    list every target
+#
+# Every pip install is pinned by constraints.txt. An install is recorded by a
+# stamp file in .venv whose name carries a hash of pyproject.toml and
+# constraints.txt, so re-running a target reinstalls only when those change.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+CONSTRAINTS := constraints.txt
+PIP         := $(BIN)/python -m pip
+PIP_INSTALL := $(PIP) install --quiet --progress-bar off -c $(CONSTRAINTS)
+
+# Extra arguments: make test PYTEST_ARGS="-k dedup -x"; make run ARGS="--config x.yaml"
+PYTEST_ARGS ?=
+ARGS        ?=
+
+# Hash of everything that decides what is installed.
+DEPS_HASH := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | sha256sum | cut -c1-16)
+RUN_STAMP := $(VENV)/.installed-run-$(DEPS_HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
+
+.PHONY: help venv install install-dev run services test lint bench constraints clean distclean
+
+help: ## Show this help
+	@echo "Usage: make <target>"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
+
+# --- virtualenv ---------------------------------------------------------------
+
+venv: $(BIN)/python ## Create .venv if missing
+
+# Debian's system python3 needs the python3-venv package for ensurepip; install
+# it (as root) when venv creation fails, then retry once.
+$(BIN)/python:
+	@echo ">> creating $(VENV) with $(PYTHON)"
+	@if ! $(PYTHON) -m venv $(VENV); then \
+		rm -rf $(VENV); \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> venv failed; installing python3-venv"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+			$(PYTHON) -m venv $(VENV); \
+		else \
+			echo "error: '$(PYTHON) -m venv' failed (on Debian: apt-get install python3-venv)" >&2; exit 1; \
+		fi; \
+	fi
+	@$(PIP) install --quiet --progress-bar off --upgrade pip
+
+# --- installs (stamped) -------------------------------------------------------
+
+install: $(RUN_STAMP) ## Install the gateway (runtime deps) into .venv
+
+install-dev: $(DEV_STAMP) ## Install the gateway with test + lint extras into .venv
+
+$(RUN_STAMP): | $(BIN)/python
+	@echo ">> pip install -e . (constraints: $(CONSTRAINTS))"
+	@$(PIP_INSTALL) -e .
+	@rm -f $(VENV)/.installed-run-*
+	@touch $@
+
+# The test/lint extras include the runtime deps, so this satisfies RUN_STAMP too.
+$(DEV_STAMP): | $(BIN)/python
+	@echo ">> pip install -e '.[test,lint]' (constraints: $(CONSTRAINTS))"
+	@$(PIP_INSTALL) -e '.[test,lint]'
+	@rm -f $(VENV)/.installed-run-* $(VENV)/.installed-dev-*
+	@touch $@ $(RUN_STAMP)
+
+# --- run ----------------------------------------------------------------------
+
+run: install ## Run the gateway (no ARGS = embedded demo config)
+	$(BIN)/webhook-gateway run $(ARGS)
+
+# --- tests and checks ---------------------------------------------------------
+
+services: ## Ensure Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, db test) are up
+	@bash scripts/services.sh
+
+# pytest exit code 5 means "no tests collected": treat it as a failure, loudly.
+test: install-dev services ## Install test deps, start services, run pytest
+	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+# Both checkers always run, so one report shows every problem; either failing fails.
+lint: install-dev ## ruff check + mypy (strict, on gateway/)
+	@rc=0; \
+	echo ">> ruff check ."; $(BIN)/ruff check . || rc=1; \
+	echo ">> mypy gateway"; $(BIN)/mypy gateway || rc=1; \
+	exit $$rc
+
+# --- benchmark ----------------------------------------------------------------
+
+bench: install-dev services ## Run the load benchmark (bench/run.sh)
+	@if [ ! -f bench/run.sh ]; then echo "error: bench/run.sh not found" >&2; exit 1; fi
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run.sh
+
+# --- maintenance --------------------------------------------------------------
+
+constraints: install-dev ## Regenerate constraints.txt from the current .venv
+	@{ echo "# Pinned versions for every pip install in this project (pip install -c constraints.txt ...)."; \
+	   echo "# Regenerate from a working venv with: make constraints"; \
+	   $(PIP) freeze --exclude-editable | grep -viE '^(webhook[-_]gateway)([=@ ]|$$)|^-e |^#'; \
+	 } > $(CONSTRAINTS).new
+	@mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	@echo ">> wrote $(CONSTRAINTS) ($$(grep -vc '^#' $(CONSTRAINTS)) pins)"
+
+clean: ## Remove caches and build output (keeps .venv)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean ## clean + remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,91 @@
+"""``run --workers N``: N processes share the port with SO_REUSEPORT; the parent supervises.
+
+The kernel spreads connections over the workers. Prometheus metrics are aggregated across them
+through prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by the parent
+before any worker imports the client), so ``/metrics`` on any worker shows the whole process
+group. SIGTERM and SIGINT are passed to every worker, which drains as a single process does; a
+worker that dies unexpectedly is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_metrics() -> str:
+    """Must run before ``prometheus_client`` is imported anywhere in this process."""
+    path = tempfile.mkdtemp(prefix="webhook-gateway-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def supervise(workers: int, serve: Callable[[int], int]) -> int:
+    """Fork ``workers`` children running ``serve(index)``; return when all have exited."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # child: its own event loop, created after the fork
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = serve(index)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    started = {}
+    for index in range(workers):
+        spawn(index)
+    started = dict.fromkeys(children, time.monotonic())
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid)
+        _mark_dead(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            exit_code = max(exit_code, code)
+            continue
+        if code == 2 or time.monotonic() - started.get(pid, 0) < 1.0:
+            # A config or listen error, or a crash at start: restarting would loop forever.
+            print(f"webhook-gateway: worker {index} exited with {code} at start; stopping", file=sys.stderr)
+            forward(signal.SIGTERM, None)
+            exit_code = code or 1
+            continue
+        print(f"webhook-gateway: worker {index} (pid {pid}) exited with {code}; restarting", file=sys.stderr)
+        spawn(index)
+        started.update({p: time.monotonic() for p in children if p not in started})
+    return exit_code
+
+
+def _mark_dead(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
