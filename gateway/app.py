@@ -11,12 +11,12 @@ from aiohttp.typedefs import Handler
 
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
-from gateway.events import event_store_from_settings
 from gateway.errors import Rejection
+from gateway.events import event_store_from_settings
 from gateway.forwarder import Forwarder
 from gateway.handlers import events, management, ops
 from gateway.metrics import Metrics
-from gateway.pipeline.runner import Pipeline, error_response
+from gateway.pipeline.runner import PIPELINE, Pipeline, error_response
 from gateway.pipeline.stage import default_stages
 from gateway.settings.model import Settings
 from gateway.stats import StatsLedger
@@ -54,6 +54,7 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     app[SERVICES] = services
     app.cleanup_ctx.append(_lifecycle)
     pipeline = Pipeline(services, default_stages(services))
+    app[PIPELINE] = pipeline
     r = app.router
     r.add_get(f"{API}/providers/", management.providers)
     r.add_get(f"{API}/health/", management.health)

@@ -58,6 +58,10 @@ class Metrics:
             f"{PREFIX}_store_errors_total", "Store calls that failed, by concern and the policy applied.",
             ["concern", "policy"], registry=r,
         )  # fmt: skip
+        self.config_reloads = Counter(
+            f"{PREFIX}_config_reloads_total", "Config reloads by result (ok, error: the old config kept serving).",
+            ["result"], registry=r,
+        )  # fmt: skip
         self.queue_deliveries = Counter(
             f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
             ["provider", "result"], registry=r,

@@ -10,6 +10,7 @@ import sys
 import uvloop
 from aiohttp import web
 
+from gateway import reload
 from gateway.app import build_app, build_services
 from gateway.demo import demo_upstream_app
 from gateway.settings.model import Settings
@@ -48,7 +49,13 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if not settings.file.startswith("<"):  # a real file (not the embedded demo): reloadable
+        loop.add_signal_handler(signal.SIGHUP, reload.reload, app)
+        watcher = asyncio.create_task(reload.watch(app), name="config-watch")
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     # Drain: readiness fails first so the Service stops routing here, then the listener closes
     # and in-flight webhooks get up to shutdown.timeout to finish (their dedup claims settle).
     services.draining = True

@@ -126,3 +126,6 @@ class Pipeline:
                 "reason": error.message if error else None,
             },
         )
+
+
+PIPELINE = web.AppKey("pipeline", Pipeline)

@@ -1,0 +1,86 @@
+"""Config reload without restart: on SIGHUP, and when the config or a secret file changes.
+
+The new file is loaded and checked in full first; if it is invalid the old config keeps serving
+and the reason is logged (and counted). Providers, secrets, limits, dedup and proxy settings take
+effect for the next request. What needs new connections or sockets (listen, state, events,
+upstream, tracing) is kept as it was and logged as "restart needed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+
+from aiohttp import web
+
+from gateway.app_state import SERVICES
+from gateway.errors import ConfigError
+from gateway.pipeline.runner import PIPELINE
+from gateway.pipeline.stage import default_stages
+from gateway.settings.loader import load_config
+from gateway.settings.model import Settings
+
+log = logging.getLogger("gateway.reload")
+RESTART_ONLY = ("host", "port", "state", "events", "upstream", "tracing")
+
+
+def apply(app: web.Application, new: Settings) -> list[str]:
+    """Swap in ``new`` (less what needs a restart); returns the keys that need one."""
+    services = app[SERVICES]
+    old = services.settings
+    pending = [key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)]
+    merged = dataclasses.replace(new, **{key: getattr(old, key) for key in RESTART_ONLY})
+    services.settings = merged
+    app[PIPELINE].stages = tuple(default_stages(services))
+    if services.delivery is not None:
+        services.delivery.providers = merged.providers
+    return pending
+
+
+def reload(app: web.Application) -> bool:
+    services = app[SERVICES]
+    path = services.settings.file
+    try:
+        new = load_config(path)
+    except ConfigError as exc:
+        services.metrics.config_reloads.labels("error").inc()
+        log.error("config reload refused; the previous config keeps serving", extra={"reason": str(exc)})
+        return False
+    pending = apply(app, new)
+    services.metrics.config_reloads.labels("ok").inc()
+    log.info("config reloaded", extra={"providers": sorted(new.providers), "restart_needed_for": pending or None})
+    return True
+
+
+def watched_files(settings: Settings) -> list[str]:
+    files = [settings.file]
+    for spec in settings.providers.values():
+        if spec.signature:
+            files += [s.label[5:] for s in spec.signature.secrets if s.label.startswith("file:")]
+    files += [s.label[5:] for s in settings.api_keys if s.label.startswith("file:")]
+    return files
+
+
+async def watch(app: web.Application, interval: float = 2.0) -> None:
+    """Reload when the config file or a ``file:`` secret changes (Kubernetes swaps mounted files)."""
+    seen = _stamps(watched_files(app[SERVICES].settings))
+    while True:
+        await asyncio.sleep(interval)
+        now = _stamps(watched_files(app[SERVICES].settings))
+        if now != seen:
+            seen = now
+            reload(app)
+            seen = _stamps(watched_files(app[SERVICES].settings))
+
+
+def _stamps(files: list[str]) -> dict[str, tuple[float, int] | None]:
+    out: dict[str, tuple[float, int] | None] = {}
+    for f in files:
+        try:
+            st = os.stat(f)  # follows symlinks: a ConfigMap update swaps the ..data link
+            out[f] = (st.st_mtime, st.st_ino)
+        except OSError:
+            out[f] = None
+    return out
