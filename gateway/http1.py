@@ -1,0 +1,236 @@
+"""A lean HTTP/1.1 client for the one upstream: keep-alive pool, one request per connection at a time.
+
+Why not aiohttp's client: forwarding is the hot path, and a general client (cookies, redirects,
+tracing hooks, multipart, proxies, per-request objects) costs more than the rest of the pipeline
+together. The upstream is a single known origin that speaks HTTP/1.1, so this client does only
+that: write one POST, read one response (Content-Length, chunked, or until close), reuse the
+connection unless the response says otherwise. TLS comes from the standard ``ssl`` module.
+Timeouts are enforced by the caller (the whole request) and by ``connect_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from urllib.parse import urlsplit
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class ProtocolError(ConnectionError):
+    """The upstream's answer is not valid HTTP/1.1."""
+
+
+class ConnectTimeout(ConnectionError):
+    """No connection within ``connect_timeout``: the request was never sent."""
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
+
+
+class _Connection(asyncio.Protocol):
+    """One connection; parses a response incrementally as bytes arrive."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[Response] | None = None
+        self.closed = False
+        self.reusable = True
+        self._head: tuple[int, dict[str, str]] | None = None
+        self._need: int | None = None  # body bytes expected (Content-Length)
+        self._chunked = False
+        self._until_close = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            if self._head is not None:
+                # The status line arrived, so the upstream answered: a body cut short (or one
+                # delimited by the close) changes nothing, and sending again would duplicate.
+                status, headers = self._head
+                self.reusable = False
+                self.waiter.set_result(Response(status, headers, bytes(self.buf)))
+            else:
+                self.waiter.set_exception(ConnectionResetError("the upstream closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.waiter is None or self.waiter.done():
+            self.closed = True  # unsolicited bytes: the connection is out of step, never reuse it
+            return
+        try:
+            self._parse()
+        except ProtocolError as exc:
+            self.reusable = False
+            self.waiter.set_exception(exc)
+
+    def _parse(self) -> None:
+        assert self.waiter is not None
+        if self._head is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > MAX_HEADER_BYTES:
+                    raise ProtocolError("response headers too large")
+                return
+            status, headers = _parse_head(bytes(self.buf[:end]))
+            del self.buf[: end + 4]
+            if 100 <= status < 200:  # an interim response (100 Continue): wait for the real one
+                self._parse()
+                return
+            self._head = (status, headers)
+            if headers.get("connection", "").lower() == "close":
+                self.reusable = False
+            te = headers.get("transfer-encoding", "").lower()
+            if status in (204, 304):
+                self._need = 0
+            elif te:
+                if te != "chunked":
+                    raise ProtocolError(f"unsupported transfer-encoding {te!r}")
+                self._chunked = True
+            elif "content-length" in headers:
+                value = headers["content-length"]
+                if not value.isdigit() or int(value) > MAX_BODY_BYTES:
+                    raise ProtocolError("bad content-length")
+                self._need = int(value)
+            else:
+                self._until_close = True
+                self.reusable = False
+        status, headers = self._head
+        if self._need is not None and len(self.buf) >= self._need:
+            body = bytes(self.buf[: self._need])
+            if len(self.buf) > self._need:
+                self.reusable = False
+            self.waiter.set_result(Response(status, headers, body))
+        elif self._chunked:
+            chunked = _dechunk(self.buf)
+            if chunked is not None:
+                self.waiter.set_result(Response(status, headers, chunked))
+        elif self._until_close and len(self.buf) > MAX_BODY_BYTES:
+            raise ProtocolError("response body too large")
+
+    def reset(self) -> asyncio.Future[Response]:
+        self.buf.clear()
+        self._head, self._need, self._chunked, self._until_close = None, None, False, False
+        self.waiter = asyncio.get_running_loop().create_future()
+        return self.waiter
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
+        raise ProtocolError("not an HTTP/1.x status line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise ProtocolError("malformed response header")
+        key = name.decode("latin-1").lower()
+        text = value.strip().decode("latin-1")
+        if key in headers and key in ("content-length", "transfer-encoding"):
+            raise ProtocolError(f"repeated {key}")
+        headers[key] = text
+    return int(parts[1]), headers
+
+
+def _dechunk(buf: bytearray) -> bytes | None:
+    """The body if every chunk and the terminator have arrived, else None (wait for more)."""
+    out = bytearray()
+    pos = 0
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise ProtocolError("bad chunk size") from None
+        if size == 0:
+            end = buf.find(b"\r\n\r\n", eol)  # trailers (usually none) end with an empty line
+            if end < 0 and buf[eol : eol + 4] != b"\r\n\r\n":
+                return None
+            return bytes(out)
+        start = eol + 2
+        if len(buf) < start + size + 2:
+            return None
+        out += buf[start : start + size]
+        pos = start + size + 2
+        if len(out) > MAX_BODY_BYTES:
+            raise ProtocolError("response body too large")
+
+
+class Http1Pool:
+    """Keep-alive connections to one origin; ``limit`` at most, idle ones reused LIFO."""
+
+    def __init__(self, url: str, *, limit: int = 256, connect_timeout: float = 2.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        default_port = self.port == (443 if parts.scheme == "https" else 80)
+        self.host_header = parts.netloc.rsplit("@", 1)[-1] if not default_port else self.host
+        self.connect_timeout = connect_timeout
+        self._idle: deque[_Connection] = deque()
+        self._slots = asyncio.Semaphore(limit)
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> Response:
+        """POST ``body``. Raises ``OSError``/``ConnectionError`` when no answer came back."""
+        head = [f"POST {self.path} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        async with self._slots:
+            conn = await self._acquire()
+            waiter = conn.reset()
+            assert conn.transport is not None
+            conn.transport.write(payload)
+            try:
+                response = await waiter
+            except BaseException:
+                conn.reusable = False
+                raise
+            finally:
+                self._release(conn)
+            return response
+
+    async def _acquire(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl)
+        except TimeoutError:
+            raise ConnectTimeout(f"no connection to {self.host}:{self.port} within {self.connect_timeout:g}s") from None
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        done = conn.waiter is not None and conn.waiter.done() and not conn.waiter.cancelled()
+        if done and conn.reusable and not conn.closed:
+            conn.waiter = None
+            self._idle.append(conn)
+        elif conn.transport is not None:
+            conn.transport.close()
+
+    async def close(self) -> None:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.transport is not None:
+                conn.transport.close()
