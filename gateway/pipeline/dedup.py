@@ -17,6 +17,7 @@ from gateway.errors import Rejection
 from gateway.metrics import Metrics
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.fields import document, lookup
+from gateway.providers import canonical
 from gateway.settings.model import DedupSettings
 from gateway.stores import Claim, Store, StoreError
 
@@ -39,7 +40,7 @@ class Dedup:
             document(ctx)  # a provider that sends JSON must send valid JSON: 400 otherwise
         event_id = _scalar(lookup(ctx, provider.event_id))
         ctx.event_type = _scalar(lookup(ctx, provider.event_type))
-        ctx.event_id = event_id or hashlib.sha256(ctx.body).hexdigest()
+        ctx.event_id = event_id or _content_id(ctx)
         if len(ctx.event_id) > MAX_ID_LENGTH:
             ctx.event_id = hashlib.sha256(ctx.event_id.encode()).hexdigest()
         ctx.dedup_key = f"dd:{{{provider.name}}}:{ctx.event_id}"
@@ -85,6 +86,15 @@ class Dedup:
         except StoreError:
             # The event was answered already; the lease expires on its own after `lease` seconds.
             self.metrics.store_errors.labels("dedup", "commit" if ok else "release").inc()
+
+
+def _content_id(ctx: RequestContext) -> str:
+    """The id of an event that names none: a hash of what the provider signed. With a
+    canonicalizer that is the canonical form, not the raw bytes: otherwise the same signed IPN
+    re-sent with other whitespace or key order would verify, hash differently and go through twice."""
+    sig = ctx.provider.signature if ctx.provider else None
+    signed = canonical.REGISTRY[sig.canonicalizer](ctx.body)[0] if sig and sig.canonicalizer else ctx.body
+    return hashlib.sha256(signed).hexdigest()
 
 
 def _scalar(value: object) -> str:

@@ -9,6 +9,7 @@ import os
 import random
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.providers import canonical
@@ -30,9 +31,7 @@ def sign(
     spec = provider.signature
     if spec is None:
         return out
-    ts = str(int(now if now is not None else time.time()))
-    if provider.timestamp and provider.timestamp.format == "unix_ms":
-        ts = str(int((now if now is not None else time.time()) * 1000))
+    ts = _timestamp(provider.timestamp.format if provider.timestamp else "unix", time.time() if now is None else now)
     if provider.timestamp and provider.timestamp.source == "header":
         out[provider.timestamp.header] = ts
     if spec.id_header:
@@ -43,7 +42,7 @@ def sign(
         chunks.append(
             arg if kind == "lit" else signed if kind == "body" else ts.encode() if kind == "timestamp"
             else out[spec.id_header].encode() if kind == "id" else url.encode() if kind == "url"
-            else out[arg].encode()
+            else _header(out, arg).encode()
         )  # fmt: skip
     mac = hmac.new(spec.secrets[secret_index].reveal(), b"".join(chunks), DIGESTS[spec.algorithm]).digest()
     sig = _encode(spec.encoding, mac)
@@ -55,6 +54,23 @@ def sign(
             items.insert(0, f"{spec.timestamp_key}{spec.kv_separator}{ts}")
         out[spec.header] = spec.item_separator.join(items)
     return out
+
+
+def _timestamp(fmt: str, now: float) -> str:
+    """``now`` written the way the verifier's ``timestamp.format`` reads it."""
+    if fmt == "unix_ms":
+        return str(int(now * 1000))
+    if fmt == "iso8601":
+        return datetime.fromtimestamp(int(now), UTC).isoformat().replace("+00:00", "Z")
+    return str(int(now))
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    """A header the signed payload names, looked up case-insensitively as HTTP does."""
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    raise KeyError(f"the signed payload needs the {name} header; pass it in headers")
 
 
 def _encode(encoding: str, mac: bytes) -> str:
@@ -94,4 +110,3 @@ def _fill(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("{{random}}", os.urandom(6).hex()).replace("{{uuid}}", str(uuid.uuid4()))
     return value
-

@@ -38,22 +38,34 @@ def verify(
     url: str,
     now: float,
 ) -> Verified:
-    """Check ``body`` and ``headers`` against ``provider``'s scheme, or raise a 401 ``Rejection``."""
+    """Check ``body`` and ``headers`` against ``provider``'s scheme, or raise a 401 ``Rejection``.
+
+    Order: the headers are parsed first (missing or malformed: 401 before any HMAC is computed),
+    then the signature, then the timestamp's tolerance, so ``stale_timestamp`` is only ever
+    reported for a request the provider really signed (a replay or a skewed clock).
+    """
     spec = provider.signature
     if spec is None:  # allowed only by an explicit `allow_unsigned: true`
         return Verified(-1, None)
     value = _single_header(headers, spec.header)
     signatures, raw_ts = _parse_header(spec, value)
-    if provider.timestamp and provider.timestamp.source == "header":
-        raw_ts = _single_header(headers, provider.timestamp.header)
-    if raw_ts is None and provider.timestamp:
-        raise Rejection("invalid_signature", f"{spec.header} carries no timestamp")
+    ts = None
+    if provider.timestamp:
+        if provider.timestamp.source == "header":
+            raw_ts = _single_header(headers, provider.timestamp.header)
+        if raw_ts is None:
+            raise Rejection("invalid_signature", f"{spec.header} carries no timestamp")
+        fmt = provider.timestamp.format
+        ts = parse_timestamp(fmt, raw_ts)
+        if ts is None:
+            raise Rejection("invalid_signature", f"the signed timestamp {raw_ts!r:.40} is not a {fmt} time")
     signed_id = _single_header(headers, spec.id_header) if spec.id_header else ""
     payloads = signed_payloads(spec, headers, body, url, raw_ts or "", signed_id)
     index = match_secret(spec, payloads, signatures)
     if index < 0:
         raise Rejection("invalid_signature", "no configured secret produces this signature")
-    ts = check_timestamp(provider.timestamp, raw_ts, now) if provider.timestamp else None
+    if provider.timestamp and ts is not None:
+        check_tolerance(provider.timestamp, ts, now)
     return Verified(index, ts)
 
 
@@ -63,7 +75,7 @@ def _single_header(headers: CIMultiDictProxy[str] | Mapping[str, str], name: str
         raise Rejection("missing_signature", f"the {name} header is missing")
     if len(values) > 1:
         raise Rejection("invalid_signature", f"the {name} header is sent more than once")
-    value: str = values[0].strip()
+    value: str = values[0].strip(" \t")  # HTTP's optional whitespace only: the rest was signed
     if not value:
         raise Rejection("missing_signature", f"the {name} header is empty")
     return value
@@ -75,7 +87,11 @@ def _getall(headers: Mapping[str, str], name: str) -> list[str]:
 
 
 def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[bytes], str | None]:
-    """The decoded signatures in the header, and the timestamp item if the scheme puts one there."""
+    """The decoded signatures in the header, and the timestamp item if the scheme puts one there.
+
+    Items are split exactly as the providers' SDKs split them (no whitespace trimming: Stripe's
+    ``t=1, v1=..`` fails in ``stripe.WebhookSignature`` too), so we accept what they accept.
+    """
     if spec.style == "plain":
         if spec.prefix:
             if not value.startswith(spec.prefix):
@@ -88,17 +104,17 @@ def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[bytes], str | N
     signatures: list[bytes] = []
     timestamp = None
     for item in value.split(spec.item_separator):
-        key, sep, val = item.strip().partition(spec.kv_separator)
+        key, sep, val = item.partition(spec.kv_separator)
         if not sep:
             continue
         if key in spec.signature_keys:
-            sig = _decode(spec, val.strip())
+            sig = _decode(spec, val)
             if sig is not None:  # an undecodable entry is skipped, as a non-matching one would be
                 signatures.append(sig)
         elif key == spec.timestamp_key:
             if timestamp is not None:
                 raise Rejection("invalid_signature", f"{spec.header} carries two timestamps")
-            timestamp = val.strip()
+            timestamp = val
     if not signatures:
         names = "/".join(spec.signature_keys)
         raise Rejection("invalid_signature", f"{spec.header} has no valid {names} signature")
@@ -106,16 +122,33 @@ def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[bytes], str | N
 
 
 def _decode(spec: SignatureSpec, text: str) -> bytes | None:
+    """The MAC bytes, only from the one canonical spelling the provider writes.
+
+    Providers compare the encoded strings (stripe and slack_sdk: lowercase hex; GitHub's and
+    NOWPayments' examples; Shopify's and Standard Webhooks' JavaScript libraries: padded base64),
+    so ``ABCD..`` for ``abcd..``, or base64 whose unused trailing bits are set, is a different
+    signature to them: we refuse it too rather than accept a malleable encoding.
+    """
+    if not text.isascii():
+        return None
     try:
         if spec.encoding == "hex":
             raw = binascii.unhexlify(text)  # unlike bytes.fromhex, no whitespace is accepted
+            canonical_text = raw.hex()
         elif spec.encoding == "base64":
             raw = base64.b64decode(text, validate=True)
-        else:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            canonical_text = base64.b64encode(raw).decode()
+        else:  # base64url, unpadded or exactly padded
+            bare = text.rstrip("=")
+            raw = base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
+            canonical_text = base64.urlsafe_b64encode(raw).decode()
+            if bare == text:
+                canonical_text = canonical_text.rstrip("=")
     except (binascii.Error, ValueError):
         return None
-    return raw if len(raw) == SIZES[spec.algorithm] else None
+    if len(raw) != SIZES[spec.algorithm] or text != canonical_text:
+        return None
+    return raw
 
 
 def signed_payloads(
@@ -145,13 +178,13 @@ def signed_payloads(
             elif kind == "body":
                 chunks.append(candidate)
             elif kind == "timestamp":
-                chunks.append(timestamp.encode())
+                chunks.append(_wire_bytes(timestamp, "timestamp"))
             elif kind == "id":
-                chunks.append(signed_id.encode())
+                chunks.append(_wire_bytes(signed_id, spec.id_header))
             elif kind == "url":
-                chunks.append(url.encode())
+                chunks.append(_wire_bytes(url, "URL"))
             else:
-                chunks.append(_single_header(headers, arg).encode())
+                chunks.append(_wire_bytes(_single_header(headers, arg), arg))
         out.append(b"".join(chunks))
     return tuple(out)
 
@@ -169,10 +202,18 @@ def match_secret(spec: SignatureSpec, payloads: tuple[bytes, ...], signatures: l
     return -1
 
 
-def check_timestamp(spec: TimestampSpec, raw: str | None, now: float) -> float:
-    ts = parse_timestamp(spec.format, raw or "")
-    if ts is None:
-        raise Rejection("invalid_signature", f"the signed timestamp {raw!r:.40} is not a {spec.format} time")
+def _wire_bytes(text: str, what: str) -> bytes:
+    """The bytes the sender put on the wire: aiohttp decodes header bytes that are not UTF-8 as
+    lone surrogates (``surrogateescape``), which turns them back; anything else cannot have been
+    signed by anyone and is refused, never a 500."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise Rejection("invalid_signature", f"the {what} is not valid text") from None
+
+
+def check_tolerance(spec: TimestampSpec, ts: float, now: float) -> float:
+    """Both directions: too old is a replay, too far in the future a clock we cannot trust."""
     if abs(now - ts) > spec.tolerance:
         direction = "old" if ts < now else "far in the future"
         raise Rejection("stale_timestamp", f"the signed timestamp is too {direction} (tolerance {spec.tolerance:g}s)")
@@ -180,12 +221,15 @@ def check_timestamp(spec: TimestampSpec, raw: str | None, now: float) -> float:
 
 
 def parse_timestamp(fmt: str, raw: str) -> float | None:
+    """Unix seconds, or ``None`` when ``raw`` is not a ``fmt`` time (only ASCII digits for unix)."""
     if fmt in ("unix", "unix_ms"):
         if not raw.isascii() or not raw.isdigit() or len(raw) > 16:
             return None
         return int(raw) / (1000.0 if fmt == "unix_ms" else 1.0)
+    if not raw.isascii():
+        return None
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.timestamp() if parsed.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.timestamp() if parsed.tzinfo else None
