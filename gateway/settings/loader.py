@@ -7,6 +7,7 @@ Every error is a ``ConfigError`` naming file, key path and value, e.g.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -57,9 +58,14 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
 
 
 def load_catalog() -> dict[str, Any]:
-    name = "gateway/providers/catalog.yaml"
-    text = resources.files("gateway.providers").joinpath("catalog.yaml").read_text("utf-8")
-    return Reader(name, _parse_yaml(name, text)).mapping()
+    """The packaged catalog: ``gateway/providers/catalog/<name>.yaml``, one file per provider."""
+    catalog: dict[str, Any] = {}
+    folder = resources.files("gateway.providers").joinpath("catalog")
+    for entry in sorted(folder.iterdir(), key=lambda f: f.name):
+        if entry.name.endswith(".yaml"):
+            name = f"gateway/providers/catalog/{entry.name}"
+            catalog[entry.name.removesuffix(".yaml")] = Reader(name, _parse_yaml(name, entry.read_text("utf-8"))).mapping()
+    return catalog
 
 
 def _parse_yaml(name: str, text: str) -> Any:
@@ -157,7 +163,13 @@ def _upstream(r: Reader) -> UpstreamSettings:
     url = r.text("url")
     if not url.startswith(("http://", "https://")):
         r.fail("must start with http:// or https://", url, "url")
-    headers = {str(k): str(v) for k, v in r.sub("headers").mapping().items()}
+    raw_headers = r.sub("headers").mapping()
+    for key, value in raw_headers.items():
+        if not isinstance(value, str | int) or isinstance(value, bool):  # `X: ` in YAML is None, not ""
+            r.fail("must be a string", value, f"headers.{key}")
+        if any(c in f"{key}{value}" for c in "\r\n\0"):  # aiohttp would refuse it on every request
+            r.fail("header names and values may not hold line breaks", key=f"headers.{key}")
+    headers = {str(k): str(v) for k, v in raw_headers.items()}
     return UpstreamSettings(
         url=url,
         mode=r.text("mode", "sync", ("sync", "queue")),
@@ -214,7 +226,7 @@ def _providers(r: Reader, catalog: dict[str, Any], defaults: dict[str, Any]) -> 
         merged = _merge(catalog.get(preset, {}) if preset else {}, entry.value or {})
         if preset:
             merged["preset"] = preset
-        secrets = tuple(_secret(s) for s in entry.sub("secrets").elements())
+        secrets = _secrets(entry.sub("secrets"))
         specs[name] = parse_provider(name, Reader(r.file, merged, entry.path), secrets, defaults)
     return specs
 
@@ -227,6 +239,14 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _secrets(r: Reader) -> tuple[Secret, ...]:
+    # SECURITY: `secrets: whsec_...` (a string, not a list) is a likely slip; the error must not
+    # echo the value, as Reader.elements would.
+    if r.value is not None and not isinstance(r.value, list):
+        r.fail("must be a list (the value is not shown: it may be a secret)")
+    return tuple(_secret(item) for item in r.elements())
 
 
 def _secret(r: Reader) -> Secret:
@@ -278,7 +298,7 @@ def _raw_prefix(r: Reader) -> str:
 
 def _api_keys(r: Reader) -> tuple[Secret, ...]:
     r.mapping(("api_keys",))
-    return tuple(_secret(k) for k in r.sub("api_keys").elements())
+    return _secrets(r.sub("api_keys"))
 
 
 def _logging(r: Reader) -> str:
@@ -287,14 +307,28 @@ def _logging(r: Reader) -> str:
     return level
 
 
+OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
+
 def _tracing(r: Reader) -> TracingSettings:
     r.mapping(("enabled", "exporter", "endpoint", "service_name"))
+    enabled = r.boolean("enabled", False)
+    exporter = r.text("exporter", "console", ("console", "otlp"))
+    if enabled and exporter == "otlp" and not _importable(OTLP_MODULE):
+        r.fail("otlp needs the optional exporter: pip install 'webhook-gateway[otlp]'", exporter, "exporter")
     return TracingSettings(
-        enabled=r.boolean("enabled", False),
-        exporter=r.text("exporter", "console", ("console", "otlp")),
+        enabled=enabled,
+        exporter=exporter,
         endpoint=r.text("endpoint", ""),
         service_name=r.text("service_name", "webhook-gateway"),
     )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 def _shutdown(r: Reader) -> dict[str, float]:
