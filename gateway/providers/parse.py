@@ -166,9 +166,10 @@ def decode_secret(r: Reader, secret: Secret, encoding: str, index: int) -> Secre
 
 
 def parse_timestamp(r: Reader, signature: SignatureSpec | None) -> TimestampSpec:
-    r.mapping(("from", "header", "format", "tolerance"))
-    source = r.text("from", "header", ("header", "signature"))
+    r.mapping(("from", "header", "path", "format", "tolerance"))
+    source = r.text("from", "header", ("header", "signature", "json"))
     header = r.text("header") if source == "header" else ""
+    path = parse_path(r, r.text("path")) if source == "json" else ()
     if source == "signature" and not (signature and signature.timestamp_key):
         r.fail("from: signature needs signature.timestamp_key", key="from")
     return TimestampSpec(
@@ -176,6 +177,7 @@ def parse_timestamp(r: Reader, signature: SignatureSpec | None) -> TimestampSpec
         header=header,
         format=r.text("format", "unix", ("unix", "unix_ms", "iso8601")),
         tolerance=float(r.number("tolerance", 300)),
+        path=path,
     )
 
 

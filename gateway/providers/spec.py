@@ -76,10 +76,11 @@ class SignatureSpec:
 class TimestampSpec:
     """Where the signed timestamp is, how it is written and how far from now it may be."""
 
-    source: str  # "signature" (the list item named timestamp_key) or "header"
+    source: str  # "signature" (the list item named timestamp_key), "header", or "json" (a body field)
     header: str
     format: str  # unix | unix_ms | iso8601
     tolerance: float  # seconds, both into the past and into the future
+    path: tuple[str | int, ...] = ()  # for source "json": where in the (signed) JSON body
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from multidict import CIMultiDictProxy
 
@@ -50,7 +52,7 @@ def verify(
     value = _single_header(headers, spec.header)
     signatures, raw_ts = _parse_header(spec, value)
     ts = None
-    if provider.timestamp:
+    if provider.timestamp and provider.timestamp.source != "json":
         if provider.timestamp.source == "header":
             raw_ts = _single_header(headers, provider.timestamp.header)
         if raw_ts is None:
@@ -64,9 +66,32 @@ def verify(
     index = match_secret(spec, payloads, signatures)
     if index < 0:
         raise Rejection("invalid_signature", "no configured secret produces this signature")
+    if provider.timestamp and provider.timestamp.source == "json":
+        ts = _body_timestamp(provider.timestamp, body)  # inside the signed body: read after the HMAC
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
     return Verified(index, ts)
+
+
+def _body_timestamp(spec: TimestampSpec, body: bytes) -> float:
+    """A timestamp field of the signed JSON body (Linear's ``webhookTimestamp``, say)."""
+    try:
+        doc: Any = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise Rejection("invalid_json", "the body is not the JSON this provider signs") from None
+    for step in spec.path:
+        if isinstance(doc, dict):
+            doc = doc.get(step)
+        elif isinstance(doc, list) and isinstance(step, int) and step < len(doc):
+            doc = doc[step]
+        else:
+            doc = None
+    if isinstance(doc, bool) or not isinstance(doc, int | str):
+        raise Rejection("invalid_signature", "the signed body carries no timestamp")
+    ts = parse_timestamp(spec.format, str(doc))
+    if ts is None:
+        raise Rejection("invalid_signature", f"the signed timestamp {str(doc)!r:.40} is not a {spec.format} time")
+    return ts
 
 
 def _single_header(headers: CIMultiDictProxy[str] | Mapping[str, str], name: str) -> str:
