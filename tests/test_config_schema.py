@@ -1,0 +1,487 @@
+"""``config/gateway.schema.json`` against the loader it describes, and the example configs.
+
+The schema is for editors and CI; ``load_config`` is the authority. These tests keep them equal:
+
+* the key names of every section of the schema are the keys the loader accepts there: taken
+  from ``TOP_KEYS``, ``PROVIDER_KEYS`` and ``SIGNATURE_KEYS``, and, for the sections whose keys
+  live inside the loader's functions, from the loader itself (it names the allowed keys when it
+  refuses an unknown one);
+* every enum is the loader's list of choices (again asked of the loader), and the catalog,
+  canonicalizer, reserved-name and store-scheme lists come from the code;
+* the defaults the schema states are the values the loader fills in;
+* configs the loader refuses, the schema refuses too, and the other way round for valid ones;
+* ``config/gateway.example.yaml`` (which uses every key), ``config/minimal.yaml`` and
+  ``gateway/demo.yaml`` validate, and ``load_config`` accepts them.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from gateway.errors import ConfigError
+from gateway.providers import canonical
+from gateway.providers.parse import NAME_RE, PROVIDER_KEYS, RESERVED_NAMES, SIGNATURE_KEYS
+from gateway.providers.spec import PLACEHOLDERS
+from gateway.settings.loader import EVENT_SCHEMES, STORE_SCHEMES, TOP_KEYS, build_settings, load_catalog, load_config
+from gateway.settings.model import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA: dict[str, Any] = json.loads((ROOT / "config" / "gateway.schema.json").read_text("utf-8"))
+EXAMPLE = ROOT / "config" / "gateway.example.yaml"
+MINIMAL = ROOT / "config" / "minimal.yaml"
+DEMO = ROOT / "gateway" / "demo.yaml"
+CATALOG = load_catalog()
+VALIDATOR = Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+#: A base config for probing the loader: a catalog provider and a complete inline one.
+CUSTOM: dict[str, Any] = {
+    "secrets": ["custom-secret"],
+    "signature": {"algorithm": "hmac-sha256", "header": "X-Custom-Signature"},
+    "timestamp": {"header": "X-Custom-Timestamp"},
+    "payment": {"id": "data.id"},
+    "rate_limit": {"rate": 10},
+}
+BASE: dict[str, Any] = {
+    "upstream": {"url": "http://127.0.0.1:9000/events"},
+    "providers": {"stripe": {"secrets": ["${STRIPE_WEBHOOK_SECRET}"]}, "custom": CUSTOM},
+}
+ENV = {"STRIPE_WEBHOOK_SECRET": "whsec_test_secret"}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def load(data: Any, env: dict[str, str] | None = None) -> Settings:
+    return build_settings("test.yaml", data, CATALOG, ENV if env is None else env)
+
+
+def with_value(path: tuple[str, ...], value: Any, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = copy.deepcopy(BASE if base is None else base)
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return data
+
+
+def loader_error(data: Any) -> str:
+    with pytest.raises(ConfigError) as exc:
+        load(data)
+    return str(exc.value)
+
+
+def at(pointer: str) -> Any:
+    """The schema node at a ``#/...`` pointer, ``$ref`` followed (its siblings kept)."""
+    node: Any = SCHEMA
+    for part in pointer.removeprefix("#").strip("/").split("/") if pointer != "#" else ():
+        node = node[int(part) if isinstance(node, list) else part]
+    return at_node(node)
+
+
+def schema_keys(pointer: str) -> set[str]:
+    node = at(pointer)
+    if "properties" in node:
+        return set(node["properties"])
+    keys: set[str] = set()  # a oneOf of objects (a field reference)
+    for alternative in node["oneOf"]:
+        keys |= set(at_node(alternative).get("properties", {}))
+    return keys
+
+
+def at_node(node: Any) -> Any:
+    if isinstance(node, dict) and "$ref" in node:
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        return {**at(node["$ref"]), **siblings} if siblings else at(node["$ref"])
+    return node
+
+
+def errors(data: Any) -> list[str]:
+    return [f"{e.json_path}: {e.message}" for e in VALIDATOR.iter_errors(data)]
+
+
+def read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text("utf-8"))
+
+
+def dotted(value: Any) -> str | None:
+    """Test ids: a config path as ``upstream.queue``; other parameters get pytest's default."""
+    return ".".join(value) or "top" if isinstance(value, tuple) else None
+
+
+# --------------------------------------------------------------------------- key names
+
+
+def test_top_level_provider_and_signature_keys_are_the_loaders() -> None:
+    assert set(SCHEMA["properties"]) == set(TOP_KEYS)
+    assert set(at("#/$defs/provider")["properties"]) == set(PROVIDER_KEYS)
+    assert set(at("#/$defs/signature")["properties"]) == set(SIGNATURE_KEYS)
+
+
+#: config path (``custom`` is the inline provider of BASE) -> the schema node describing it
+SECTIONS: dict[tuple[str, ...], str] = {
+    (): "#",
+    ("listen",): "#/properties/listen",
+    ("upstream",): "#/properties/upstream",
+    ("upstream", "queue"): "#/properties/upstream/properties/queue",
+    ("events",): "#/properties/events",
+    ("limits",): "#/properties/limits",
+    ("rate_limits",): "#/properties/rate_limits",
+    ("rate_limits", "per_source"): "#/$defs/rateLimit",
+    ("dedup",): "#/properties/dedup",
+    ("state",): "#/properties/state",
+    ("state", "on_error"): "#/properties/state/properties/on_error",
+    ("management",): "#/properties/management",
+    ("logging",): "#/properties/logging",
+    ("tracing",): "#/properties/tracing",
+    ("shutdown",): "#/properties/shutdown",
+    ("providers", "custom"): "#/$defs/provider",
+    ("providers", "custom", "signature"): "#/$defs/signature",
+    ("providers", "custom", "timestamp"): "#/$defs/timestamp",
+    ("providers", "custom", "payment"): "#/$defs/payment",
+    ("providers", "custom", "rate_limit"): "#/$defs/rateLimit",
+    ("providers", "custom", "event_id"): "#/$defs/fieldRef",
+}
+
+
+@pytest.mark.parametrize(("path", "pointer"), SECTIONS.items(), ids=dotted)
+def test_section_keys_are_what_the_loader_accepts(path: tuple[str, ...], pointer: str) -> None:
+    message = loader_error(with_value((*path, "zz_not_a_key"), 1))
+    match = re.search(r"zz_not_a_key: unknown key[^;]*; allowed: (.+)$", message)
+    assert match, message
+    assert schema_keys(pointer) == set(match.group(1).split(", "))
+
+
+def test_every_closed_object_of_the_schema_is_checked_above() -> None:
+    checked = [at(pointer) for pointer in SECTIONS.values()]
+    checked += [at_node(alt) for alt in at("#/$defs/fieldRef")["oneOf"]]
+
+    def closed(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if node.get("additionalProperties") is False and "properties" in node:
+                yield node
+            for value in node.values():
+                yield from closed(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from closed(value)
+
+    unchecked = [sorted(node["properties"]) for node in closed(SCHEMA) if not any(node is c for c in checked)]
+    assert unchecked == []
+
+
+# --------------------------------------------------------------------------- enums and lists
+
+CHOICES: dict[tuple[str, ...], str] = {
+    ("upstream", "mode"): "#/properties/upstream/properties/mode",
+    ("state", "on_error", "dedup"): "#/properties/state/properties/on_error/properties/dedup",
+    ("state", "on_error", "rate_limit"): "#/properties/state/properties/on_error/properties/rate_limit",
+    ("logging", "level"): "#/properties/logging/properties/level",
+    ("tracing", "exporter"): "#/properties/tracing/properties/exporter",
+    ("providers", "custom", "body"): "#/$defs/provider/properties/body",
+    ("providers", "custom", "signature", "algorithm"): "#/$defs/signature/properties/algorithm",
+    ("providers", "custom", "signature", "style"): "#/$defs/signature/properties/style",
+    ("providers", "custom", "signature", "encoding"): "#/$defs/signature/properties/encoding",
+    ("providers", "custom", "signature", "secret_encoding"): "#/$defs/signature/properties/secret_encoding",
+    ("providers", "custom", "timestamp", "from"): "#/$defs/timestamp/properties/from",
+    ("providers", "custom", "timestamp", "format"): "#/$defs/timestamp/properties/format",
+    ("providers", "custom", "payment", "amount_unit"): "#/$defs/payment/properties/amount_unit",
+}
+
+
+@pytest.mark.parametrize(("path", "pointer"), CHOICES.items(), ids=dotted)
+def test_enums_are_the_loaders_choices(path: tuple[str, ...], pointer: str) -> None:
+    message = loader_error(with_value(path, "zz-not-a-choice"))
+    match = re.search(r"must be one of (.+?), got ", message)
+    assert match, message
+    assert set(at(pointer)["enum"]) == set(match.group(1).split(", "))
+
+
+def test_lists_that_come_from_the_code() -> None:
+    assert set(at("#/$defs/signature/properties/canonicalizer")["enum"]) == {*canonical.REGISTRY, ""}
+    assert set(at("#/$defs/provider/properties/preset")["enum"]) == {*CATALOG, None}
+    assert set(SCHEMA["properties"]["providers"]["properties"]) == set(CATALOG)
+    names = SCHEMA["properties"]["providers"]["propertyNames"]
+    assert names["pattern"] == NAME_RE.pattern
+    assert set(names["not"]["enum"]) == RESERVED_NAMES
+
+
+@pytest.mark.parametrize(
+    ("key", "schemes", "others"),
+    [("state", STORE_SCHEMES, ("postgresql://", "memcached://")), ("events", EVENT_SCHEMES, ("redis://", "sqlite://"))],
+)
+def test_store_url_schemes(key: str, schemes: tuple[str, ...], others: tuple[str, ...]) -> None:
+    for scheme in (*schemes, *others):
+        data = with_value((key, "url"), f"{scheme}user:pw@host/0")
+        accepted = scheme in schemes
+        assert (errors(data) == []) is accepted, (scheme, errors(data))
+        if accepted:
+            load(data)
+        else:
+            loader_error(data)
+
+
+def test_payload_placeholders() -> None:
+    good = ".".join(f"{{{p}}}" for p in PLACEHOLDERS) + "{header:X-Account}"
+    payload = ("providers", "custom", "signature", "payload")
+    custom_signed = with_value(("providers", "custom", "signature", "id_header"), "X-Id")
+    assert errors(with_value(payload, good, custom_signed)) == []
+    load(with_value(payload, good, custom_signed))
+    for bad in ("{nope}", "{}", "{header:}"):
+        assert errors(with_value(payload, bad)), bad
+        loader_error(with_value(payload, bad))
+
+
+# --------------------------------------------------------------------------- defaults
+
+SMALL = {
+    "upstream": {"url": "http://127.0.0.1:9000/events"},
+    "providers": {
+        "custom": {
+            "secrets": ["s"],
+            "signature": {"algorithm": "hmac-sha256", "header": "X-Sig"},
+            "timestamp": {"header": "X-Ts"},
+            "payment": {"id": "id"},
+        }
+    },
+}
+
+
+def provider(s: Settings) -> Any:
+    return s.providers["custom"]
+
+
+DEFAULTS: dict[str, Callable[[Settings], Any]] = {
+    "#/properties/listen/properties/host": lambda s: s.host,
+    "#/properties/listen/properties/port": lambda s: s.port,
+    "#/properties/upstream/properties/mode": lambda s: s.upstream.mode,
+    "#/properties/upstream/properties/connect_timeout": lambda s: s.upstream.connect_timeout,
+    "#/properties/upstream/properties/timeout": lambda s: s.upstream.timeout,
+    "#/properties/upstream/properties/retries": lambda s: s.upstream.retries,
+    "#/properties/upstream/properties/queue/properties/concurrency": lambda s: s.upstream.queue.concurrency,
+    "#/properties/upstream/properties/queue/properties/batch": lambda s: s.upstream.queue.batch,
+    "#/properties/upstream/properties/queue/properties/max_attempts": lambda s: s.upstream.queue.max_attempts,
+    "#/properties/upstream/properties/queue/properties/backoff_base": lambda s: s.upstream.queue.backoff_base,
+    "#/properties/upstream/properties/queue/properties/backoff_max": lambda s: s.upstream.queue.backoff_max,
+    "#/properties/upstream/properties/queue/properties/poll_interval": lambda s: s.upstream.queue.poll_interval,
+    "#/properties/upstream/properties/queue/properties/lease": lambda s: s.upstream.queue.lease,
+    "#/properties/events/properties/url": lambda s: s.events.url,
+    "#/properties/events/properties/max_memory_events": lambda s: s.events.max_memory_events,
+    "#/properties/events/properties/migrate_on_start": lambda s: s.events.migrate_on_start,
+    "#/properties/events/properties/retention_days": lambda s: s.events.retention_days,
+    "#/properties/events/properties/pool_size": lambda s: s.events.pool_size,
+    "#/properties/events/properties/timeout": lambda s: s.events.timeout,
+    "#/properties/limits/properties/max_body_bytes": lambda s: provider(s).max_body_bytes,
+    "#/properties/limits/properties/body_timeout": lambda s: s.body_timeout,
+    "#/properties/rate_limits/properties/per_source": lambda s: vars_of(s.per_source_limit),
+    "#/properties/rate_limits/properties/per_provider": lambda s: vars_of(provider(s).rate_limit),
+    "#/properties/dedup/properties/ttl": lambda s: provider(s).dedup_ttl,
+    "#/properties/dedup/properties/lease": lambda s: s.dedup.lease,
+    "#/properties/dedup/properties/inflight_wait": lambda s: s.dedup.inflight_wait,
+    "#/properties/dedup/properties/max_entries": lambda s: s.dedup.max_entries,
+    "#/properties/state/properties/url": lambda s: s.state.url,
+    "#/properties/state/properties/key_prefix": lambda s: s.state.key_prefix,
+    "#/properties/state/properties/timeout": lambda s: s.state.timeout,
+    "#/properties/state/properties/on_error/properties/dedup": lambda s: s.state.dedup_on_error,
+    "#/properties/state/properties/on_error/properties/rate_limit": lambda s: s.state.rate_limit_on_error,
+    "#/properties/logging/properties/level": lambda s: s.log_level,
+    "#/properties/tracing/properties/enabled": lambda s: s.tracing.enabled,
+    "#/properties/tracing/properties/exporter": lambda s: s.tracing.exporter,
+    "#/properties/tracing/properties/service_name": lambda s: s.tracing.service_name,
+    "#/properties/shutdown/properties/drain_delay": lambda s: s.drain_delay,
+    "#/properties/shutdown/properties/timeout": lambda s: s.shutdown_timeout,
+    "#/$defs/provider/properties/body": lambda s: provider(s).body,
+    "#/$defs/signature/properties/encoding": lambda s: provider(s).signature.encoding,
+    "#/$defs/signature/properties/prefix": lambda s: provider(s).signature.prefix,
+    "#/$defs/signature/properties/style": lambda s: provider(s).signature.style,
+    "#/$defs/signature/properties/item_separator": lambda s: provider(s).signature.item_separator,
+    "#/$defs/signature/properties/kv_separator": lambda s: provider(s).signature.kv_separator,
+    "#/$defs/signature/properties/timestamp_key": lambda s: provider(s).signature.timestamp_key,
+    "#/$defs/signature/properties/id_header": lambda s: provider(s).signature.id_header,
+    "#/$defs/signature/properties/payload": lambda s: provider(s).signature.payload.source,
+    "#/$defs/signature/properties/canonicalizer": lambda s: provider(s).signature.canonicalizer,
+    "#/$defs/timestamp/properties/from": lambda s: provider(s).timestamp.source,
+    "#/$defs/timestamp/properties/format": lambda s: provider(s).timestamp.format,
+    "#/$defs/timestamp/properties/tolerance": lambda s: provider(s).timestamp.tolerance,
+    "#/$defs/payment/properties/amount_unit": lambda s: provider(s).payment.amount_unit,
+}
+
+
+def vars_of(limit: Any) -> dict[str, float]:
+    return {"rate": limit.rate, "burst": limit.burst}
+
+
+def test_schema_defaults_are_the_loaders() -> None:
+    settings = load(SMALL)
+    pairs = {pointer: (at(pointer).get("default"), get(settings)) for pointer, get in DEFAULTS.items()}
+    assert {p: pair for p, pair in pairs.items() if pair[0] != pair[1]} == {}, "(schema default, loader default)"
+
+
+def test_every_schema_default_is_checked() -> None:
+    def defaults(node: Any, pointer: str) -> Iterator[str]:
+        if isinstance(node, dict):
+            if "default" in node:
+                yield pointer
+            for key, value in node.items():
+                yield from defaults(value, f"{pointer}/{key}")
+
+    # Two defaults leave no trace in Settings: secret_encoding (only decoded keys are kept) and
+    # allow_unsigned (a signed provider does not record it).
+    unreadable = {"#/$defs/signature/properties/secret_encoding", "#/$defs/provider/properties/allow_unsigned"}
+    assert set(defaults(SCHEMA, "#")) == set(DEFAULTS) | unreadable
+
+
+# --------------------------------------------------------------------------- agreement
+
+REJECTED: dict[str, dict[str, Any]] = {
+    "unknown top key": with_value(("listne",), {"port": 1}),
+    "port too large": with_value(("listen", "port"), 70000),
+    "public_url scheme": with_value(("public_url",), "ftp://example.com"),
+    "upstream without url": with_value(("upstream",), {"timeout": 5}),
+    "header value null": with_value(("upstream", "headers"), {"X-Empty": None}),
+    "header line break": with_value(("upstream", "headers"), {"X-Bad": "a\r\nInjected: 1"}),
+    "queue mode on memory events": with_value(("upstream", "mode"), "queue"),
+    "no providers": with_value(("providers",), {}),
+    "upper-case provider name": with_value(("providers", "Stripe"), {"secrets": ["x"]}),
+    "reserved provider name": with_value(("providers", "events"), {"secrets": ["x"]}),
+    "unknown preset": with_value(("providers", "acme"), {"preset": "strype", "secrets": ["x"]}),
+    "inline provider without signature": with_value(("providers", "acme"), {"secrets": ["x"]}),
+    "signed provider without secrets": with_value(("providers", "github"), {}),
+    "secrets as a string": with_value(("providers", "stripe", "secrets"), "whsec_oops"),
+    "empty secret": with_value(("providers", "stripe", "secrets"), [""]),
+    "list style without keys": with_value(("providers", "custom", "signature", "style"), "list"),
+    "negative tolerance": with_value(("providers", "stripe", "timestamp"), {"tolerance": -5}),
+    "header timestamp without header": with_value(("providers", "custom", "timestamp"), {"format": "unix"}),
+    "json timestamp without path": with_value(("providers", "custom", "timestamp"), {"from": "json"}),
+    "zero rate": with_value(("rate_limits", "per_source"), {"rate": 0}),
+    "bad json path": with_value(("providers", "custom", "event_id"), "data..id"),
+    "bad redact path": with_value(("providers", "custom", "redact"), ["items[x]"]),
+    "payment without id": with_value(("providers", "custom", "payment"), {"status": "status"}),
+    "unknown canonicalizer": with_value(("providers", "custom", "signature", "canonicalizer"), "xml_c14n"),
+    "negative inflight wait": with_value(("dedup", "inflight_wait"), -1),
+}
+
+ACCEPTED: dict[str, dict[str, Any]] = {
+    "base": BASE,
+    "unsigned with allow_unsigned": with_value(("providers", "crm"), {"allow_unsigned": True, "body": "form"}),
+    "a preset under another name": with_value(("providers", "shop-eu"), {"preset": "shopify", "secrets": ["x"]}),
+    "rate limits off": with_value(("rate_limits",), {"per_source": False, "per_provider": None}),
+    "queue mode on postgresql": with_value(
+        ("events",), {"url": "postgresql://u:p@db/x"}, with_value(("upstream", "mode"), "queue")
+    ),
+    "refs in every form": with_value(
+        ("providers", "custom", "event_id"), ["id", {"json": "data.items[0].id"}, {"header": "X-Id"}]
+    ),
+    "a space separator": with_value(
+        ("providers", "custom", "signature"),
+        {"algorithm": "hmac-sha256", "header": "S", "style": "list", "item_separator": " ", "signature_keys": "v1"},
+    ),
+    "ip networks": with_value(("trusted_proxies",), ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]),
+}
+
+
+@pytest.mark.parametrize("data", REJECTED.values(), ids=REJECTED.keys())
+def test_schema_refuses_what_the_loader_refuses(data: dict[str, Any]) -> None:
+    loader_error(data)
+    assert errors(data), "the schema accepts a config the loader refuses"
+
+
+@pytest.mark.parametrize("data", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_schema_accepts_what_the_loader_accepts(data: dict[str, Any]) -> None:
+    load(data)
+    assert errors(data) == []
+
+
+def test_status_map_values_are_the_normalized_vocabulary() -> None:
+    """Stricter than the loader, on purpose: the upstream relies on a closed status vocabulary."""
+    vocabulary = set(at("#/$defs/payment/properties/status_map")["additionalProperties"]["enum"])
+    assert vocabulary == {"pending", "processing", "partial", "completed", "failed", "refunded", "expired", "cancelled"}
+    assert errors(with_value(("providers", "custom", "payment", "status_map"), {"ok": "paid"}))
+
+
+# --------------------------------------------------------------------------- the shipped files
+
+
+@pytest.mark.parametrize("path", [EXAMPLE, MINIMAL, DEMO], ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    assert errors(read_yaml(path)) == []
+
+
+def test_catalog_entries_are_complete_providers() -> None:
+    entry = Draft202012Validator({"$ref": "#/$defs/completeProvider", "$defs": SCHEMA["$defs"]})
+    for name, spec in CATALOG.items():
+        problems = [f"{e.json_path}: {e.message}" for e in entry.iter_errors(spec)]
+        assert problems == [], name
+    link = ROOT / "config" / "providers"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    assert link.resolve() == (ROOT / "gateway" / "providers" / "catalog").resolve()
+
+
+def test_minimal_config_loads() -> None:
+    settings = load_config(str(MINIMAL), env=ENV)
+    assert sorted(settings.providers) == ["github", "stripe"]
+    with pytest.raises(ConfigError, match=r"minimal\.yaml: providers\.stripe\.secrets\[0\]: .*STRIPE_WEBHOOK_SECRET"):
+        load_config(str(MINIMAL), env={})
+
+
+def example_environment(tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The environment the example needs (every ``${VAR}`` set, ``WEBHOOK_SECRETS_DIR`` pointing
+    at tmp_path where every secret file it names is created) and the secret values, by source."""
+    text = EXAMPLE.read_text("utf-8")
+    env = {"WEBHOOK_SECRETS_DIR": str(tmp_path)}
+    secrets = {}
+    for name in set(re.findall(r"\$\{([A-Z0-9_]+)\}", text)):
+        # base64 of a key: valid for every secret_encoding (raw, base64)
+        env[name] = secrets[name] = base64.b64encode(f"test-{name}-value".encode()).decode()
+    for name in set(re.findall(r"file:\$\{WEBHOOK_SECRETS_DIR:-[^}]+\}/([\w.-]+)", text)):
+        secrets[name] = f"test-file-secret-{name}"
+        (tmp_path / name).write_text(secrets[name] + "\n", "utf-8")
+    return env, secrets
+
+
+def test_example_config_loads(tmp_path: Path) -> None:
+    env, secrets = example_environment(tmp_path)
+    settings = load_config(str(EXAMPLE), env=env)
+    assert settings.upstream.mode == "queue"
+    assert len(settings.providers["stripe"].signature.secrets) == 2
+    assert settings.providers["shopify-eu"].preset == "shopify"
+    assert settings.providers["acme-billing"].timestamp.source == "signature"
+    assert settings.providers["legacy-crm"].signature is None
+    assert len(settings.api_keys) == 2
+    shown = repr(settings)
+    assert [name for name, value in secrets.items() if value in shown] == [], "a secret reached a repr"
+
+
+def example_nodes(path: tuple[str, ...]) -> Iterator[Any]:
+    """The example's values at ``path``; ``*`` matches every provider."""
+    nodes: list[Any] = [read_yaml(EXAMPLE)]
+    for key in path:
+        nodes = [n[k] for n in nodes if isinstance(n, dict) for k in (n if key == "*" else [key]) if k in n]
+    for node in nodes:
+        yield from (node if isinstance(node, list) else [node])
+
+
+def test_example_uses_every_key() -> None:
+    sources: dict[str, list[tuple[str, ...]]] = {
+        pointer: [tuple("*" if k == "custom" else k for k in path)] for path, pointer in SECTIONS.items()
+    }
+    sources["#/$defs/rateLimit"] = [("rate_limits", k) for k in ("per_source", "per_provider")]
+    sources["#/$defs/rateLimit"].append(("providers", "*", "rate_limit"))
+    refs = [("providers", "*", key) for key in ("event_id", "event_type")]
+    refs += [("providers", "*", "payment", key) for key in ("id", "status", "amount", "currency")]
+    sources["#/$defs/fieldRef"] = refs
+    missing = {}
+    for pointer, paths in sources.items():
+        used = {key for path in paths for node in example_nodes(path) if isinstance(node, dict) for key in node}
+        if schema_keys(pointer) - used:
+            missing[pointer] = sorted(schema_keys(pointer) - used)
+    assert missing == {}, "keys config/gateway.example.yaml does not show"
