@@ -9,21 +9,26 @@ from aiohttp import web
 from gateway.app_state import SERVICES
 from gateway.errors import Rejection
 
+#: RFC 9110: a 401 names the scheme the client should use.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="webhook-gateway management API"'}
+
 
 def require_api_key(request: web.Request) -> None:
     keys = request.app[SERVICES].settings.api_keys
     if not keys:
-        raise Rejection("unauthorized", "the management API is disabled: configure management.api_keys")
+        raise Rejection("unauthorized", "the management API is disabled: configure management.api_keys", CHALLENGE)
     given = request.headers.get("X-API-Key", "")
     auth = request.headers.get("Authorization", "")
     if not given and auth[:7].lower() == "bearer ":
         given = auth[7:].strip()
     if not given:
-        raise Rejection("unauthorized", "send an API key in X-API-Key or Authorization: Bearer")
-    candidate = given.encode()
+        raise Rejection("unauthorized", "send an API key in X-API-Key or Authorization: Bearer", CHALLENGE)
+    # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives the bytes back, so a
+    # non-UTF-8 header is one more wrong key (a 401), not an encoding error (a 500).
+    candidate = given.encode("utf-8", "surrogateescape")
     # SECURITY: constant-time against every key, no early exit that would reveal which matched.
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(candidate, key.reveal())
     if not matched:
-        raise Rejection("unauthorized", "the API key is not valid")
+        raise Rejection("unauthorized", "the API key is not valid", CHALLENGE)

@@ -31,7 +31,8 @@ def managed(handler: Any) -> Any:
         except Rejection as rej:
             return error_response(rej)
         except StoreError:
-            return error_response(Rejection("store_unavailable", "the event store is unavailable", {"Retry-After": "5"}))
+            retry = {"Retry-After": "5"}
+            return error_response(Rejection("store_unavailable", "the event store is unavailable", retry))
 
     return wrapper
 
@@ -83,7 +84,8 @@ def detail(record: EventRecord) -> dict[str, Any]:
 
 
 def _page(records: list[EventRecord]) -> dict[str, Any]:
-    return {"success": True, "events": [r.summary() for r in records], "next_before_id": records[-1].id if records else None}
+    next_before_id = records[-1].id if records else None  # null once a page comes back empty
+    return {"success": True, "events": [r.summary() for r in records], "next_before_id": next_before_id}
 
 
 @managed
@@ -123,6 +125,9 @@ async def replay_events(request: web.Request, services: Services) -> web.Respons
         raise Rejection("invalid_json", "the body must be a JSON object of filters") from None
     if not isinstance(params, dict):
         raise Rejection("invalid_json", "the body must be a JSON object of filters")
+    filters = {k: str(v) for k, v in params.items() if v is not None and k != "limit"}
+    if not filters:
+        raise Rejection("invalid_parameter", "name at least one filter (provider, status, since, ...): replaying everything is refused")
     flt = parse_filter({k: str(v) for k, v in params.items() if v is not None})
     if services.delivery is not None:
         n = await services.events.requeue(flt)

@@ -53,9 +53,10 @@ def _open(obj: dict[str, Any]) -> bytes:
 
 
 def _payload(ctx: RequestContext, doc: Any) -> bytes:
-    ctype = ctx.request.content_type
-    if doc is not None and isinstance(doc, dict | list) and ctype != "application/x-www-form-urlencoded":
-        return ctx.body  # already validated JSON (strict UTF-8, no BOM): spliced as is
+    assert ctx.provider is not None
+    from_json = ctx.provider.body != "form" and ctx.request.content_type != "application/x-www-form-urlencoded"
+    if from_json and isinstance(doc, dict | list):
+        return ctx.body  # parsed from these very bytes (strict UTF-8, no BOM): spliced as is
     if doc is not None:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
     try:
@@ -96,4 +97,4 @@ def _amount(value: Any, unit: str, currency: str | None) -> str | None:
     if unit == "minor":
         exponent = _EXPONENT.get(currency or "", 2)
         amount = amount.scaleb(-exponent)
-    return str(amount)
+    return format(amount, "f")  # plain notation: never "1E+3"
