@@ -16,6 +16,7 @@ from gateway.events import event_store_from_settings
 from gateway.forwarder import Forwarder
 from gateway.handlers import events, management, ops
 from gateway.metrics import Metrics
+from gateway.pipeline.body import expect_continue
 from gateway.pipeline.runner import PIPELINE, Pipeline, error_response
 from gateway.pipeline.stage import default_stages
 from gateway.settings.model import Settings
@@ -65,8 +66,9 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     r.add_post(API + "/events/{id}/replay/", events.replay_event)
     r.add_get(f"{API}/dead-letters/", events.list_dead)
     r.add_delete(f"{API}/dead-letters/", events.purge_dead)
-    r.add_route("*", API + "/{provider}/", pipeline.handle)
-    r.add_route("*", API + "/{provider}", pipeline.handle)
+    expect = expect_continue(settings.providers)
+    r.add_route("*", API + "/{provider}/", pipeline.handle, expect_handler=expect)
+    r.add_route("*", API + "/{provider}", pipeline.handle, expect_handler=expect)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics)
@@ -84,6 +86,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(rej)
     except web.HTTPNotFound:
         return error_response(Rejection("not_found", "no such endpoint"))
+    except web.HTTPException:
+        raise
+    except Exception:  # a bug in a handler: still a JSON answer, and the traceback in the log
+        log.exception("handler failure", extra={"path": request.path})
+        return error_response(Rejection("internal_error", "the gateway failed to answer this request"))
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 
-from aiohttp import ClientError
+from aiohttp import ClientError, HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import Rejection
 from gateway.pipeline.context import RequestContext
+from gateway.providers.spec import ProviderSpec
 
 
 class Body:
@@ -43,3 +45,25 @@ class Body:
             if len(buf) > limit:
                 raise Rejection("body_too_large", f"the body may be at most {limit} bytes")
         return bytes(buf)
+
+
+def expect_continue(providers: Mapping[str, ProviderSpec]) -> Callable[[web.Request], Awaitable[None]]:
+    """The webhook route's ``Expect: 100-continue`` handler: invite the body only if it may be taken.
+
+    aiohttp's default answers "100 Continue" to everyone, so a client declaring a 10 GiB body
+    would be asked to send it just before the 413. A request the pipeline will refuse from its
+    headers alone (unknown provider, not POST, declared oversize) gets no 100; the pipeline then
+    sends its final answer (RFC 9110 section 10.1.1 allows that), counted and logged as usual.
+    """
+
+    async def expect(request: web.Request) -> None:
+        if request.version != HttpVersion11 or request.headers.get("Expect", "").lower() != "100-continue":
+            return  # an expectation we do not know is ignored rather than answered 417
+        provider = providers.get(request.match_info.get("provider", ""))
+        declared = request.content_length
+        if provider is None or request.method != "POST" or (declared or 0) > provider.max_body_bytes:
+            return
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not part of the response size
+
+    return expect

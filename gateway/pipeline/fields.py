@@ -24,16 +24,22 @@ def _parse(ctx: RequestContext) -> Any:
     ctype = ctx.request.content_type
     if kind == "form" or (kind == "any" and ctype == "application/x-www-form-urlencoded"):
         return _form(ctx.body)
-    if kind == "any" and not ctx.body.lstrip()[:1] in (b"{", b"["):
+    if kind == "any" and ctx.body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
         text = ctx.body.decode("utf-8")  # strict: json.loads(bytes) would also guess UTF-16/32
     except UnicodeDecodeError:
         raise Rejection("invalid_json", "the body is not valid UTF-8") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise Rejection("invalid_json", "the body is not valid JSON") from None
+
+
+def _no_constant(name: str) -> Any:
+    """Python's json accepts ``NaN`` and ``Infinity``; JSON does not. The body is spliced into the
+    upstream's event as is, so anything but strict JSON would make the upstream choke on it."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -7,10 +7,12 @@ retries later. Either way the failure is counted in ``webhook_gateway_store_erro
 
 from __future__ import annotations
 
+import ipaddress
 import math
 
 from gateway.errors import Rejection
 from gateway.metrics import Metrics
+from gateway.pipeline.client_ip import parse_ip
 from gateway.pipeline.context import RequestContext
 from gateway.providers.spec import RateLimit
 from gateway.stores import Store, StoreError
@@ -24,6 +26,15 @@ async def _take(store: Store, metrics: Metrics, policy: str, key: str, limit: Ra
         if policy == "closed":
             raise Rejection("store_unavailable", "rate-limit store unavailable; retry later", {"Retry-After": "5"}) from None
         return 0.0
+
+
+def source_of(client_ip: str) -> str:
+    """The rate-limit bucket of an address: IPv6 by /64. One subscriber (or attacker) is normally
+    handed a whole /64, and per-address buckets would give it 2**64 budgets to rotate through."""
+    addr = parse_ip(client_ip)
+    if isinstance(addr, ipaddress.IPv6Address):
+        return f"{ipaddress.IPv6Network((addr, 64), strict=False).network_address}/64"
+    return str(addr) if addr is not None else client_ip
 
 
 def _reject(retry_after: float, what: str) -> Rejection:
@@ -45,7 +56,8 @@ class SourceRate:
     async def __call__(self, ctx: RequestContext) -> None:
         if self.limit is None:
             return
-        retry_after = await _take(self.store, self.metrics, self.policy, f"rl:src:{{{ctx.client_ip}}}", self.limit)
+        key = f"rl:src:{{{source_of(ctx.client_ip)}}}"
+        retry_after = await _take(self.store, self.metrics, self.policy, key, self.limit)
         if retry_after:
             self.metrics.rate_limited.labels(ctx.provider_name, "source").inc()
             raise _reject(retry_after, "from this address")

@@ -121,7 +121,7 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
         body_timeout=float(limits.number("body_timeout", 10.0)),
         per_source_limit=_limit(rates, "per_source", {"rate": 100, "burst": 200}),
         dedup=DedupSettings(
-            lease=float(dedup.number("lease", 60.0)),
+            lease=_lease(dedup, upstream),
             inflight_wait=float(dedup.number("inflight_wait", 2.0, positive=False)),
             max_entries=dedup.integer("max_entries", 1_000_000),
         ),
@@ -131,6 +131,15 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
         tracing=_tracing(root.sub("tracing")),
         **_shutdown(root.sub("shutdown")),
     )
+
+
+def _lease(dedup: Reader, upstream: UpstreamSettings) -> float:
+    """In sync mode a claim is held while the upstream is called: a lease that can run out first
+    would let a provider's retry claim the id and forward the event a second time."""
+    lease = float(dedup.number("lease", 60.0))
+    if upstream.mode == "sync" and lease <= upstream.timeout:
+        dedup.fail(f"must be longer than upstream.timeout ({upstream.timeout:g}s)", lease, "lease")
+    return lease
 
 
 def _interpolate(root: Reader, env: Mapping[str, str]) -> Any:

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from gateway.providers.spec import Network, ProviderSpec, RateLimit
-from gateway.secrets import Secret
+from gateway.secrets import Secret, mask_url
+
+_SECRET_PARAM = re.compile(r"((?:pass(?:word)?|pwd|token|secret|key)[^=&]*=)[^&]*", re.IGNORECASE)
+
+
+def shown_url(url: str) -> str:
+    """A connection URL safe to show: password in the userinfo and in the query masked."""
+    return _SECRET_PARAM.sub(r"\1***", mask_url(url))
+
+
+def _masked_repr(obj: Any, **shown: Any) -> str:
+    """The dataclass repr, with the values in ``shown`` standing in for the real ones.
+
+    SECURITY: store and upstream URLs carry passwords, upstream headers carry tokens; a repr is
+    what ends up in a traceback or a debug log.
+    """
+    parts = (f"{f.name}={shown.get(f.name, getattr(obj, f.name))!r}" for f in fields(obj) if f.repr)
+    return f"{type(obj).__name__}({', '.join(parts)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +52,9 @@ class EventsSettings:
     pool_size: int = 10
     timeout: float = 5.0
 
+    def __repr__(self) -> str:
+        return _masked_repr(self, url=shown_url(self.url))
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
@@ -45,6 +67,10 @@ class UpstreamSettings:
     retries: int = 1  # extra attempts after a connection error (never after a response)
     headers: Mapping[str, str] | None = None
     queue: QueueSettings = QueueSettings()
+
+    def __repr__(self) -> str:
+        headers = {name: "***" for name in self.headers} if self.headers else self.headers
+        return _masked_repr(self, url=shown_url(self.url), headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +91,9 @@ class StateSettings:
     timeout: float = 0.5
     dedup_on_error: str = "closed"  # closed: 503 so the provider retries; open: forward unchecked
     rate_limit_on_error: str = "open"  # open: let traffic through; closed: 503
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, url=shown_url(self.url))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Collection, Iterator
 from typing import Any, NoReturn
 
@@ -87,6 +88,8 @@ class Reader:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail("must be a number", value, key)
+        if not math.isfinite(value):  # YAML has .inf and .nan; NaN would pass every comparison below
+            self.fail("must be a finite number", value, key)
         if positive and value <= 0:
             self.fail("must be > 0", value, key)
         if not positive and value < 0:
