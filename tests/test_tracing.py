@@ -11,14 +11,19 @@ from gateway.pipeline.runner import PIPELINE
 from gateway.tracing import make_tracer
 
 
-async def test_a_webhook_is_one_server_span_with_a_child_per_stage(aiohttp_client, make_settings, upstream, kit):
-    settings = make_settings()
+def traced_app(settings):
+    """The app with an SDK tracer that keeps finished spans in memory."""
     services = build_services(settings)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     services.tracer = provider.get_tracer("test")
-    app = build_app(settings, services)
+    return build_app(settings, services), exporter
+
+
+async def test_a_webhook_is_one_server_span_with_a_child_per_stage(aiohttp_client, make_settings, upstream, kit):
+    settings = make_settings()
+    app, exporter = traced_app(settings)
     client = await aiohttp_client(app)
 
     body = kit.stripe_body("evt_traced")
@@ -43,13 +48,8 @@ async def test_a_webhook_is_one_server_span_with_a_child_per_stage(aiohttp_clien
 
 
 async def test_a_rejected_webhook_still_ends_its_span(aiohttp_client, make_settings):
-    settings = make_settings()
-    services = build_services(settings)
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    services.tracer = provider.get_tracer("test")
-    client = await aiohttp_client(build_app(settings, services))
+    app, exporter = traced_app(make_settings())
+    client = await aiohttp_client(app)
     resp = await client.post("/payments/api/webhooks/stripe/", data=b"{}")
     assert resp.status == 401
     names = [s.name for s in exporter.get_finished_spans()]
