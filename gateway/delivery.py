@@ -9,6 +9,7 @@ that dies leaves its claims to expire after ``lease`` seconds; another worker pi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import time
@@ -54,16 +55,16 @@ class Delivery:
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="delivery")
 
-    async def stop(self, timeout: float) -> None:
-        """Stop claiming; give in-flight deliveries ``timeout`` seconds (unfinished ones are
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give in-flight deliveries ``grace`` seconds (unfinished ones are
         re-claimed after their lease, by this process on restart or by another replica)."""
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:
-            await asyncio.wait([self._loop_task], timeout=timeout)
+            await asyncio.wait([self._loop_task], timeout=grace)
             self._loop_task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout)
+            await asyncio.wait(self._tasks, timeout=grace)
             for task in self._tasks:
                 task.cancel()
 
@@ -73,17 +74,19 @@ class Delivery:
             if free <= 0:
                 await asyncio.sleep(0.01)
                 continue
+            # Cleared before looking, so a notify() that lands while we look is not lost.
+            self._wake.clear()
             try:
                 batch = await self.events.claim_due(min(free, self.settings.batch), self.settings.lease)
             except StoreError:
                 self.metrics.store_errors.labels("events", "retry").inc()
                 batch = []
+            except Exception:  # the loop must outlive any one failure, or delivery stops silently
+                log.exception("claiming due events failed")
+                batch = []
             if not batch:
-                self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-                except TimeoutError:
-                    pass
                 continue
             for record in batch:
                 await self._slots.acquire()
@@ -102,6 +105,10 @@ class Delivery:
         except Rejection as rej:
             await self._failed(record, rej)
             return
+        except Exception as exc:  # a bug, not an answer: retry later rather than leave it leased
+            log.exception("delivery failed", extra={"provider": record.provider, "event_id": record.event_id})
+            await self._failed(record, Rejection("internal_error", f"delivery failed: {type(exc).__name__}"))
+            return
         redacted = redact_event(record.event, spec.redact) if spec and spec.redact else None
         try:
             await self.events.mark_delivered(record.id, redacted)
@@ -117,7 +124,8 @@ class Delivery:
             if record.attempts >= self.settings.max_attempts:
                 await self.events.mark_dead(record.id, error)
                 self.metrics.queue_deliveries.labels(record.provider, "dead").inc()
-                log.warning("dead letter", extra={"provider": record.provider, "event_id": record.event_id, "error": error})
+                where = {"provider": record.provider, "event_id": record.event_id, "error": error}
+                log.warning("dead letter", extra=where)
                 return
             retry_after = _retry_after(rej.headers.get("Retry-After") if rej.headers else None)
             await self.events.mark_retry(record.id, self.backoff.delay(record.attempts, retry_after), error)

@@ -16,6 +16,10 @@ from typing import Any, Protocol
 STATUSES = ("queued", "delivering", "delivered", "dead")
 
 
+class UnstorableEvent(Exception):
+    """The store refused this one event's data (e.g. a NUL in its id): retrying cannot help."""
+
+
 @dataclass(slots=True)
 class EventRecord:
     """One accepted webhook as stored. ``event`` is the CloudEvents envelope to deliver."""

@@ -138,5 +138,3 @@ class MemoryEventStore:
             self._keys.pop((r.provider, r.event_id), None)
         self._rejections = {k: v for k, v in self._rejections.items() if k[0] >= cutoff}
         return len(doomed)
-
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import logging
 import time
@@ -19,19 +20,21 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from gateway.events.base import EventFilter, EventRecord
+from gateway.events.base import EventFilter, EventRecord, UnstorableEvent
 from gateway.stats import summarize
 from gateway.stores.base import StoreError
 
 log = logging.getLogger("gateway.events")
 _COLUMNS = "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event"
+# SQL built with f-strings below interpolates only constants and `_where` clauses made of fixed
+# column names with $n placeholders; every value travels as a bind parameter.
 _INSERT = f"""
 INSERT INTO webhook_events ({_COLUMNS})
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
                      $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[])
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
-"""
+"""  # noqa: S608
 _FOLD = """
 INSERT INTO webhook_rejections (minute, provider, source, code, count)
 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[])
@@ -107,9 +110,13 @@ class PostgresEventStore:
                 pool = await asyncpg.create_pool(
                     self.url, min_size=1, max_size=self.pool_size, command_timeout=self.timeout, timeout=self.timeout
                 )
+            except _errors() as exc:
+                raise StoreError(f"postgresql: {type(exc).__name__}") from exc
+            try:
                 if self.migrate:
                     await apply_migrations(pool)
             except _errors() as exc:
+                pool.terminate()  # the next attempt opens a fresh pool; do not leak this one
                 raise StoreError(f"postgresql: {type(exc).__name__}") from exc
             self._pool = pool
             return pool
@@ -149,39 +156,51 @@ class PostgresEventStore:
     async def _write_loop(self) -> None:
         last_fold = time.monotonic()
         while not (self._closing and not self._pending):
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending[: self.batch_max], self._pending[self.batch_max :]
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # the writer must outlive any one batch, or inserts hang
+                    log.exception("event store write failed")
+                    _fail(batch, StoreError(f"postgresql: {type(exc).__name__}"))
             if self._folded and (time.monotonic() - last_fold >= 1.0 or self._closing):
                 last_fold = time.monotonic()
                 await self._fold()
 
     async def _write(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]]) -> None:
-        recs = [r for r, _ in batch]
+        # One row per (provider, event_id): ON CONFLICT DO NOTHING skips a second copy in the same
+        # statement, and RETURNING names the key once, so later copies must not read its id.
+        first: dict[tuple[str, str], EventRecord] = {}
+        for rec, _ in batch:
+            first.setdefault((rec.provider, rec.event_id), rec)
         try:
-            rows = await self._run(
-                "fetch", _INSERT,
-                [r.provider for r in recs], [r.event_id for r in recs], [r.event_type for r in recs],
-                [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
-                [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
-                [r.event for r in recs],
-            )  # fmt: skip
+            rows = await self._insert(list(first.values()))
         except StoreError as exc:
+            if _bad_data(exc) and len(batch) > 1:
+                for item in batch:  # isolate the record the server refused; the rest go in
+                    await self._write([item])
+                return
             self.write_failures += 1
-            for _, fut in batch:
-                if fut is not None and not fut.done():
-                    fut.set_exception(StoreError(str(exc)))
+            _fail(batch, UnstorableEvent(str(exc)) if _bad_data(exc) else exc)
             return
         ids = {(row["provider"], row["event_id"]): row["id"] for row in rows}
         for rec, fut in batch:
-            rec.id = ids.get((rec.provider, rec.event_id), 0)
+            key = (rec.provider, rec.event_id)
+            rec.id = ids.get(key, 0) if first[key] is rec else 0
             if fut is not None and not fut.done():
                 fut.set_result(rec.id != 0)
+
+    async def _insert(self, recs: list[EventRecord]) -> Any:
+        return await self._run(
+            "fetch", _INSERT,
+            [r.provider for r in recs], [r.event_id for r in recs], [r.event_type for r in recs],
+            [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
+            [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
+            [r.event for r in recs],
+        )  # fmt: skip
 
     async def _fold(self) -> None:
         folded, self._folded = self._folded, defaultdict(int)
@@ -230,9 +249,8 @@ class PostgresEventStore:
 
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:
         where, args = _where(flt)
-        rows = await self._run(
-            "fetch", f"SELECT * FROM webhook_events WHERE {where} ORDER BY id DESC LIMIT {int(flt.limit)}", *args
-        )
+        query = f"SELECT * FROM webhook_events WHERE {where} ORDER BY id DESC LIMIT {int(flt.limit)}"  # noqa: S608
+        rows = await self._run("fetch", query, *args)
         return [_record(row) for row in rows]
 
     async def get(self, record_id: int) -> EventRecord | None:
@@ -246,7 +264,7 @@ class PostgresEventStore:
             where += f" AND id = ANY(${len(args)}::bigint[])"
         rows = await self._run(
             "fetch",
-            "UPDATE webhook_events SET status = 'queued', next_attempt_at = now(), attempts = 0, "
+            "UPDATE webhook_events SET status = 'queued', next_attempt_at = now(), attempts = 0, "  # noqa: S608
             f"locked_until = NULL WHERE {where} AND status <> 'delivering' RETURNING id",
             *args,
         )
@@ -254,7 +272,7 @@ class PostgresEventStore:
 
     async def purge(self, flt: EventFilter) -> int:
         where, args = _where(flt)
-        rows = await self._run("fetch", f"DELETE FROM webhook_events WHERE {where} RETURNING id", *args)
+        rows = await self._run("fetch", f"DELETE FROM webhook_events WHERE {where} RETURNING id", *args)  # noqa: S608
         return len(rows)
 
     async def expire(self, days: float) -> int:
@@ -308,6 +326,20 @@ async def apply_migrations(pool: Any) -> list[str]:
                 await conn.execute("INSERT INTO webhook_gateway_migrations (version) VALUES ($1)", f.name)
                 applied.append(f.name)
     return applied
+
+
+def _fail(batch: list[tuple[EventRecord, asyncio.Future[bool] | None]], exc: Exception) -> None:
+    for _, fut in batch:
+        if fut is not None and not fut.done():
+            fut.set_exception(type(exc)(str(exc)))  # one instance per waiter: each gets its traceback
+
+
+def _bad_data(exc: StoreError) -> bool:
+    """The server (or asyncpg's encoder) refused a value (class 22: a NUL in a text column, a lone
+    surrogate): that record can never be stored, unlike a connection failure, which may heal."""
+    import asyncpg
+
+    return isinstance(exc.__cause__, asyncpg.DataError)
 
 
 def _where(flt: EventFilter) -> tuple[str, list[Any]]:

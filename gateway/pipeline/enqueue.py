@@ -2,13 +2,15 @@
 
 Inserts from concurrent requests share one transaction (group commit). A store failure is 503,
 so the provider retries: never a 4xx, which would make it give up on an event we do not have.
+The one exception is an event whose own data the database refuses (a NUL in its id): a retry of
+the same bytes can never succeed, so it is a 400, and its batch-mates are stored regardless.
 """
 
 from __future__ import annotations
 
-from gateway.events.base import EventStore
-from gateway.events.record import record_from
 from gateway.errors import Rejection
+from gateway.events.base import EventStore, UnstorableEvent
+from gateway.events.record import record_from
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.stores.base import StoreError
 
@@ -24,7 +26,10 @@ class Enqueue:
         try:
             stored = await self.events.insert(record_from(ctx, "queued", redact_envelope=False))
         except StoreError:
-            raise Rejection("store_unavailable", "the event store is unavailable; retry later", {"Retry-After": "5"}) from None
+            retry = {"Retry-After": "5"}
+            raise Rejection("store_unavailable", "the event store is unavailable; retry later", retry) from None
+        except UnstorableEvent:
+            raise Rejection("invalid_body", "the event id or type cannot be stored (e.g. it contains NUL)") from None
         if not stored:  # the table already has this event id: a copy that outlived the dedup store
             ctx.reply = Reply(200, "duplicate", {"success": True, "status": "duplicate", "event_id": ctx.event_id})
             return

@@ -59,13 +59,18 @@ class RedisStore:
 
         self.url = url
         self.prefix = prefix
-        self._redis: Any = aioredis.Redis.from_url(
+        # A blocking pool: a burst of more concurrent requests than connections waits (up to
+        # ``timeout``) for a free one. The default pool raises "Too many connections" at once,
+        # which dedup (fail closed) would turn into 503s for a mere traffic spike.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            max_connections=max_connections,
             health_check_interval=30,
         )
+        self._redis: Any = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self._claim = self._redis.register_script(_CLAIM)
         self._commit = self._redis.register_script(_COMMIT)
         self._release = self._redis.register_script(_RELEASE)

@@ -1,0 +1,300 @@
+"""Queue mode through the whole app: Redis for dedup, PostgreSQL for the outbox, a real upstream.
+
+A 202 means the event is committed; delivery happens in the background with retries (backoff,
+the upstream's Retry-After), dead letters after ``max_attempts``, replay and purge through the
+management API; what is stored is redacted while the upstream gets the full payload. When
+PostgreSQL goes away (a TCP proxy we cut), webhooks get 503 (never a 4xx) and readiness fails;
+when it is back the gateway recovers by itself and the provider's retry is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import helpers_services as hs
+import pytest
+
+pg_database, pg_dsn, redis_state = hs.pg_database, hs.pg_dsn, hs.redis_state  # fixtures
+
+FAST = {"backoff_base": 0.05, "backoff_max": 0.2, "poll_interval": 0.05, "max_attempts": 3, "lease": 5}
+
+
+@pytest.fixture
+def queue_gateway(make_gateway, pg_dsn, redis_state):
+    """``await queue_gateway(**overrides)``: a queue-mode gateway on this test's Redis prefix and
+    database; ``queue`` overrides the fast retry settings."""
+
+    async def make(queue=None, events=None, **overrides):
+        return await make_gateway(
+            upstream={"mode": "queue", "queue": {**FAST, **(queue or {})}},
+            state=redis_state,
+            events={"url": pg_dsn, "timeout": 1.0, **(events or {})},
+            **overrides,
+        )
+
+    return make
+
+
+async def row(dsn: str, event_id: str):
+    rows = await hs.pg_fetch(dsn, "SELECT * FROM webhook_events WHERE event_id = $1", event_id)
+    return rows[0] if rows else None
+
+
+async def status_is(dsn: str, event_id: str, status: str) -> bool:
+    r = await row(dsn, event_id)
+    return r is not None and r["status"] == status
+
+
+async def api(gw, method: str, path: str, **kw):
+    """A management call with the gateway's own API key."""
+    key = gw.settings.api_keys[0].reveal().decode()
+    resp = await gw.client.request(method, path, headers={"X-API-Key": key}, **kw)
+    return resp.status, await resp.json()
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+async def test_202_only_after_the_event_is_committed(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway()
+    gw.upstream.delay = 0.3  # delivery is still running when we look
+    data = await gw.expect(202, "stripe", kit.stripe_body("evt_q1"))
+    assert data == {"success": True, "status": "queued", "event_id": "evt_q1"}
+    stored = await row(pg_dsn, "evt_q1")  # on another connection: committed, not just written
+    assert stored is not None and stored["status"] in ("queued", "delivering")
+    await hs.eventually(lambda: gw.upstream.ids() == ["evt_q1"])
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_q1", "delivered"))
+    delivered = await row(pg_dsn, "evt_q1")
+    assert delivered["attempts"] == 1 and delivered["delivered_at"] is not None
+
+
+async def test_every_event_reaches_the_upstream_once(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway()
+    ids = [f"evt_many_{i}" for i in range(40)]
+    answers = await asyncio.gather(*(gw.post("stripe", kit.stripe_body(i)) for i in ids))
+    assert [a.status for a in answers] == [202] * 40
+    await hs.eventually(lambda: sorted(gw.upstream.ids()) == sorted(ids))
+
+    async def all_delivered():
+        rows = await hs.pg_fetch(pg_dsn, "SELECT status, count(*) AS n FROM webhook_events GROUP BY status")
+        return {r["status"]: r["n"] for r in rows} == {"delivered": 40}
+
+    await hs.eventually(all_delivered)
+    assert len(gw.upstream.events) == 40
+
+
+async def test_a_copy_is_a_duplicate_and_is_not_delivered_twice(queue_gateway, kit):
+    gw = await queue_gateway()
+    body = kit.stripe_body("evt_dup")
+    await gw.expect(202, "stripe", body)
+    await hs.eventually(lambda: gw.upstream.ids() == ["evt_dup"])
+    assert (await gw.expect(200, "stripe", body))["status"] == "duplicate"
+    await asyncio.sleep(0.2)
+    assert gw.upstream.ids() == ["evt_dup"]
+
+
+async def test_a_copy_that_outlived_the_dedup_store_is_caught_by_the_table(queue_gateway, kit, redis_state):
+    import redis.asyncio as aioredis
+
+    gw = await queue_gateway()
+    body = kit.stripe_body("evt_table_dup")
+    await gw.expect(202, "stripe", body)
+    client = aioredis.Redis.from_url(redis_state["url"])
+    await client.delete(f"{redis_state['key_prefix']}dd:{{stripe}}:evt_table_dup")  # dedup TTL ran out
+    await client.aclose()
+    assert (await gw.expect(200, "stripe", body))["status"] == "duplicate"
+    await hs.eventually(lambda: gw.upstream.ids() == ["evt_table_dup"])
+
+
+async def test_an_event_the_database_refuses_is_400_and_spares_the_others(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway()
+    bad = kit.stripe_body("evt_nul\x00x")
+    answers = await asyncio.gather(
+        *(gw.post("stripe", b) for b in (kit.stripe_body("evt_ok_a"), bad, kit.stripe_body("evt_ok_b")))
+    )
+    bodies = [await a.json() for a in answers]
+    assert [a.status for a in answers] == [202, 400, 202], bodies
+    assert bodies[1]["error"]["code"] == "invalid_body"
+    await hs.eventually(lambda: sorted(gw.upstream.ids()) == ["evt_ok_a", "evt_ok_b"])
+
+
+# --------------------------------------------------------------------------- retries and dead letters
+
+
+async def test_an_upstream_500_is_retried_with_backoff_then_delivered(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway()
+    gw.upstream.then(500, 500)
+    await gw.expect(202, "stripe", kit.stripe_body("evt_retry"))
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_retry", "delivered"))
+    assert gw.upstream.attempts == 3 and gw.upstream.ids() == ["evt_retry"]
+    stored = await row(pg_dsn, "evt_retry")
+    assert stored["attempts"] == 3 and stored["last_error"] is None
+    assert 'webhook_gateway_queue_deliveries_total{provider="stripe",result="retry"} 2.0' in gw.metrics_text()
+
+
+async def test_dead_letters_replay_and_purge(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway()
+    gw.upstream.then(500, 500, 500)
+    await gw.expect(202, "stripe", kit.stripe_body("evt_dead"))
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_dead", "dead"))
+    assert gw.upstream.attempts == 3 and gw.upstream.ids() == []
+
+    status, body = await api(gw, "GET", f"{kit.API}/dead-letters/")
+    assert status == 200
+    [dead] = body["events"]
+    assert (dead["event_id"], dead["status"], dead["attempts"]) == ("evt_dead", "dead", 3)
+    assert dead["last_error"].startswith("upstream_error")
+
+    unauthorized = await gw.client.post(f"{kit.API}/events/{dead['id']}/replay/")
+    assert unauthorized.status == 401
+    status, body = await api(gw, "POST", f"{kit.API}/events/{dead['id']}/replay/")
+    assert (status, body["status"]) == (202, "queued")
+    await hs.eventually(lambda: gw.upstream.ids() == ["evt_dead"])  # the upstream is fine now
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_dead", "delivered"))
+    assert (await api(gw, "GET", f"{kit.API}/dead-letters/"))[1]["events"] == []
+
+    gw.upstream.then(500, 500, 500)
+    await gw.expect(202, "stripe", kit.stripe_body("evt_dead_2"))
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_dead_2", "dead"))
+    status, body = await api(gw, "DELETE", f"{kit.API}/dead-letters/")
+    assert (status, body) == (200, {"success": True, "purged": 1})
+    assert await row(pg_dsn, "evt_dead_2") is None
+    assert (await row(pg_dsn, "evt_dead"))["status"] == "delivered"  # only dead letters go
+
+
+async def test_a_503_retry_after_is_honoured(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway(queue={"backoff_max": 10})
+    gw.upstream.then((503, {"Retry-After": "1"}))
+    await gw.expect(202, "stripe", kit.stripe_body("evt_busy"))
+
+    async def retry_scheduled():
+        rows = await hs.pg_fetch(
+            pg_dsn,
+            "SELECT status, last_error, extract(epoch FROM next_attempt_at - received_at) AS due_after "
+            "FROM webhook_events WHERE event_id = 'evt_busy'",
+        )
+        return rows[0] if rows and rows[0]["last_error"] else None
+
+    first = await hs.eventually(retry_scheduled)
+    assert first["status"] == "queued" and first["last_error"].startswith("upstream_unavailable")
+    # Retry-After: 1, not the 0.05 s backoff: due a second after the failure, so after receipt.
+    assert float(first["due_after"]) >= 1.0
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_busy", "delivered"))
+    done = await hs.pg_fetch(
+        pg_dsn, "SELECT extract(epoch FROM delivered_at - received_at) AS took FROM webhook_events"
+    )
+    assert float(done[0]["took"]) >= 1.0  # the second attempt waited for it
+    assert gw.upstream.attempts == 2 and gw.upstream.ids() == ["evt_busy"]
+
+
+# --------------------------------------------------------------------------- what is stored
+
+
+async def test_the_store_is_redacted_but_the_upstream_gets_everything(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway(providers={"stripe": {"redact": ["data.object.customer_email"]}})
+    doc = json.loads(kit.stripe_body("evt_pii"))
+    doc["data"]["object"]["customer_email"] = "jane@example.com"
+    await gw.expect(202, "stripe", json.dumps(doc).encode())
+    await hs.eventually(lambda: gw.upstream.ids() == ["evt_pii"])
+    sent = gw.upstream.events[0].event
+    assert sent["data"]["payload"]["data"]["object"]["customer_email"] == "jane@example.com"
+
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_pii", "delivered"))
+    stored = await row(pg_dsn, "evt_pii")
+    status, body = await api(gw, "GET", f"{kit.API}/events/{stored['id']}/")
+    assert status == 200
+    shown = body["event"]
+    assert json.loads(shown["body"]["text"])["data"]["object"]["customer_email"] == "[REDACTED]"
+    assert shown["event"]["data"]["payload"]["data"]["object"]["customer_email"] == "[REDACTED]"
+    assert shown["headers"]["Stripe-Signature"] == "[REDACTED]"
+    assert b"jane@example.com" not in bytes(stored["body"]) + bytes(stored["event"])
+    assert "jane@example.com" not in json.dumps(stored["headers"])
+
+
+async def test_management_api_filters_and_pages(queue_gateway, kit, pg_dsn):
+    gw = await queue_gateway()
+    for i in range(5):
+        await gw.expect(
+            202,
+            "stripe",
+            kit.stripe_body(f"evt_list_{i}", etype="charge.failed" if i == 4 else "payment_intent.succeeded"),
+        )
+    gh = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "gh-delivery-1"}
+    await gw.expect(202, "github", b'{"ref":"refs/heads/main"}', gh)
+    await hs.eventually(lambda: len(gw.upstream.events) == 6)
+    await hs.eventually(lambda: status_is(pg_dsn, "gh-delivery-1", "delivered"))
+
+    async def listed(query: str) -> list[str]:
+        status, body = await api(gw, "GET", f"{kit.API}/events/?{query}")
+        assert status == 200, body
+        return [e["event_id"] for e in body["events"]]
+
+    assert await listed("provider=github") == ["gh-delivery-1"]
+    assert await listed("event_type=charge.failed") == ["evt_list_4"]
+    assert await listed("event_id=evt_list_2") == ["evt_list_2"]
+    assert len(await listed("status=delivered")) == 6
+    assert await listed("status=dead") == []
+    _, first = await api(gw, "GET", f"{kit.API}/events/?provider=stripe&limit=3")
+    _, second = await api(gw, "GET", f"{kit.API}/events/?provider=stripe&limit=3&before_id={first['next_before_id']}")
+    walked = [e["event_id"] for e in first["events"] + second["events"]]
+    assert walked == [f"evt_list_{i}" for i in range(4, -1, -1)]
+    for bad in ("status=bogus", "limit=0", "since=yesterday", "before_id=-1"):
+        status, body = await api(gw, "GET", f"{kit.API}/events/?{bad}")
+        assert (status, body["error"]["code"]) == (400, "invalid_parameter"), bad
+    assert (await gw.client.get(f"{kit.API}/events/")).status == 401
+
+
+# --------------------------------------------------------------------------- PostgreSQL down
+
+
+@pytest.mark.parametrize("outage", ["cut", "freeze"])
+async def test_postgres_down_is_503_and_not_ready_then_recovers(queue_gateway, kit, pg_dsn, outage):
+    """``cut``: PostgreSQL is gone (connections refused). ``freeze``: a partition (connections
+    open, nothing answers), bounded by ``events.timeout``."""
+    host_port = pg_dsn.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    proxy = await hs.TcpProxy(host, int(port)).start()
+    gw = await queue_gateway(events={"url": pg_dsn.replace(host_port, f"127.0.0.1:{proxy.port}")})
+    try:
+        await gw.expect(202, "stripe", kit.stripe_body("evt_before"))
+        await hs.eventually(lambda: gw.upstream.ids() == ["evt_before"])
+        assert (await gw.client.get("/readyz")).status == 200
+
+        await (proxy.cut() if outage == "cut" else proxy.freeze())
+        body = kit.stripe_body("evt_outage")
+        started = time.monotonic()
+        resp = await gw.post("stripe", body)
+        data = await resp.json()
+        assert resp.status == 503, data
+        assert time.monotonic() - started < 2 * 1.0 + 0.5  # events.timeout bounds the wait
+        assert data["error"]["code"] == "store_unavailable"
+        assert int(resp.headers["Retry-After"]) > 0
+        ready = await gw.client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["checks"]["events"] is False
+        await asyncio.sleep(0.3)  # the delivery loop keeps polling a dead store without dying
+
+        await proxy.restore()
+
+        async def ready_again():
+            return (await gw.client.get("/readyz")).status == 200
+
+        await hs.eventually(ready_again, timeout=10)
+        data = await gw.expect(202, "stripe", body)  # the provider's retry: the claim was released
+        assert data["status"] == "queued"
+        await hs.eventually(lambda: gw.upstream.ids() == ["evt_before", "evt_outage"])
+        await hs.eventually(lambda: status_is(pg_dsn, "evt_outage", "delivered"))
+    finally:
+        await proxy.cut()
+
+
+async def test_postgres_unreachable_from_the_start_is_503_never_4xx(queue_gateway, kit):
+    gw = await queue_gateway(events={"url": f"postgresql://postgres@127.0.0.1:{kit.free_port()}/test"})
+    resp = await gw.post("stripe", kit.stripe_body("evt_nodb"))
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "store_unavailable"
+    assert (await gw.client.get("/readyz")).status == 503
+    resp = await gw.post("stripe", kit.stripe_body("evt_nodb"))  # and again: the id was not burned
+    assert resp.status == 503

@@ -1,0 +1,201 @@
+"""The store contract on real Redis, plus what only a shared, networked store can get wrong.
+
+The contract classes are the ones ``test_stores_memory.py`` runs on ``memory://``; imported here,
+they run again with this module's ``store`` fixture: Redis DB 7 under a key prefix of the test's
+own. Then: prefix isolation, two instances acting as two replicas, the exact keys and TTLs the
+Lua scripts leave, and failures (closed port, a server that never answers, a restart) surfacing
+as ``StoreError`` with ``ping()`` False, fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import helpers_services as hs
+import pytest
+from test_stores_memory import TestDedupContract, TestHealthContract, TestRateLimitContract  # noqa: F401
+
+from gateway.settings.model import StateSettings
+from gateway.stores import Claim, StoreError, store_from_url
+from gateway.stores.redis import RedisStore
+
+redis_state, private_redis = hs.redis_state, hs.private_redis  # fixtures
+
+
+@pytest.fixture(params=["redis"])
+async def store(redis_state):
+    s = store_from_url(StateSettings(url=redis_state["url"], key_prefix=redis_state["key_prefix"]))
+    yield s
+    await s.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def any_store(request, redis_state):
+    url = "memory://" if request.param == "memory" else redis_state["url"]
+    s = store_from_url(StateSettings(url=url, key_prefix=redis_state["key_prefix"]))
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def key() -> str:
+    return f"dd:{{test}}:{uuid.uuid4().hex}"
+
+
+# --------------------------------------------------------------------------- both backends
+
+
+async def test_tokens_decide_who_may_settle(any_store, key):
+    assert await any_store.claim(key, "a", 5) is Claim.CLAIMED
+    assert await any_store.claim(key, "b", 5) is Claim.IN_FLIGHT
+    await any_store.release(key, "b")  # not b's lease: nothing happens
+    assert await any_store.claim(key, "b", 5) is Claim.IN_FLIGHT
+    await any_store.commit(key, "a", 60)
+    assert await any_store.claim(key, "b", 5) is Claim.DONE
+    await any_store.release(key, "a")  # a done id is never released back
+    assert await any_store.claim(key, "b", 5) is Claim.DONE
+
+
+async def test_a_lease_expires_and_the_id_is_free_again(any_store, key):
+    assert await any_store.claim(key, "a", 0.4) is Claim.CLAIMED
+    assert await any_store.claim(key, "b", 5) is Claim.IN_FLIGHT
+    await asyncio.sleep(0.5)
+    assert await any_store.claim(key, "b", 5) is Claim.CLAIMED
+
+
+async def test_gcra_burst_then_one_per_interval(any_store, key):
+    rate, burst = 10.0, 5
+    started = time.monotonic()
+    assert [await any_store.take(key, rate, burst) for _ in range(burst)] == [0.0] * burst
+    retry_after = await any_store.take(key, rate, burst)
+    elapsed = time.monotonic() - started  # the bucket refills while we take: 1/rate minus that
+    assert 1 / rate - elapsed - 0.005 <= retry_after <= 1 / rate + 0.005
+    await asyncio.sleep(retry_after + 0.01)
+    assert await any_store.take(key, rate, burst) == 0.0
+    assert await any_store.take(key, rate, burst) > 0  # one token came back, not a new burst
+
+
+# --------------------------------------------------------------------------- Redis only
+
+
+async def test_keys_values_and_ttls_on_the_server(store, redis_state, key):
+    raw = store._redis  # the store's own client: read the server's view of the key
+    full = redis_state["key_prefix"] + key
+    await store.claim(key, "tok1", 2.0)
+    assert await raw.get(full) == b"F:tok1"
+    assert 1500 < await raw.pttl(full) <= 2000
+    await store.commit(key, "tok1", 30.0)
+    assert await raw.get(full) == b"D:tok1"
+    assert 29_000 < await raw.pttl(full) <= 30_000
+    await store.take("rl:prov:{stripe}", 5, 2)
+    assert 0 < await raw.pttl(redis_state["key_prefix"] + "rl:prov:{stripe}") <= 1250
+
+
+async def test_prefixes_isolate_and_equal_prefixes_share(redis_state, key):
+    url, prefix = redis_state["url"], redis_state["key_prefix"]
+    a, b = RedisStore(url, prefix=prefix + "a:"), RedisStore(url, prefix=prefix + "b:")
+    a2 = RedisStore(url, prefix=prefix + "a:")  # a second replica of "a"
+    try:
+        assert await a.claim(key, "t1", 5) is Claim.CLAIMED
+        assert await b.claim(key, "t2", 5) is Claim.CLAIMED
+        assert await a2.claim(key, "t3", 5) is Claim.IN_FLIGHT
+        assert await a.take(key, 1, 1) == 0.0
+        assert await a2.take(key, 1, 1) > 0  # one bucket for both replicas
+        assert await b.take(key, 1, 1) == 0.0
+    finally:
+        for s in (a, b, a2):
+            await s.close()
+
+
+async def test_two_replicas_racing_for_one_id_have_one_winner(redis_state, key):
+    replicas = [RedisStore(redis_state["url"], prefix=redis_state["key_prefix"]) for _ in range(2)]
+    try:
+        claims = [replicas[i % 2].claim(key, f"t{i}", 5) for i in range(100)]
+        results = await asyncio.gather(*claims)
+        assert results.count(Claim.CLAIMED) == 1
+        assert results.count(Claim.IN_FLIGHT) == 99
+    finally:
+        for s in replicas:
+            await s.close()
+
+
+async def test_store_from_url_takes_prefix_and_timeout_from_settings(redis_state):
+    s = store_from_url(StateSettings(url=redis_state["url"], key_prefix="pfx:", timeout=0.25))
+    try:
+        assert isinstance(s, RedisStore)
+        assert s.prefix == "pfx:"
+        kwargs = s._redis.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == 0.25
+    finally:
+        await s.close()
+
+
+async def _every_operation_fails(s: RedisStore, within: float) -> None:
+    started = time.monotonic()
+    for op in (s.claim("k", "t", 1), s.commit("k", "t", 1), s.release("k", "t"), s.take("k", 1, 1)):
+        with pytest.raises(StoreError) as info:
+            await op
+        assert "redis" in str(info.value)
+    assert await s.ping() is False
+    assert time.monotonic() - started < within
+
+
+async def test_a_closed_port_is_a_store_error_and_not_ready():
+    s = RedisStore(f"redis://127.0.0.1:{hs.free_port()}/0", timeout=0.5)
+    try:
+        await _every_operation_fails(s, within=2.0)
+    finally:
+        await s.close()
+
+
+async def test_a_server_that_never_answers_times_out_as_a_store_error():
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accept, read nothing back, answer nothing
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    s = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    try:
+        await _every_operation_fails(s, within=5 * 0.2 + 1.0)
+    finally:
+        await s.close()
+        for w in held:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_restarted_redis_is_used_again_without_a_new_store(private_redis, key):
+    s = RedisStore(private_redis.url, timeout=0.5)
+    try:
+        assert await s.claim(key, "a", 60) is Claim.CLAIMED
+        private_redis.kill()
+        with pytest.raises(StoreError):
+            await s.claim(key, "b", 60)
+        assert await s.ping() is False
+        private_redis.start()  # same port, empty data, empty script cache (NOSCRIPT -> reload)
+        failures = 0
+        for _ in range(3):  # a pooled connection to the old server may fail once
+            try:
+                assert await s.claim(key, "c", 60) is Claim.CLAIMED  # the lease went with the data
+                break
+            except StoreError:
+                failures += 1
+        assert failures <= 1
+        assert await s.ping() is True
+        assert await s.take(key + ":rl", 10, 1) == 0.0
+    finally:
+        await s.close()
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(redis_state):
+    s = RedisStore(redis_state["url"], prefix=redis_state["key_prefix"], max_connections=8)
+    try:
+        results = await asyncio.gather(*(s.claim(f"burst:{i}", "t", 5) for i in range(400)), return_exceptions=True)
+        assert results == [Claim.CLAIMED] * 400  # not "Too many connections" as StoreError
+    finally:
+        await s.close()
