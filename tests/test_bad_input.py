@@ -286,3 +286,15 @@ async def test_invalid_json_for_a_canonicalizing_provider_is_400(gateway, kit):
     resp = await gateway.client.post(gateway.url("nowpayments"), data=b'{"payment_id": 1,', headers=headers)
     await rejected(resp, 400, "invalid_json")
     await still_delivers(gateway, kit)
+
+
+async def test_a_signed_body_whose_id_is_a_lone_surrogate_is_a_400_not_a_500(gateway):
+    """Valid JSON (an escaped lone surrogate) that is not valid Unicode: a clear 400, and the
+    gateway goes on serving; a surrogate in other fields is carried as a JSON escape."""
+    body = b'{"id":"evt_\\ud800","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1"}}}'
+    data = await gateway.expect(400, "stripe", body)
+    assert data["error"]["code"] == "invalid_body"
+    other = b'{"id":"evt_sur_ok","type":"x\\udc00","data":{"object":{"id":"pi_1"}}}'
+    ok = await gateway.expect(200, "stripe", other)
+    assert ok["status"] == "forwarded"
+    assert gateway.upstream.events[-1].event["data"]["event_type"] == "x\udc00"

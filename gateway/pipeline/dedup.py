@@ -39,6 +39,8 @@ class Dedup:
         if provider.body == "json":
             document(ctx)  # a provider that sends JSON must send valid JSON: 400 otherwise
         event_id = _scalar(lookup(ctx, provider.event_id))
+        if not _is_unicode(event_id):
+            raise Rejection("invalid_body", "the event id is not valid Unicode (a lone surrogate)")
         ctx.event_type = _scalar(lookup(ctx, provider.event_type))
         ctx.event_id = event_id or _content_id(ctx)
         if len(ctx.event_id) > MAX_ID_LENGTH:
@@ -95,6 +97,14 @@ def _content_id(ctx: RequestContext) -> str:
     sig = ctx.provider.signature if ctx.provider else None
     signed = canonical.REGISTRY[sig.canonicalizer](ctx.body)[0] if sig and sig.canonicalizer else ctx.body
     return hashlib.sha256(signed).hexdigest()
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _scalar(value: object) -> str:

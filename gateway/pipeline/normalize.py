@@ -42,6 +42,8 @@ class Normalize:
             "provider": provider.name,
             "event_type": ctx.event_type or None,
             "event_id": ctx.event_id,
+            # False for an unsigned provider, and in shadow mode for a request that failed the check.
+            "verified": ctx.secret_index >= 0,
             "payment": payment(ctx, provider.payment, doc) if provider.payment else None,
         }
         ctx.event = b"".join((_open(head), b',"data":', _open(data), b',"payload":', _payload(ctx, doc), b"}}"))
@@ -49,7 +51,9 @@ class Normalize:
 
 def _open(obj: dict[str, Any]) -> bytes:
     """``{"a":1}`` -> ``{"a":1`` (the object left open for what follows)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()[:-1]
+    # ASCII escapes: a lone surrogate in a provider's string (valid JSON, invalid Unicode) stays
+    # a valid escape instead of failing to encode.
+    return json.dumps(obj, separators=(",", ":")).encode()[:-1]
 
 
 def _payload(ctx: RequestContext, doc: Any) -> bytes:
@@ -58,7 +62,7 @@ def _payload(ctx: RequestContext, doc: Any) -> bytes:
     if from_json and isinstance(doc, dict | list):
         return ctx.body  # parsed from these very bytes (strict UTF-8, no BOM): spliced as is
     if doc is not None:
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(doc, separators=(",", ":")).encode()
     try:
         return json.dumps(ctx.body.decode("utf-8"), ensure_ascii=False).encode()
     except UnicodeDecodeError:

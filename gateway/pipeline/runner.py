@@ -60,14 +60,22 @@ class Pipeline:
             log.exception("pipeline failure", extra={"provider": ctx.provider_name})
             error = Rejection("internal_error", "the gateway failed to process this webhook")
         finally:
-            accepted = error is None and ctx.reply is not None and ctx.reply.outcome in ACCEPTED
+            outcome = ctx.reply.outcome if error is None and ctx.reply is not None else ""
+            accepted = outcome in ACCEPTED
+            # A claim is committed when the event is known to be accepted: newly, or found already
+            # stored downstream (queue mode's "duplicate"); released otherwise, so a retry can pass.
             for cleanup in reversed(ctx.cleanups):
-                await asyncio.shield(cleanup(ctx, accepted))
+                await asyncio.shield(cleanup(ctx, accepted or outcome == "duplicate"))
             self.metrics.in_flight.dec()
             self._record(ctx, error, accepted)
         if error is not None:
             return error_response(error)
         assert ctx.reply is not None
+        if ctx.reply.raw is not None:
+            body = ctx.reply.raw or None  # a 204 has no body at all
+            return web.Response(
+                body=body, status=ctx.reply.status, headers=ctx.reply.headers, content_type=ctx.reply.content_type
+            )
         return json_response(ctx.reply.status, ctx.reply.body, ctx.reply.headers)
 
     async def _run(self, ctx: RequestContext) -> None:
