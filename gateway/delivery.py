@@ -44,13 +44,36 @@ class Delivery:
         self.metrics = metrics
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._busy = 0  # deliveries running plus slots reserved by requests being committed
         self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[int] = set()  # ids of the events being delivered by this process
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     def notify(self) -> None:
         self._wake.set()
+
+    def reserve(self) -> bool:
+        """Take a delivery slot for an event about to be committed, if one is free. The event is
+        then stored already leased (``delivering``) and handed to :meth:`dispatch` after the
+        commit: the common case costs no claim query. Without a slot it is stored ``queued``."""
+        if self._stopping or self._busy >= self.settings.concurrency:
+            return False
+        self._busy += 1
+        return True
+
+    def unreserve(self) -> None:
+        self._busy -= 1
+
+    def dispatch(self, record: EventRecord) -> None:
+        """Deliver a committed, leased event on the slot :meth:`reserve` took."""
+        self._spawn(record)
+
+    def _spawn(self, record: EventRecord) -> None:
+        self._inflight.add(record.id)
+        task = asyncio.create_task(self._deliver(record))
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._done(t, record.id))
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="delivery")
@@ -70,7 +93,7 @@ class Delivery:
 
     async def _run(self) -> None:
         while not self._stopping:
-            free = self.settings.concurrency - len(self._tasks)
+            free = self.settings.concurrency - self._busy
             if free <= 0:
                 await asyncio.sleep(0.01)
                 continue
@@ -89,14 +112,16 @@ class Delivery:
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
                 continue
             for record in batch:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._deliver(record))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                # A lease that ran out while this process still delivers the event (a slow
+                # upstream, a long batch): it is ours already; delivering it twice helps no one.
+                if record.id not in self._inflight:
+                    self._busy += 1
+                    self._spawn(record)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[None], record_id: int) -> None:
         self._tasks.discard(task)
-        self._slots.release()
+        self._inflight.discard(record_id)
+        self._busy -= 1
 
     async def _deliver(self, record: EventRecord) -> None:
         spec = self.providers.get(record.provider)

@@ -35,9 +35,11 @@ class EventRecord:
     client_ip: str = ""
     attempts: int = 0
     next_attempt_at: datetime | None = None
+    locked_until: datetime | None = None  # while delivering: the lease
     last_error: str | None = None
     delivered_at: datetime | None = None
     id: int = 0
+    secret_index: int | None = None  # which configured key verified it (for rotation checks)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -79,11 +79,14 @@ class MemoryEventStore:
         now = datetime.now(UTC)
         out = []
         for r in self._events.values():
-            due = r.next_attempt_at is None or r.next_attempt_at <= now
-            if r.status in ("queued", "delivering") and due:
+            if r.status == "queued":
+                due = r.next_attempt_at is None or r.next_attempt_at <= now
+            else:
+                due = r.status == "delivering" and (r.locked_until is None or r.locked_until <= now)
+            if due:
                 r.status = "delivering"
                 r.attempts += 1
-                r.next_attempt_at = now + timedelta(seconds=lease)
+                r.locked_until = now + timedelta(seconds=lease)
                 out.append(r)
                 if len(out) >= limit:
                     break

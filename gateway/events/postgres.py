@@ -25,13 +25,17 @@ from gateway.stats import summarize
 from gateway.stores.base import StoreError
 
 log = logging.getLogger("gateway.events")
-_COLUMNS = "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event"
+_COLUMNS = (
+    "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event, "
+    "secret_index, locked_until, attempts"
+)
 # SQL built with f-strings below interpolates only constants and `_where` clauses made of fixed
 # column names with $n placeholders; every value travels as a bind parameter.
 _INSERT = f"""
 INSERT INTO webhook_events ({_COLUMNS})
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
-                     $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[])
+                     $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
+                     $12::timestamptz[], $13::int[])
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
 """  # noqa: S608
@@ -47,7 +51,14 @@ WHERE id IN (
     SELECT id FROM webhook_events
     WHERE (status = 'queued' AND next_attempt_at <= now()) OR (status = 'delivering' AND locked_until < now())
     ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING *
+RETURNING id, provider, event_id, event_type, received_at, status, attempts, next_attempt_at, last_error,
+          delivered_at, client_ip, event
+"""
+# Group-committed like inserts: one statement marks every delivery finished since the last one.
+_DELIVERED = """
+UPDATE webhook_events AS e SET status = 'delivered', delivered_at = now(), locked_until = NULL,
+       next_attempt_at = NULL, last_error = NULL, event = coalesce(v.event, e.event)
+FROM unnest($1::bigint[], $2::bytea[]) AS v(id, event) WHERE e.id = v.id
 """
 
 
@@ -71,6 +82,8 @@ class PostgresEventStore:
         self._connecting = asyncio.Lock()
         self._last_attempt = 0.0
         self._pending: list[tuple[EventRecord, asyncio.Future[bool] | None]] = []
+        self._delivered: list[tuple[int, bytes | None, asyncio.Future[None]]] = []
+        self._marker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._folded: dict[tuple[datetime, str, str, str], int] = defaultdict(int)
         self._writer: asyncio.Task[None] | None = None
@@ -92,6 +105,9 @@ class PostgresEventStore:
         if self._writer is not None:
             await asyncio.wait([self._writer], timeout=self.timeout)
             self._writer.cancel()
+        if self._marker is not None:
+            await asyncio.wait([self._marker], timeout=self.timeout)
+            self._marker.cancel()
         if self._pool is not None:
             await self._pool.close()
 
@@ -199,7 +215,8 @@ class PostgresEventStore:
             [r.provider for r in recs], [r.event_id for r in recs], [r.event_type for r in recs],
             [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
             [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
-            [r.event for r in recs],
+            [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
+            [r.attempts for r in recs],
         )  # fmt: skip
 
     async def _fold(self) -> None:
@@ -218,16 +235,32 @@ class PostgresEventStore:
 
     async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
         rows = await self._run("fetch", _CLAIM, limit, float(lease))
-        return [_record(row) for row in rows]
+        return [_claimed(row) for row in rows]
 
     async def mark_delivered(self, record_id: int, event: bytes | None = None) -> None:
-        """Done; ``event`` replaces the stored envelope (its redacted form) when given."""
-        await self._run(
-            "execute",
-            "UPDATE webhook_events SET status = 'delivered', delivered_at = now(), locked_until = NULL, "
-            "next_attempt_at = NULL, last_error = NULL, event = coalesce($2, event) WHERE id = $1",
-            record_id, event,
-        )  # fmt: skip
+        """Done; ``event`` replaces the stored envelope (its redacted form) when given. Batched
+        with every other delivery that finished meanwhile (one UPDATE for them all)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._delivered.append((record_id, event, future))
+        if self._marker is None or self._marker.done():
+            # Its own task, beside the insert writer: a slow UPDATE never delays a 202.
+            self._marker = asyncio.create_task(self._mark_loop(), name="event-store-marker")
+        await future
+
+    async def _mark_loop(self) -> None:
+        while self._delivered:
+            batch, self._delivered = self._delivered[: self.batch_max], self._delivered[self.batch_max :]
+            try:
+                await self._run("execute", _DELIVERED, [i for i, _, _ in batch], [e for _, e, _ in batch])
+            except Exception as exc:  # StoreError, or a bug: fail this batch, keep the loop's contract
+                error = exc if isinstance(exc, StoreError) else StoreError(f"postgresql: {type(exc).__name__}")
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(error)
+                continue
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def mark_retry(self, record_id: int, delay: float, error: str) -> None:
         await self._run(
@@ -363,6 +396,16 @@ def _record(row: Any) -> EventRecord:
         next_attempt_at=row["next_attempt_at"], last_error=row["last_error"], delivered_at=row["delivered_at"],
         client_ip=row["client_ip"], headers=json.loads(headers) if isinstance(headers, str) else dict(headers),
         body=bytes(row["body"]), event=bytes(row["event"]),
+    )  # fmt: skip
+
+
+def _claimed(row: Any) -> EventRecord:
+    """A claimed event: what delivery needs (not the stored request's headers and body)."""
+    return EventRecord(
+        id=row["id"], provider=row["provider"], event_id=row["event_id"], event_type=row["event_type"],
+        received_at=row["received_at"], status=row["status"], attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"], last_error=row["last_error"], delivered_at=row["delivered_at"],
+        client_ip=row["client_ip"], headers={}, body=b"", event=bytes(row["event"]),
     )  # fmt: skip
 
 

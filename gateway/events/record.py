@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gateway.events.base import EventRecord
 from gateway.events.redact import redact_body, redact_event, stored_headers
 from gateway.pipeline.context import RequestContext
 
 
-def record_from(ctx: RequestContext, status: str, redact_envelope: bool) -> EventRecord:
+def record_from(ctx: RequestContext, status: str, redact_envelope: bool, lease: float = 0.0) -> EventRecord:
     """``redact_envelope``: mask the envelope too (it was delivered already, sync mode); a queued
-    envelope is kept whole until delivered, then the worker stores its redacted form."""
+    envelope is kept whole until delivered, then the worker stores its redacted form.
+    ``delivering``: stored already leased for ``lease`` seconds to this process, which delivers
+    it straight after the commit (no claim query); if the process dies, the lease runs out and
+    any replica picks it up."""
     provider = ctx.provider
     assert provider is not None
     now = datetime.now(UTC)
@@ -25,7 +28,9 @@ def record_from(ctx: RequestContext, status: str, redact_envelope: bool) -> Even
         body=redact_body(ctx.body, provider.redact),
         event=redact_event(ctx.event, provider.redact) if redact_envelope else ctx.event,
         client_ip=ctx.client_ip,
-        next_attempt_at=now if status == "queued" else None,
+        next_attempt_at=now if status in ("queued", "delivering") else None,
+        locked_until=now + timedelta(seconds=lease) if status == "delivering" else None,
         delivered_at=now if status == "delivered" else None,
-        attempts=1 if status == "delivered" else 0,
+        attempts=1 if status in ("delivered", "delivering") else 0,
+        secret_index=ctx.secret_index if ctx.secret_index >= 0 else None,
     )

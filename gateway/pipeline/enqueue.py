@@ -8,6 +8,7 @@ the same bytes can never succeed, so it is a 400, and its batch-mates are stored
 
 from __future__ import annotations
 
+from gateway.delivery import Delivery
 from gateway.errors import Rejection
 from gateway.events.base import EventStore, UnstorableEvent
 from gateway.events.record import record_from
@@ -18,20 +19,31 @@ from gateway.stores.base import StoreError
 class Enqueue:
     name = "enqueue"
 
-    def __init__(self, events: EventStore, wake: object) -> None:
+    def __init__(self, events: EventStore, delivery: Delivery) -> None:
         self.events = events
-        self.wake = wake  # a Delivery: told that work is due
+        self.delivery = delivery
 
     async def __call__(self, ctx: RequestContext) -> None:
+        leased = self.delivery.reserve()  # a free delivery slot: store it leased, deliver after commit
+        record = record_from(
+            ctx, "delivering" if leased else "queued", redact_envelope=False, lease=self.delivery.settings.lease
+        )
+        stored = False
         try:
-            stored = await self.events.insert(record_from(ctx, "queued", redact_envelope=False))
+            stored = await self.events.insert(record)
         except StoreError:
             retry = {"Retry-After": "5"}
             raise Rejection("store_unavailable", "the event store is unavailable; retry later", retry) from None
         except UnstorableEvent:
             raise Rejection("invalid_body", "the event id or type cannot be stored (e.g. it contains NUL)") from None
+        finally:
+            if leased and not stored:
+                self.delivery.unreserve()
         if not stored:  # the table already has this event id: a copy that outlived the dedup store
             ctx.reply = Reply(200, "duplicate", {"success": True, "status": "duplicate", "event_id": ctx.event_id})
             return
-        self.wake.notify()  # type: ignore[attr-defined]
+        if leased:
+            self.delivery.dispatch(record)
+        else:
+            self.delivery.notify()
         ctx.reply = Reply(202, "queued", {"success": True, "status": "queued", "event_id": ctx.event_id})
