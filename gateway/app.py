@@ -51,46 +51,64 @@ def build_services(settings: Settings) -> Services:
 def build_app(settings: Settings, services: Services | None = None) -> web.Application:
     services = services or build_services(settings)
     largest = max(p.max_body_bytes for p in settings.providers.values())
-    app = web.Application(middlewares=[json_errors], client_max_size=largest)
+    app = web.Application(client_max_size=largest)
     app[SERVICES] = services
     app.cleanup_ctx.append(_lifecycle)
     pipeline = Pipeline(services, default_stages(services))
     app[PIPELINE] = pipeline
     r = app.router
-    r.add_get(f"{API}/providers/", management.providers)
-    r.add_get(f"{API}/health/", management.health)
-    r.add_get(f"{API}/stats/", management.stats)
-    r.add_get(f"{API}/events/", events.list_events)
-    r.add_post(f"{API}/events/replay/", events.replay_events)
-    r.add_get(API + "/events/{id}/", events.show_event)
-    r.add_post(API + "/events/{id}/replay/", events.replay_event)
-    r.add_get(f"{API}/dead-letters/", events.list_dead)
-    r.add_delete(f"{API}/dead-letters/", events.purge_dead)
+    for method, path, handler in (
+        ("GET", f"{API}/providers/", management.providers),
+        ("GET", f"{API}/health/", management.health),
+        ("GET", f"{API}/stats/", management.stats),
+        ("GET", f"{API}/events/", events.list_events),
+        ("POST", f"{API}/events/replay/", events.replay_events),
+        ("GET", API + "/events/{id}/", events.show_event),
+        ("POST", API + "/events/{id}/replay/", events.replay_event),
+        ("GET", f"{API}/dead-letters/", events.list_dead),
+        ("DELETE", f"{API}/dead-letters/", events.purge_dead),
+    ):
+        r.add_route(method, path, json_safe(handler))
     expect = expect_continue(settings.providers)
     r.add_route("*", API + "/{provider}/", pipeline.handle, expect_handler=expect)
     r.add_route("*", API + "/{provider}", pipeline.handle, expect_handler=expect)
-    r.add_get("/healthz", ops.healthz)
-    r.add_get("/readyz", ops.readyz)
-    r.add_get("/metrics", ops.metrics)
-    r.add_get("/openapi.yaml", ops.openapi)
+    for path, handler in (
+        ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
+    ):  # fmt: skip
+        r.add_get(path, json_safe(handler))
+    r.add_route("*", "/{tail:.*}", unmatched)
     return app
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer is JSON, including aiohttp's own 404 and 405."""
-    try:
-        return await handler(request)
-    except web.HTTPMethodNotAllowed as exc:
-        rej = Rejection("method_not_allowed", f"{request.method} is not allowed here", {"Allow": ",".join(sorted(exc.allowed_methods))})
+def json_safe(handler: Handler) -> Handler:
+    """A handler whose bug still gets a JSON answer (and its traceback in the log). The webhook
+    pipeline maps its own errors; this wraps the management and operations handlers. A wrapper,
+    not a middleware: middlewares cost every request, webhooks included."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("handler failure", extra={"path": request.path})
+            return error_response(Rejection("internal_error", "the gateway failed to answer this request"))
+
+    return wrapper
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """The last route: JSON 405 (with Allow) when another route has this path, else JSON 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical == "/{tail}":
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        rej = Rejection("method_not_allowed", f"{request.method} is not allowed here", {"Allow": ",".join(sorted(allowed))})
         return error_response(rej)
-    except web.HTTPNotFound:
-        return error_response(Rejection("not_found", "no such endpoint"))
-    except web.HTTPException:
-        raise
-    except Exception:  # a bug in a handler: still a JSON answer, and the traceback in the log
-        log.exception("handler failure", extra={"path": request.path})
-        return error_response(Rejection("internal_error", "the gateway failed to answer this request"))
+    return error_response(Rejection("not_found", "no such endpoint"))
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -29,7 +29,9 @@ class Forwarder:
         self.last_failure: float | None = None
 
     async def start(self) -> None:
-        self.pool = Http1Pool(self.settings.url, limit=256, connect_timeout=self.settings.connect_timeout)
+        self.pool = Http1Pool(
+            self.settings.url, limit=256, connect_timeout=self.settings.connect_timeout, headers=self._headers
+        )
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -37,7 +39,7 @@ class Forwarder:
 
     async def send(self, provider: str, event: bytes, traceparent: str) -> int:
         """POST ``event``; returns the upstream status on 2xx, else raises a ``Rejection``."""
-        headers = {**self._headers, "traceparent": traceparent} if traceparent else self._headers
+        headers = {"traceparent": traceparent} if traceparent else None
         started = time.perf_counter()
         result = "error"
         try:
@@ -66,7 +68,7 @@ class Forwarder:
             raise Rejection("upstream_unavailable", f"the upstream is busy (HTTP {status})", hint)
         raise Rejection("upstream_error", f"the upstream answered HTTP {status}")
 
-    async def _post(self, event: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    async def _post(self, event: bytes, headers: dict[str, str] | None) -> tuple[int, str]:
         assert self.pool is not None, "Forwarder.start() was not awaited"
         attempt = 0
         while True:

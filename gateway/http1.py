@@ -175,7 +175,9 @@ def _dechunk(buf: bytearray) -> bytes | None:
 class Http1Pool:
     """Keep-alive connections to one origin; ``limit`` at most, idle ones reused LIFO."""
 
-    def __init__(self, url: str, *, limit: int = 256, connect_timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, limit: int = 256, connect_timeout: float = 2.0, headers: dict[str, str] | None = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -186,14 +188,18 @@ class Http1Pool:
         default_port = self.port == (443 if parts.scheme == "https" else 80)
         self.host_header = parts.netloc.rsplit("@", 1)[-1] if not default_port else self.host
         self.connect_timeout = connect_timeout
+        # The request line and the headers every request carries, encoded once.
+        fixed = [f"POST {self.path} HTTP/1.1", f"Host: {self.host_header}"]
+        fixed += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self._prefix = ("\r\n".join(fixed) + "\r\n").encode("latin-1")
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(limit)
 
-    async def post(self, body: bytes, headers: dict[str, str]) -> Response:
-        """POST ``body``. Raises ``OSError``/``ConnectionError`` when no answer came back."""
-        head = [f"POST {self.path} HTTP/1.1", f"Host: {self.host_header}", f"Content-Length: {len(body)}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+    async def post(self, body: bytes, headers: dict[str, str] | None = None) -> Response:
+        """POST ``body`` with the pool's headers plus ``headers``. Raises ``OSError`` or
+        ``ConnectionError`` when no answer came back."""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
+        payload = b"".join((self._prefix, f"Content-Length: {len(body)}\r\n{extra}\r\n".encode("latin-1"), body))
         async with self._slots:
             conn = await self._acquire()
             waiter = conn.reset()

@@ -20,11 +20,16 @@ MAX_DAYS = 366
 class StatsLedger:
     def __init__(self) -> None:
         self.since = time.time()
+        self._day_number = -1
+        self._today = datetime.now(UTC).date()
         self._counts: dict[tuple[date, str, str], int] = defaultdict(int)
         self._latency: dict[tuple[date, str], float] = defaultdict(float)
 
     def record(self, provider: str, outcome: str, seconds: float) -> None:
-        today = datetime.now(UTC).date()
+        day = int(time.time() // 86400)  # the UTC day number: cheaper than a datetime per request
+        if day != self._day_number:
+            self._day_number, self._today = day, datetime.now(UTC).date()
+        today = self._today
         self._counts[(today, provider, outcome)] += 1
         self._latency[(today, provider)] += seconds
         if len(self._counts) > 50_000:

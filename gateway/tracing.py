@@ -6,14 +6,15 @@ correlate its logs with ours (the gateway logs the same trace id).
 
 from __future__ import annotations
 
-import os
+import random
 from typing import Any
 
 from gateway.settings.model import TracingSettings
 
 
 def new_traceparent() -> str:
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
+    """A W3C traceparent with fresh random ids (not a secret: the fast PRNG is enough)."""
+    return f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-00"
 
 
 def make_tracer(settings: TracingSettings) -> Any:

@@ -288,13 +288,14 @@ async def test_invalid_json_for_a_canonicalizing_provider_is_400(gateway, kit):
     await still_delivers(gateway, kit)
 
 
-async def test_a_signed_body_whose_id_is_a_lone_surrogate_is_a_400_not_a_500(gateway):
-    """Valid JSON (an escaped lone surrogate) that is not valid Unicode: a clear 400, and the
-    gateway goes on serving; a surrogate in other fields is carried as a JSON escape."""
-    body = b'{"id":"evt_\\ud800","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1"}}}'
-    data = await gateway.expect(400, "stripe", body)
-    assert data["error"]["code"] == "invalid_body"
-    other = b'{"id":"evt_sur_ok","type":"x\\udc00","data":{"object":{"id":"pi_1"}}}'
-    ok = await gateway.expect(200, "stripe", other)
+async def test_a_signed_body_with_a_lone_surrogate_is_a_400_not_a_500(gateway):
+    """An escaped lone surrogate is JSON syntax but not Unicode text: the strict parser refuses it
+    with a clear 400 (never a 500 from an encoder further down), and the gateway goes on serving."""
+    for body in (
+        b'{"id":"evt_\\ud800","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1"}}}',
+        b'{"id":"evt_sur_2","type":"x\\udc00","data":{"object":{"id":"pi_1"}}}',
+    ):
+        data = await gateway.expect(400, "stripe", body)
+        assert data["error"]["code"] == "invalid_json"
+    ok = await gateway.expect(200, "stripe", b'{"id":"evt_sur_ok","type":"t","data":{"object":{"id":"pi_1"}}}')
     assert ok["status"] == "forwarded"
-    assert gateway.upstream.events[-1].event["data"]["event_type"] == "x\udc00"

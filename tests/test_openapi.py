@@ -79,6 +79,8 @@ def spec_operations() -> set[tuple[str, str]]:
 def app_operations(app: web.Application) -> set[tuple[str, str]]:
     ops = set()
     for route in app.router.routes():
+        if route.resource is not None and route.resource.canonical == "/{tail}":
+            continue  # the catch-all that answers JSON 404/405 for everything unrouted
         method = "POST" if route.method == "*" else route.method
         ops.add((method, route.resource.canonical))
     # aiohttp's add_get adds a HEAD route too: the GET operation documents both.

@@ -26,6 +26,11 @@ class Body:
         if declared is not None and declared > limit:
             # Refused from the header alone: not one byte of an oversize body is read.
             raise Rejection("body_too_large", f"the body may be at most {limit} bytes")
+        content = ctx.request.content
+        if declared is not None and content.total_bytes >= declared:
+            # The whole body came with the headers (the usual webhook): nothing to wait for.
+            ctx.body = await content.readexactly(declared) if declared else b""
+            return
         try:
             async with asyncio.timeout(self.timeout):
                 ctx.body = await self._read(ctx, declared, limit)

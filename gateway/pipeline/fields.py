@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
+from gateway import jsonutil
 from gateway.errors import Rejection
 from gateway.pipeline.context import UNPARSED, RequestContext
 from gateway.providers.spec import FieldRef
@@ -27,19 +27,11 @@ def _parse(ctx: RequestContext) -> Any:
     if kind == "any" and ctx.body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
-        text = ctx.body.decode("utf-8")  # strict: json.loads(bytes) would also guess UTF-16/32
-    except UnicodeDecodeError:
-        raise Rejection("invalid_json", "the body is not valid UTF-8") from None
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        raise Rejection("invalid_json", "the body is not valid JSON") from None
-
-
-def _no_constant(name: str) -> Any:
-    """Python's json accepts ``NaN`` and ``Infinity``; JSON does not. The body is spliced into the
-    upstream's event as is, so anything but strict JSON would make the upstream choke on it."""
-    raise ValueError(f"{name} is not JSON")
+        # Strict: UTF-8 only, no NaN/Infinity, no lone surrogates. The body is spliced into the
+        # upstream's event as is, so anything but strict JSON would make the upstream choke on it.
+        return jsonutil.loads(ctx.body)
+    except jsonutil.JSONDecodeError:
+        raise Rejection("invalid_json", "the body is not valid JSON in UTF-8") from None
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gateway import jsonutil
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.fields import document, lookup
 from gateway.providers.spec import PaymentMap
@@ -51,9 +52,7 @@ class Normalize:
 
 def _open(obj: dict[str, Any]) -> bytes:
     """``{"a":1}`` -> ``{"a":1`` (the object left open for what follows)."""
-    # ASCII escapes: a lone surrogate in a provider's string (valid JSON, invalid Unicode) stays
-    # a valid escape instead of failing to encode.
-    return json.dumps(obj, separators=(",", ":")).encode()[:-1]
+    return jsonutil.dumps(obj)[:-1]
 
 
 def _payload(ctx: RequestContext, doc: Any) -> bytes:
@@ -62,7 +61,7 @@ def _payload(ctx: RequestContext, doc: Any) -> bytes:
     if from_json and isinstance(doc, dict | list):
         return ctx.body  # parsed from these very bytes (strict UTF-8, no BOM): spliced as is
     if doc is not None:
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return jsonutil.dumps(doc)
     try:
         return json.dumps(ctx.body.decode("utf-8"), ensure_ascii=False).encode()
     except UnicodeDecodeError:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
+from typing import Any
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from gateway.app_state import Services
+from gateway import jsonutil
 from gateway.errors import Rejection
 from gateway.events.record import record_from
 from gateway.pipeline.context import RequestContext
@@ -22,8 +23,7 @@ ACCEPTED = frozenset({"forwarded", "queued"})
 
 
 def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> web.Response:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return web.Response(body=data, status=status, headers=headers, content_type="application/json")
+    return web.Response(body=jsonutil.dumps(body), status=status, headers=headers, content_type="application/json")
 
 
 def error_response(rej: Rejection) -> web.Response:
@@ -38,6 +38,8 @@ class Pipeline:
         self.services = services
         self.stages = tuple(stages)
         self.metrics = services.metrics
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._timers: dict[str, Any] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         ctx = RequestContext(request=request, started=time.perf_counter())
@@ -112,8 +114,14 @@ class Pipeline:
         seconds = time.perf_counter() - ctx.started
         provider = ctx.provider_name
         outcome = error.code if error else ctx.reply.outcome if ctx.reply else "internal_error"
-        self.metrics.requests.labels(provider, outcome).inc()
-        self.metrics.request_seconds.labels(provider).observe(seconds)
+        counter = self._counters.get((provider, outcome))
+        if counter is None:  # labels() takes a lock and builds a key: once per label pair, not per request
+            counter = self._counters[(provider, outcome)] = self.metrics.requests.labels(provider, outcome)
+        counter.inc()
+        timer = self._timers.get(provider)
+        if timer is None:
+            timer = self._timers[provider] = self.metrics.request_seconds.labels(provider)
+        timer.observe(seconds)
         self.services.stats.record(provider, outcome, seconds)
         self._audit(ctx, outcome)
         if accepted:
