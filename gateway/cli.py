@@ -13,7 +13,8 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.errors import ConfigError
-from gateway.providers.signer import sample_event, sign
+from gateway.providers.signer import sample_event, sign, sign_body
+from gateway.providers.spec import ProviderSpec
 from gateway.settings.loader import load_config
 from gateway.settings.model import Settings
 
@@ -74,9 +75,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from gateway import logs, server
 
     logs.setup(settings.log_level)
-    for name, spec in settings.providers.items():
-        if spec.signature is None:
-            print(f"webhook-gateway: WARNING: provider {name} accepts UNSIGNED webhooks (allow_unsigned: true)", file=sys.stderr)
+    for warning in startup_warnings(settings):
+        print(f"webhook-gateway: WARNING: {warning}", file=sys.stderr)
     try:
         return server.run(settings, demo=args.config is None, workers=args.workers)
     finally:
@@ -84,14 +84,59 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _scheme(spec: ProviderSpec) -> str:
+    sig = spec.signature
+    assert sig is not None
+    where = sig.header or "the body"
+    keys = f"{len(sig.secrets)} secret(s) {list(sig.secrets)}"
+    if sig.public_keys or sig.public_algorithm:
+        keys += f", {len(sig.public_keys)} public key(s) {list(sig.public_keys)}"
+        if sig.certificate_header and not sig.public_keys:
+            keys += f" (certificate from {sig.certificate_header}: {', '.join(sig.certificate_hosts)})"
+    shadow = ", SHADOW mode" if spec.shadow else ""
+    return f"{spec.algorithm_label} in {where}, {keys}{shadow}"
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What ``run`` prints before serving: providers that accept what they could not verify."""
+    out = []
+    for name, spec in settings.providers.items():
+        if spec.signature is None:
+            out.append(f"provider {name} accepts UNSIGNED webhooks (allow_unsigned: true)")
+        elif spec.shadow:
+            out.append(
+                f"provider {name} is in SHADOW mode: requests that fail verification are forwarded "
+                "(data.verified: false); set shadow: false to enforce verification"
+            )
+    return out
+
+
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{settings.file}: OK ({len(settings.providers)} providers, upstream {settings.upstream.url}, mode {settings.upstream.mode})")
     for name, spec in settings.providers.items():
         sig = spec.signature
-        scheme = f"{spec.algorithm_label} in {sig.header}, {len(sig.secrets)} secret(s) {list(sig.secrets)}" if sig else "UNSIGNED (allow_unsigned)"
+        scheme = _scheme(spec) if sig else "UNSIGNED (allow_unsigned)"
         ts = f", timestamp ±{spec.timestamp.tolerance:g}s" if spec.timestamp else ""
         print(f"  {name:<20} {settings.webhook_url(name)}  {scheme}{ts}")
+    for line in _rotation(settings):
+        print(line)
     return 0
+
+
+def _rotation(settings: Settings) -> list[str]:
+    """Keys that can be retired, from the event store's record of which key matched."""
+    from datetime import UTC, datetime
+
+    from gateway.providers.rotation import load_usage, report
+
+    keys = [len(s.signature.secrets) + len(s.signature.public_keys) for s in settings.providers.values() if s.signature]
+    if max(keys, default=0) < 2:
+        return []
+    if settings.events.url.startswith(("postgresql://", "postgres://")):
+        usage = asyncio.run(load_usage(settings.events.url, settings.events.timeout))
+    else:
+        usage = "events.url is not PostgreSQL (see webhook_gateway_signature_secret_matches_total)"
+    return report(settings, usage, datetime.now(UTC))
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -124,7 +169,7 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, 
     if provider is None:
         print(f"webhook-gateway: unknown provider {args.provider!r}; configured: {', '.join(settings.providers)}", file=sys.stderr)
         return None
-    if provider.signature and not 0 <= args.secret < len(provider.signature.secrets):
+    if provider.signature and provider.signature.secrets and not 0 <= args.secret < len(provider.signature.secrets):
         print(f"webhook-gateway: provider {args.provider} has {len(provider.signature.secrets)} secret(s)", file=sys.stderr)
         return None
     extra: dict[str, str] = {}
@@ -135,7 +180,12 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, 
     base = (args.url or settings.public_url).rstrip("/")
     url = f"{base}/payments/api/webhooks/{args.provider}/"
     signed_url = settings.webhook_url(args.provider)
-    return url, body, sign(provider, body, signed_url, secret_index=args.secret, headers=extra)
+    try:
+        body = sign_body(provider, body, secret_index=args.secret)
+        return url, body, sign(provider, body, signed_url, secret_index=args.secret, headers=extra)
+    except ValueError as exc:  # a public-key scheme: only the provider can sign
+        print(f"webhook-gateway: cannot sign for {args.provider}: {exc}", file=sys.stderr)
+        return None
 
 
 def _sign(settings: Settings, args: argparse.Namespace) -> int:

@@ -46,6 +46,11 @@ class Metrics:
             "Verified requests by the position of the secret that matched (0 = first): for rotation.",
             ["provider", "secret"], registry=r,
         )  # fmt: skip
+        self.shadow_rejections = Counter(
+            f"{PREFIX}_shadow_rejections_total",
+            "Requests of shadow-mode providers that failed verification and were forwarded anyway, by code.",
+            ["provider", "code"], registry=r,
+        )  # fmt: skip
         self.skew = Histogram(
             f"{PREFIX}_timestamp_skew_seconds", "Distance between the signed timestamp and the gateway clock.",
             ["provider"], buckets=SKEW_BUCKETS, registry=r,

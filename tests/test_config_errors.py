@@ -25,7 +25,7 @@ BAD = [
     ({"providers": {"stripe": {"max_body_bytes": 0}}}, "providers.stripe.max_body_bytes", "must be >= 1"),
     ({"providers": {"stripe": {"ip_allowlist": ["10.0.0.300"]}}}, "providers.stripe.ip_allowlist[0]", "not an IP"),
     ({"providers": {"stripe": {"rate_limit": {"rate": float("inf")}}}}, "providers.stripe.rate_limit.rate", "finite"),
-    ({"providers": {"stripe": {"preset": "paypal"}}}, "providers.stripe.preset", "unknown preset"),
+    ({"providers": {"stripe": {"preset": "acme-pay"}}}, "providers.stripe.preset", "unknown preset"),
     ({"providers": {"stripe": {"secrets": []}}}, "providers.stripe", "no secrets configured"),
     (
         {"providers": {"stripe": {"secrets": ["file:/nonexistent/secret"]}}},

@@ -17,12 +17,18 @@ UNPARSED: Any = object()
 
 @dataclass(slots=True)
 class Reply:
-    """A non-error answer a stage chose (forwarded, duplicate, handshake): it ends the chain."""
+    """A non-error answer a stage chose (forwarded, duplicate, handshake): it ends the chain.
+
+    ``raw``, when set, is sent as is with ``content_type`` instead of ``body`` as JSON (a
+    handshake that must answer text, or nothing).
+    """
 
     status: int
     outcome: str
     body: dict[str, Any]
     headers: dict[str, str] | None = None
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 @dataclass(slots=True, eq=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
+import random
 import time
 
 from gateway.errors import Rejection
@@ -46,7 +46,7 @@ class Dedup:
         if len(ctx.event_id) > MAX_ID_LENGTH:
             ctx.event_id = hashlib.sha256(ctx.event_id.encode()).hexdigest()
         ctx.dedup_key = f"dd:{{{provider.name}}}:{ctx.event_id}"
-        token = os.urandom(8).hex()
+        token = f"{random.getrandbits(64):016x}"  # tells our lease from another's; not a secret
         deadline = time.monotonic() + self.settings.inflight_wait
         pause = 0.01
         while True:

@@ -21,8 +21,7 @@ def document(ctx: RequestContext) -> Any:
 def _parse(ctx: RequestContext) -> Any:
     assert ctx.provider is not None
     kind = ctx.provider.body
-    ctype = ctx.request.content_type
-    if kind == "form" or (kind == "any" and ctype == "application/x-www-form-urlencoded"):
+    if kind == "form" or (kind == "any" and ctx.request.content_type == "application/x-www-form-urlencoded"):
         return _form(ctx.body)
     if kind == "any" and ctx.body.lstrip()[:1] not in (b"{", b"["):
         return None

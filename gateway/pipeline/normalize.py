@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
-from datetime import UTC, datetime
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -36,7 +36,7 @@ class Normalize:
             "id": ctx.event_id,
             "source": provider.source,
             "type": f"{provider.name}.{event_type}",
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": _now_rfc3339(),
             "datacontenttype": "application/json",
         }
         data = {
@@ -57,7 +57,8 @@ def _open(obj: dict[str, Any]) -> bytes:
 
 def _payload(ctx: RequestContext, doc: Any) -> bytes:
     assert ctx.provider is not None
-    from_json = ctx.provider.body != "form" and ctx.request.content_type != "application/x-www-form-urlencoded"
+    kind = ctx.provider.body
+    from_json = kind == "json" or (kind == "any" and ctx.request.content_type != "application/x-www-form-urlencoded")
     if from_json and isinstance(doc, dict | list):
         return ctx.body  # parsed from these very bytes (strict UTF-8, no BOM): spliced as is
     if doc is not None:
@@ -87,10 +88,28 @@ def payment(ctx: RequestContext, spec: PaymentMap, doc: Any) -> dict[str, Any] |
     }
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted, reused within that second
+
+
+def _now_rfc3339() -> str:
+    """UTC now as ``2026-11-26T04:51:29.123Z`` (formatting the seconds once per second)."""
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
+
+
 def _amount(value: Any, unit: str, currency: str | None) -> str | None:
     """A decimal string in major units (``"20.00"``), or None when absent or not a number."""
     if value is None or isinstance(value, bool | dict | list):
         return None
+    if unit == "minor" and type(value) is int and value >= 0:  # the common case, without Decimal
+        exponent = _EXPONENT.get(currency or "", 2)
+        if not exponent:
+            return str(value)
+        units, cents = divmod(value, 10**exponent)
+        return f"{units}.{cents:0{exponent}d}"
     try:
         amount = Decimal(repr(value) if isinstance(value, float) else str(value))
     except InvalidOperation:

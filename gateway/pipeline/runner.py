@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
-from gateway.app_state import Services
 from gateway import jsonutil
+from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.events.record import record_from
 from gateway.pipeline.context import RequestContext

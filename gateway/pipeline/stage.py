@@ -33,6 +33,9 @@ def default_stages(services: Services) -> list[Stage]:
        decides before any crypto whether the source may talk to this provider at all.
     4. ``source_rate``: a per-source budget shields the verifier from floods of unsigned junk.
     5. ``verify``: signature and timestamp over the raw bytes; nothing below runs for a forgery.
+       ``handshake`` right after: a provider checking the endpoint (Slack's url_verification,
+       Zoom's url_validation, Twitch's callback verification, Discord's PING) is answered here,
+       only once its request verified, and is never rate-limited, deduplicated or forwarded.
     6. ``provider_rate``: only verified traffic spends the upstream's budget.
     7. ``dedup``: after verification, so an unsigned request cannot burn an event id; it claims
        the id and commits it only after the event is accepted downstream.
@@ -40,7 +43,7 @@ def default_stages(services: Services) -> list[Stage]:
     9. ``forward`` (sync mode): the provider hears 2xx only once the upstream accepted the event;
        ``enqueue`` (queue mode): 202 only once the event is committed to the PostgreSQL outbox.
     """
-    from gateway.pipeline import allowlist, body, client_ip, dedup, normalize, ratelimit, route, verify
+    from gateway.pipeline import allowlist, body, client_ip, dedup, handshake, normalize, ratelimit, route, verify
 
     settings = services.settings
     rate_policy = settings.state.rate_limit_on_error
@@ -50,7 +53,8 @@ def default_stages(services: Services) -> list[Stage]:
         client_ip.ClientIP(settings.trusted_proxies),
         allowlist.Allowlist(),
         ratelimit.SourceRate(services.store, settings.per_source_limit, services.metrics, rate_policy),
-        verify.Verify(settings.public_url, services.metrics),
+        verify.Verify(settings.public_url, services.metrics, settings.trusted_proxies),
+        handshake.Handshake(),
         ratelimit.ProviderRate(services.store, services.metrics, rate_policy),
         dedup.Dedup(services.store, settings.dedup, services.metrics, settings.state.dedup_on_error),
         normalize.Normalize(),

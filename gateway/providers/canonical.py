@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NoReturn
+
+from gateway.providers.schemes import SCHEMES
 
 Canonicalizer = Callable[[bytes], tuple[bytes, ...]]
 
@@ -99,8 +102,6 @@ def _deep_sort(value: Any) -> Any:
     return value
 
 
-
-
 def _js_dumps(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(_js_string(k) + ":" + _js_dumps(v) for k, v in value.items()) + "}"
@@ -154,6 +155,16 @@ def js_number(x: float) -> str:
     return sign + out
 
 
+def crc32(body: bytes) -> tuple[bytes, ...]:
+    """PayPal: the body's CRC32 as an unsigned decimal number, which the signed string carries in
+    place of the body (https://developer.paypal.com/api/rest/webhooks/rest/#link-eventheadervalidation)."""
+    return (str(zlib.crc32(body)).encode(),)
+
+
+#: Every canonicalizer a YAML ``signature.canonicalizer`` may name: the body canonicalizers above,
+#: and the request canonicalizers of ``schemes.py`` (called with the body alone, they return it).
 REGISTRY: dict[str, Canonicalizer] = {
     "sorted_json": sorted_json,
+    "crc32": crc32,
+    **SCHEMES,
 }

@@ -11,9 +11,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from gateway.providers import canonical
-from gateway.providers.spec import ProviderSpec
+from gateway.providers.schemes import SCHEMES, Twilio, _adyen_text
+from gateway.providers.spec import ASYMMETRIC, ProviderSpec
 from gateway.providers.verifier import DIGESTS
 
 
@@ -31,6 +33,15 @@ def sign(
     spec = provider.signature
     if spec is None:
         return out
+    if spec.algorithm in ASYMMETRIC:
+        raise ValueError(
+            f"{provider.name} signs with its private key ({spec.algorithm}); the gateway has only the public key"
+        )
+    if spec.algorithm == "token":
+        out[spec.header] = spec.secrets[secret_index].reveal().decode("utf-8", "surrogateescape")
+        return out
+    if spec.canonicalizer in SCHEMES:
+        return _sign_scheme(provider, body, url, secret_index, out)
     ts = _timestamp(provider.timestamp.format if provider.timestamp else "unix", time.time() if now is None else now)
     if provider.timestamp and provider.timestamp.source == "header":
         out[provider.timestamp.header] = ts
@@ -54,6 +65,52 @@ def sign(
             items.insert(0, f"{spec.timestamp_key}{spec.kv_separator}{ts}")
         out[spec.header] = spec.item_separator.join(items)
     return out
+
+
+def _sign_scheme(provider: ProviderSpec, body: bytes, url: str, index: int, out: dict[str, str]) -> dict[str, str]:
+    """Twilio signs into a header; Adyen and Mailgun into the body (see ``sign_body``)."""
+    spec = provider.signature
+    assert spec is not None
+    if spec.canonicalizer == "twilio":
+        is_form = _header_or(out, "Content-Type", "").startswith("application/x-www-form-urlencoded")
+        params = Twilio._params(body) if is_form else ""
+        mac = hmac.new(spec.secrets[index].reveal(), (url + params).encode(), DIGESTS[spec.algorithm]).digest()
+        out[spec.header] = _encode(spec.encoding, mac)
+    return out
+
+
+def sign_body(provider: ProviderSpec, body: bytes, now: float | None = None, secret_index: int = 0) -> bytes:
+    """The body with its signature inside, for schemes that sign there (Adyen, Mailgun); else as is."""
+    spec = provider.signature
+    if spec is None or spec.canonicalizer not in ("adyen", "mailgun"):
+        return body
+    key = spec.secrets[secret_index].reveal()
+    doc = json.loads(body)
+    if spec.canonicalizer == "mailgun":
+        block = doc.setdefault("signature", {})
+        block["timestamp"] = str(int(time.time() if now is None else now))
+        block.setdefault("token", os.urandom(25).hex())
+        message = (block["timestamp"] + block["token"]).encode()
+        block["signature"] = hmac.new(key, message, DIGESTS[spec.algorithm]).hexdigest()
+    else:
+        for entry in doc.get("notificationItems", []):
+            item = entry["NotificationRequestItem"]
+            amount = item.get("amount") or {}
+            fields = [
+                item.get(k) for k in ("pspReference", "originalReference", "merchantAccountCode", "merchantReference")
+            ]
+            fields += [amount.get("value"), amount.get("currency"), item.get("eventCode"), item.get("success")]
+            message = ":".join(_adyen_text(v)[0] for v in fields).encode()
+            mac = hmac.new(key, message, DIGESTS[spec.algorithm]).digest()
+            item.setdefault("additionalData", {})["hmacSignature"] = base64.b64encode(mac).decode()
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _header_or(headers: dict[str, str], name: str, default: str) -> str:
+    try:
+        return _header(headers, name)
+    except KeyError:
+        return default
 
 
 def _timestamp(fmt: str, now: float) -> str:
@@ -84,7 +141,7 @@ def _encode(encoding: str, mac: bytes) -> str:
 def sample_event(provider: ProviderSpec) -> tuple[bytes, dict[str, str]]:
     """A fresh example delivery from the catalog's ``sample``: body bytes and extra headers.
 
-    ``{{random}}``, ``{{random_int}}``, ``{{uuid}}`` and ``{{now}}`` are filled anew each time, so
+    ``{{random}}``, ``{{random_int}}``, ``{{uuid}}``, ``{{now}}`` and ``{{now_ms}}`` are filled anew each time, so
     every sample is a new event (dedup would otherwise answer ``duplicate``).
     """
     sample: Any = provider.sample
@@ -94,6 +151,8 @@ def sample_event(provider: ProviderSpec) -> tuple[bytes, dict[str, str]]:
     if isinstance(sample, dict) and set(sample) <= {"headers", "body"} and "body" in sample:
         headers = {k: str(_fill(v)) for k, v in (sample.get("headers") or {}).items()}
         sample = sample["body"]
+    if _header_or(headers, "Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        return urlencode({k: str(v) for k, v in _fill(sample).items()}).encode(), headers
     body = json.dumps(_fill(sample), separators=(",", ":")).encode()
     return body, headers
 
@@ -107,6 +166,8 @@ def _fill(value: Any) -> Any:
         return random.randint(10**9, 10**10)
     if value == "{{now}}":
         return int(time.time())
+    if value == "{{now_ms}}":
+        return int(time.time() * 1000)
     if isinstance(value, str):
         return value.replace("{{random}}", os.urandom(6).hex()).replace("{{uuid}}", str(uuid.uuid4()))
     return value

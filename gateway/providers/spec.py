@@ -12,8 +12,14 @@ from typing import Any
 
 from gateway.secrets import Secret
 
-#: Placeholders of a signed-payload template, e.g. ``"{id}.{timestamp}.{body}"``.
+#: Placeholders of a signed-payload template, e.g. ``"{id}.{timestamp}.{body}"``, and those that
+#: stand for a value of the provider's config (``{webhook_id}``: PayPal signs its webhook's id).
 PLACEHOLDERS = ("body", "timestamp", "id", "url")
+CONFIG_PLACEHOLDERS = ("webhook_id",)
+#: Algorithms whose key is a shared secret (``token``: the header carries the secret itself).
+SYMMETRIC = ("hmac-sha1", "hmac-sha256", "hmac-sha512", "token")
+#: Algorithms verified with a public key (``public_keys``, or a certificate).
+ASYMMETRIC = ("ed25519", "ecdsa-p256-sha256", "rsa-sha256")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -47,6 +53,18 @@ class FieldRef:
         return "body " + ".".join(str(p) for p in self.path)
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class PublicKey:
+    """A provider's public key (a ``cryptography`` key object) and where it came from."""
+
+    algorithm: str  # one of ASYMMETRIC
+    key: Any
+    label: str
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.algorithm}, {self.label})"
+
+
 @dataclass(frozen=True, slots=True)
 class SignatureSpec:
     """How a provider signs: algorithm, where the signature is and what bytes were signed.
@@ -70,6 +88,13 @@ class SignatureSpec:
     timestamp_key: str = ""
     id_header: str = ""
     canonicalizer: str = ""
+    public_keys: tuple[PublicKey, ...] = ()
+    public_algorithm: str = ""
+    public_signature_keys: tuple[str, ...] = ()
+    webhook_id: str = field(default="", repr=False)  # {webhook_id}: PayPal signs its webhook's id
+    certificate_header: str = ""
+    certificate_hosts: tuple[str, ...] = ()
+    repeated: bool = False  # the signature header may come several times (Mollie, rotating): any copy may match
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +130,29 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """One test of a handshake's ``when``: a value equals ``equals``, or is ``absent``."""
+
+    ref: FieldRef
+    equals: Any = None
+    absent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeSpec:
+    """A request the gateway answers itself (signed, verified, never forwarded): a provider
+    checking the endpoint. The reply is ``json`` or ``text`` with ``{json:path}`` and
+    ``{header:Name}`` filled in, or comes from the named ``responder`` in code (Zoom's HMAC)."""
+
+    name: str
+    when: tuple[Condition, ...]
+    status: int = 200
+    json: Any = None
+    text: str | None = None
+    responder: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """One configured provider, catalog preset and gateway overrides merged."""
 
@@ -126,6 +174,10 @@ class ProviderSpec:
     source: str
     sample: Any = None  # an example payload, for `webhook-gateway send`
     redact: tuple[tuple[str | int, ...], ...] = ()  # JSON paths masked in the stored copy
+    handshakes: tuple[HandshakeSpec, ...] = ()
+    shadow: bool = False  # verification failures are counted and logged, and the event forwarded
+    url_from_forwarded_headers: bool = False  # the signed URL from X-Forwarded-Proto/-Host of a trusted proxy
+    rotation_warn_after: float = 7 * 24 * 3600.0  # `check` warns when a non-first key is unused this long
 
     @property
     def algorithm_label(self) -> str:

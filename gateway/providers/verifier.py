@@ -17,20 +17,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from multidict import CIMultiDictProxy
 
 from gateway.errors import Rejection
 from gateway.providers import canonical
-from gateway.providers.spec import ProviderSpec, SignatureSpec, TimestampSpec
+from gateway.providers.request import SignedRequest, getall, single_header, wire_bytes
+from gateway.providers.schemes import SCHEMES
+from gateway.providers.spec import ProviderSpec, PublicKey, SignatureSpec, TimestampSpec
 
 DIGESTS = {"hmac-sha1": hashlib.sha1, "hmac-sha256": hashlib.sha256, "hmac-sha512": hashlib.sha512}
 SIZES = {"hmac-sha1": 20, "hmac-sha256": 32, "hmac-sha512": 64}
+#: Decoded signature lengths: Ed25519 is fixed, an ECDSA P-256 DER sequence 8 to 72 bytes, RSA
+#: the modulus size (2048 to 8192 bits).
+ASYMMETRIC_SIZES = {"ed25519": (64, 64), "ecdsa-p256-sha256": (8, 72), "rsa-sha256": (256, 1024)}
+#: One decoded signature and the algorithm it is for.
+Signature = tuple[str, bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    secret_index: int  # which configured secret matched: the rotation metric's label
+    secret_index: int  # which configured key matched (secrets, then public keys): the rotation metric's label
     timestamp: float | None  # the signed timestamp (unix seconds), when the scheme has one
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    signatures: tuple[Signature, ...]
+    payloads: tuple[bytes, ...]
 
 
 def verify(
@@ -39,38 +55,66 @@ def verify(
     body: bytes,
     url: str,
     now: float,
+    public_keys: tuple[PublicKey, ...] | None = None,
 ) -> Verified:
     """Check ``body`` and ``headers`` against ``provider``'s scheme, or raise a 401 ``Rejection``.
 
-    Order: the headers are parsed first (missing or malformed: 401 before any HMAC is computed),
+    Order: the headers are parsed first (missing or malformed: 401 before any MAC is computed),
     then the signature, then the timestamp's tolerance, so ``stale_timestamp`` is only ever
     reported for a request the provider really signed (a replay or a skewed clock).
+    ``public_keys`` replaces the configured ones (PayPal's certificate, fetched by the caller).
     """
     spec = provider.signature
     if spec is None:  # allowed only by an explicit `allow_unsigned: true`
         return Verified(-1, None)
-    value = _single_header(headers, spec.header)
-    signatures, raw_ts = _parse_header(spec, value)
+    scheme = SCHEMES.get(spec.canonicalizer)
+    parts: tuple[_Part, ...] = ()
+    if scheme is not None:
+        parts, raw_ts = _scheme_parts(spec, headers, body, url)
+    elif spec.repeated:
+        signatures, raw_ts = _parse_repeated(spec, headers)
+    else:
+        signatures, raw_ts = _parse_header(spec, single_header(headers, spec.header))
     ts = None
     if provider.timestamp and provider.timestamp.source != "json":
         if provider.timestamp.source == "header":
-            raw_ts = _single_header(headers, provider.timestamp.header)
+            raw_ts = single_header(headers, provider.timestamp.header)
         if raw_ts is None:
-            raise Rejection("invalid_signature", f"{spec.header} carries no timestamp")
+            raise Rejection("invalid_signature", f"{spec.header or 'the request'} carries no timestamp")
         fmt = provider.timestamp.format
         ts = parse_timestamp(fmt, raw_ts)
         if ts is None:
             raise Rejection("invalid_signature", f"the signed timestamp {raw_ts!r:.40} is not a {fmt} time")
-    signed_id = _single_header(headers, spec.id_header) if spec.id_header else ""
-    payloads = signed_payloads(spec, headers, body, url, raw_ts or "", signed_id)
-    index = match_secret(spec, payloads, signatures)
+    if scheme is None:
+        signed_id = single_header(headers, spec.id_header) if spec.id_header else ""
+        parts = (_Part(tuple(signatures), signed_payloads(spec, headers, body, url, raw_ts or "", signed_id)),)
+    index = match_key(spec, parts, spec.public_keys if public_keys is None else public_keys)
     if index < 0:
-        raise Rejection("invalid_signature", "no configured secret produces this signature")
+        raise Rejection("invalid_signature", "no configured key produces this signature")
     if provider.timestamp and provider.timestamp.source == "json":
-        ts = _body_timestamp(provider.timestamp, body)  # inside the signed body: read after the HMAC
+        ts = _body_timestamp(provider.timestamp, body)  # inside the signed body: read after the MAC
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
     return Verified(index, ts)
+
+
+def _scheme_parts(
+    spec: SignatureSpec, headers: CIMultiDictProxy[str] | Mapping[str, str], body: bytes, url: str
+) -> tuple[tuple[_Part, ...], str | None]:
+    """A request canonicalizer's signed parts, their signatures decoded."""
+    try:
+        signed = SCHEMES[spec.canonicalizer].parse(SignedRequest(headers, body, url), spec.header)
+    except ValueError:
+        raise Rejection("invalid_json", "the body is not the JSON this provider signs") from None
+    parts = []
+    for part in signed.parts:
+        algorithm = part.algorithm or spec.algorithm
+        sigs = (_decode(spec.encoding, algorithm, text) for text in part.signatures)
+        decoded = tuple((algorithm, sig) for sig in sigs if sig)
+        if not decoded:
+            raise Rejection("invalid_signature", f"the signature is not a {spec.encoding} {algorithm} signature")
+        parts.append(_Part(decoded, part.payloads))
+    return tuple(parts), signed.timestamp
 
 
 def _body_timestamp(spec: TimestampSpec, body: bytes) -> float:
@@ -94,24 +138,7 @@ def _body_timestamp(spec: TimestampSpec, body: bytes) -> float:
     return ts
 
 
-def _single_header(headers: CIMultiDictProxy[str] | Mapping[str, str], name: str) -> str:
-    values = headers.getall(name, []) if isinstance(headers, CIMultiDictProxy) else _getall(headers, name)
-    if not values:
-        raise Rejection("missing_signature", f"the {name} header is missing")
-    if len(values) > 1:
-        raise Rejection("invalid_signature", f"the {name} header is sent more than once")
-    value: str = values[0].strip(" \t")  # HTTP's optional whitespace only: the rest was signed
-    if not value:
-        raise Rejection("missing_signature", f"the {name} header is empty")
-    return value
-
-
-def _getall(headers: Mapping[str, str], name: str) -> list[str]:
-    lname = name.lower()
-    return [v for k, v in headers.items() if k.lower() == lname]
-
-
-def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[bytes], str | None]:
+def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[Signature], str | None]:
     """The decoded signatures in the header, and the timestamp item if the scheme puts one there.
 
     Items are split exactly as the providers' SDKs split them (no whitespace trimming: Stripe's
@@ -122,45 +149,81 @@ def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[bytes], str | N
             if not value.startswith(spec.prefix):
                 raise Rejection("invalid_signature", f"{spec.header} does not start with {spec.prefix!r}")
             value = value[len(spec.prefix) :]
-        sig = _decode(spec, value)
+        sig = _decode(spec.encoding, spec.algorithm, value)
         if sig is None:
             raise Rejection("invalid_signature", f"{spec.header} is not a {spec.encoding} {spec.algorithm} signature")
-        return [sig], None
-    signatures: list[bytes] = []
+        return [(spec.algorithm, sig)], None
+    signatures: list[Signature] = []
     timestamp = None
     for item in value.split(spec.item_separator):
         key, sep, val = item.partition(spec.kv_separator)
         if not sep:
             continue
-        if key in spec.signature_keys:
-            sig = _decode(spec, val)
+        algorithm = spec.algorithm if key in spec.signature_keys else ""
+        if key in spec.public_signature_keys:
+            algorithm = spec.public_algorithm
+        if algorithm:
+            sig = _decode(spec.encoding, algorithm, val)
             if sig is not None:  # an undecodable entry is skipped, as a non-matching one would be
-                signatures.append(sig)
+                signatures.append((algorithm, sig))
         elif key == spec.timestamp_key:
             if timestamp is not None:
                 raise Rejection("invalid_signature", f"{spec.header} carries two timestamps")
             timestamp = val
     if not signatures:
-        names = "/".join(spec.signature_keys)
+        names = "/".join((*spec.signature_keys, *spec.public_signature_keys))
         raise Rejection("invalid_signature", f"{spec.header} has no valid {names} signature")
     return signatures, timestamp
 
 
-def _decode(spec: SignatureSpec, text: str) -> bytes | None:
-    """The MAC bytes, only from the one canonical spelling the provider writes.
+def _parse_repeated(
+    spec: SignatureSpec, headers: CIMultiDictProxy[str] | Mapping[str, str]
+) -> tuple[list[Signature], str | None]:
+    """``repeated: any``: every copy of the header is read (Mollie sends one per active secret
+    while a secret is rotated); a malformed copy is skipped, as a non-matching one would be."""
+    values = [v.strip(" \t") for v in getall(headers, spec.header)]
+    values = [v for v in values if v]
+    if not values:
+        raise Rejection("missing_signature", f"the {spec.header} header is missing")
+    signatures: list[Signature] = []
+    timestamps: set[str] = set()
+    error: Rejection | None = None
+    for value in values[:16]:
+        try:
+            found, ts = _parse_header(spec, value)
+        except Rejection as exc:
+            error = exc
+            continue
+        signatures += found
+        timestamps |= {ts} if ts is not None else set()
+    if len(timestamps) > 1:
+        raise Rejection("invalid_signature", f"the copies of {spec.header} carry different timestamps")
+    if not signatures:
+        raise error or Rejection("invalid_signature", f"{spec.header} has no valid signature")
+    return signatures, next(iter(timestamps), None)
+
+
+def _decode(encoding: str, algorithm: str, text: str) -> bytes | None:
+    """The signature bytes, only from the one canonical spelling the provider writes.
 
     Providers compare the encoded strings (stripe and slack_sdk: lowercase hex; GitHub's and
     NOWPayments' examples; Shopify's and Standard Webhooks' JavaScript libraries: padded base64),
     so ``ABCD..`` for ``abcd..``, or base64 whose unused trailing bits are set, is a different
-    signature to them: we refuse it too rather than accept a malleable encoding.
+    signature to them: we refuse it too rather than accept a malleable encoding. A ``token`` is
+    the header's text itself.
     """
+    if algorithm == "token":
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return None
     if not text.isascii():
         return None
     try:
-        if spec.encoding == "hex":
+        if encoding == "hex":
             raw = binascii.unhexlify(text)  # unlike bytes.fromhex, no whitespace is accepted
             canonical_text = raw.hex()
-        elif spec.encoding == "base64":
+        elif encoding == "base64":
             raw = base64.b64decode(text, validate=True)
             canonical_text = base64.b64encode(raw).decode()
         else:  # base64url, unpadded or exactly padded
@@ -171,9 +234,10 @@ def _decode(spec: SignatureSpec, text: str) -> bytes | None:
                 canonical_text = canonical_text.rstrip("=")
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != SIZES[spec.algorithm] or text != canonical_text:
+    if text != canonical_text:
         return None
-    return raw
+    low, high = ASYMMETRIC_SIZES.get(algorithm) or (SIZES[algorithm], SIZES[algorithm])
+    return raw if low <= len(raw) <= high else None
 
 
 def signed_payloads(
@@ -208,33 +272,70 @@ def signed_payloads(
                 chunks.append(_wire_bytes(signed_id, spec.id_header))
             elif kind == "url":
                 chunks.append(_wire_bytes(url, "URL"))
+            elif kind == "webhook_id":
+                chunks.append(spec.webhook_id.encode())
             else:
-                chunks.append(_wire_bytes(_single_header(headers, arg), arg))
+                chunks.append(_wire_bytes(single_header(headers, arg), arg))
         out.append(b"".join(chunks))
     return tuple(out)
 
 
-def match_secret(spec: SignatureSpec, payloads: tuple[bytes, ...], signatures: list[bytes]) -> int:
-    """The index of the first secret whose MAC equals one of ``signatures``, else -1."""
-    digest = DIGESTS[spec.algorithm]
+def match_key(spec: SignatureSpec, parts: tuple[_Part, ...], public_keys: tuple[PublicKey, ...]) -> int:
+    """The index of the first key under which every part carries a valid signature, else -1:
+    ``spec.secrets`` first, then ``public_keys``."""
     for index, secret in enumerate(spec.secrets):
         key = secret.reveal()
-        for payload in payloads:
-            mac = hmac.new(key, payload, digest).digest()
-            for sig in signatures:
-                if hmac.compare_digest(mac, sig):
-                    return index
+        if all(_secret_matches(key, part) for part in parts):
+            return index
+    for offset, public in enumerate(public_keys):
+        if all(_public_matches(public, part) for part in parts):
+            return len(spec.secrets) + offset
     return -1
 
 
-def _wire_bytes(text: str, what: str) -> bytes:
-    """The bytes the sender put on the wire: aiohttp decodes header bytes that are not UTF-8 as
-    lone surrogates (``surrogateescape``), which turns them back; anything else cannot have been
-    signed by anyone and is refused, never a 500."""
+def _secret_matches(key: bytes, part: _Part) -> bool:
+    macs: dict[str, list[bytes]] = {}
+    for algorithm, sig in part.signatures:
+        if algorithm == "token":
+            if hmac.compare_digest(key, sig):
+                return True
+            continue
+        digest = DIGESTS.get(algorithm)
+        if digest is None:
+            continue
+        if algorithm not in macs:
+            macs[algorithm] = [hmac.new(key, payload, digest).digest() for payload in part.payloads]
+        if any(hmac.compare_digest(mac, sig) for mac in macs[algorithm]):
+            return True
+    return False
+
+
+def _public_matches(public: PublicKey, part: _Part) -> bool:
+    for algorithm, sig in part.signatures:
+        if algorithm != public.algorithm:
+            continue
+        for payload in part.payloads:
+            if _signature_valid(public, sig, payload):
+                return True
+    return False
+
+
+def _signature_valid(public: PublicKey, sig: bytes, payload: bytes) -> bool:
+    key: Any = public.key
     try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raise Rejection("invalid_signature", f"the {what} is not valid text") from None
+        if public.algorithm == "ed25519":
+            key.verify(sig, payload)
+        elif public.algorithm == "ecdsa-p256-sha256":
+            key.verify(sig, payload, ec.ECDSA(hashes.SHA256()))
+        else:
+            key.verify(sig, payload, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _wire_bytes(text: str, what: str) -> bytes:
+    return wire_bytes(text, what)
 
 
 def check_tolerance(spec: TimestampSpec, ts: float, now: float) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_networks, parse_provider, parse_rate
+from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_duration, parse_networks, parse_provider, parse_rate
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import Secret, mask_url
 from gateway.settings.model import (
@@ -35,6 +35,7 @@ from gateway.settings.reader import Reader
 TOP_KEYS = (
     "listen", "public_url", "upstream", "providers", "trusted_proxies", "limits", "rate_limits",
     "dedup", "state", "events", "management", "logging", "tracing", "shutdown",
+    "url_from_forwarded_headers", "rotation_warn_after",
 )  # fmt: skip
 EVENT_SCHEMES = ("memory://", "postgresql://", "postgres://")
 STORE_SCHEMES = ("memory://", "redis://", "rediss://")
@@ -104,6 +105,9 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
         "max_body_bytes": limits.integer("max_body_bytes", 1024 * 1024),
         "rate_limit": _limit(rates, "per_provider", {"rate": 1000, "burst": 2000}),
         "dedup_ttl": dedup.number("ttl", 3 * 24 * 3600),
+        # gateway-wide defaults of provider keys (gateway/providers/parse.py)
+        "url_from_forwarded_headers": root.boolean("url_from_forwarded_headers", False),
+        "rotation_warn_after": parse_duration(root, "rotation_warn_after", None),
     }
     upstream = _upstream(root.sub("upstream"))
     events = _events(root.sub("events"))

@@ -165,3 +165,77 @@ def test_sdk_verifier_agrees_on_timestamps(pv):
         else:
             with pytest.raises(standardwebhooks.WebhookVerificationError):
                 standardwebhooks.Webhook(SECRET).verify(BODY, headers)
+
+
+# --- v1a: Ed25519 with a whpk_ public key (the spec's asymmetric scheme) ---------------------------
+# The Python SDK signs and verifies v1 only: v1a signatures are made with cryptography's Ed25519
+# over the same "id.timestamp.body", as the spec describes.
+
+
+def _ed25519(seed: str):
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest())
+
+
+def _whpk(seed: str) -> str:
+    return "whpk_" + base64.b64encode(_ed25519(seed).public_key().public_bytes_raw()).decode()
+
+
+def _v1a(seed: str, ts: int, body: bytes = BODY, msg_id: str = "msg_1") -> str:
+    return "v1a," + base64.b64encode(_ed25519(seed).sign(f"{msg_id}.{ts}.".encode() + body)).decode()
+
+
+def _public_provider(pv, seeds=("sw-key",), secrets=()):
+    return pv.provider("standard-webhooks", list(secrets), public_keys=[_whpk(s) for s in seeds])
+
+
+def test_v1a_ed25519_is_accepted(pv):
+    provider = _public_provider(pv)
+    assert pv.outcome(provider, _headers("msg_1", pv.NOW, _v1a("sw-key", pv.NOW)), BODY) == "accepted:0"
+
+
+def test_v1a_refusals(pv):
+    provider = _public_provider(pv)
+    good = _v1a("sw-key", pv.NOW)
+    assert pv.outcome(provider, _headers("msg_1", pv.NOW, good), BODY + b" ") == "invalid_signature"
+    assert pv.outcome(provider, _headers("msg_2", pv.NOW, good), BODY) == "invalid_signature"
+    assert pv.outcome(provider, _headers("msg_1", pv.NOW, _v1a("other", pv.NOW)), BODY) == "invalid_signature"
+    stale = _headers("msg_1", pv.NOW - 301, _v1a("sw-key", pv.NOW - 301))
+    assert pv.outcome(provider, stale, BODY) == "stale_timestamp"
+    for header in ("v1," + good[4:], "v1a," + good[4:].rstrip("="), "v1a," + base64.b64decode(good[4:]).hex(),
+                   "v1a," + base64.b64encode(b"\0" * 32).decode(), "v1a " + good[4:], good[4:]):  # fmt: skip
+        assert pv.outcome(provider, _headers("msg_1", pv.NOW, header), BODY) == "invalid_signature", header
+    assert pv.outcome(provider, {"webhook-id": "msg_1", "webhook-timestamp": str(pv.NOW)}, BODY) == "missing_signature"
+
+
+def test_v1a_rotation_and_both_schemes(pv):
+    provider = _public_provider(pv, seeds=("old", "new"), secrets=[SECRET])
+    ts = pv.NOW
+    assert pv.outcome(provider, _headers("msg_1", ts, _sdk_sig(ts)), BODY) == "accepted:0"  # v1: the secret
+    assert pv.outcome(provider, _headers("msg_1", ts, _v1a("old", ts)), BODY) == "accepted:1"  # then the keys
+    assert pv.outcome(provider, _headers("msg_1", ts, _v1a("new", ts)), BODY) == "accepted:2"
+    both = f"{_v1a('new', ts)} {_sdk_sig(ts)}"
+    assert pv.outcome(provider, _headers("msg_1", ts, both), BODY) == "accepted:0"
+
+
+def test_sdk_ignores_v1a_next_to_v1(pv):
+    """A sender with both keys sends both signatures: the v1-only SDK and we agree."""
+    now = int(time.time())
+    header = f"{_v1a('sw-key', now)} {_sdk_sig(now)}"
+    standardwebhooks.Webhook(SECRET).verify(BODY, _headers("msg_1", now, header))
+    only_public = _public_provider(pv)
+    assert pv.outcome(only_public, _headers("msg_1", now, header), BODY, now) == "accepted:0"
+
+
+def test_v1_with_only_a_public_key_configured_is_refused(pv):
+    assert pv.outcome(_public_provider(pv), _headers("msg_1", pv.NOW, _sdk_sig(pv.NOW)), BODY) == "invalid_signature"
+
+
+def test_a_whsec_secret_given_as_public_key_is_a_config_error(pv):
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="public_keys"):
+        pv.provider("standard-webhooks", [], public_keys=[SECRET])
