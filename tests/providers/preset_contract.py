@@ -334,7 +334,7 @@ class PresetContract:
                 roll = rng.random()
                 if roll < 0.5:
                     headers[i], changed = (name, _random_text(rng)), True
-                elif roll < 0.6:
+                elif roll < 0.6 and name not in self.scheme.repeatable:  # a junk copy beside a good one passes there
                     headers.append((name.upper(), _random_text(rng)))
                     changed = True
                 elif roll < 0.7:

@@ -100,12 +100,6 @@ async def test_payment_link_event_normalizes_from_its_type(make_gateway):
                                "amount": "24.95", "currency": "EUR"}  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: a signature header sent more than once is always refused; Mollie sends "
-    "X-Mollie-Signature twice (old and new secret) for 24 h after a rotation, and mollie-api-php "
-    "accepts when any copy matches. Needs a SignatureSpec option (e.g. signature.repeated: any).",
-)
 def test_rotation_sends_the_header_twice(pv):
     provider = make_provider(pv, SCHEME, (SECRET,))
     body = event(NOW)
