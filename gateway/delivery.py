@@ -102,7 +102,7 @@ class Delivery:
             try:
                 batch = await self.events.claim_due(min(free, self.settings.batch), self.settings.lease)
             except StoreError:
-                self.metrics.store_errors.labels("events", "retry").inc()
+                self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
                 batch = []
             except Exception:  # the loop must outlive any one failure, or delivery stops silently
                 log.exception("claiming due events failed")
@@ -140,23 +140,23 @@ class Delivery:
         except StoreError:
             # Delivered but not marked: the lease expires and it is delivered again. The upstream
             # sees the same CloudEvent id twice, which is why it must be idempotent on `id`.
-            self.metrics.store_errors.labels("events", "mark_delivered").inc()
-        self.metrics.queue_deliveries.labels(record.provider, "delivered").inc()
+            self.metrics.child(self.metrics.store_errors, "events", "mark_delivered").inc()
+        self.metrics.child(self.metrics.queue_deliveries, record.provider, "delivered").inc()
 
     async def _failed(self, record: EventRecord, rej: Rejection) -> None:
         error = f"{rej.code}: {rej.message}"
         try:
             if record.attempts >= self.settings.max_attempts:
                 await self.events.mark_dead(record.id, error)
-                self.metrics.queue_deliveries.labels(record.provider, "dead").inc()
+                self.metrics.child(self.metrics.queue_deliveries, record.provider, "dead").inc()
                 where = {"provider": record.provider, "event_id": record.event_id, "error": error}
                 log.warning("dead letter", extra=where)
                 return
             retry_after = _retry_after(rej.headers.get("Retry-After") if rej.headers else None)
             await self.events.mark_retry(record.id, self.backoff.delay(record.attempts, retry_after), error)
-            self.metrics.queue_deliveries.labels(record.provider, "retry").inc()
+            self.metrics.child(self.metrics.queue_deliveries, record.provider, "retry").inc()
         except StoreError:
-            self.metrics.store_errors.labels("events", "mark_failed").inc()
+            self.metrics.child(self.metrics.store_errors, "events", "mark_failed").inc()
 
 
 def _retry_after(value: str | None) -> float | None:

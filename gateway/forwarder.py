@@ -56,7 +56,7 @@ class Forwarder:
             result = "unreachable"
             raise Rejection("upstream_unavailable", f"the upstream is unreachable ({type(exc).__name__})") from None
         finally:
-            self.metrics.forward_seconds.labels(provider, result).observe(time.perf_counter() - started)
+            self.metrics.child(self.metrics.forward_seconds, provider, result).observe(time.perf_counter() - started)
             if result == "success":
                 self.last_success = time.time()
             else:

@@ -8,6 +8,7 @@ position in the provider's secret list. Nothing from a request becomes a label a
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -21,6 +22,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             f"{PREFIX}_requests_total", "Webhook requests answered, by provider and outcome.",
@@ -74,6 +76,15 @@ class Metrics:
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: ``labels()`` takes a lock and builds a key on every
+        call, which the request path should pay once per label set, not once per request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         """The exposition text; under ``--workers N`` the sum over all worker processes."""

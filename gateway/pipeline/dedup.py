@@ -57,7 +57,7 @@ class Dedup:
                 ctx.cleanups.append(lambda c, ok: self._settle(c, token, ok))
                 return
             if state is Claim.DONE:
-                self.metrics.dedup_hits.labels(provider.name).inc()
+                self.metrics.child(self.metrics.dedup_hits, provider.name).inc()
                 body = {"success": True, "status": "duplicate", "event_id": ctx.event_id}
                 ctx.reply = Reply(200, "duplicate", body)
                 return
@@ -71,7 +71,7 @@ class Dedup:
         try:
             return await self.store.claim(key, token, self.settings.lease)
         except StoreError:
-            self.metrics.store_errors.labels("dedup", self.policy).inc()
+            self.metrics.child(self.metrics.store_errors, "dedup", self.policy).inc()
             if self.policy == "open":
                 return None
             # Closed (the default): without dedup we could forward a payment twice. 503 makes
@@ -87,7 +87,7 @@ class Dedup:
                 await self.store.release(ctx.dedup_key, token)
         except StoreError:
             # The event was answered already; the lease expires on its own after `lease` seconds.
-            self.metrics.store_errors.labels("dedup", "commit" if ok else "release").inc()
+            self.metrics.child(self.metrics.store_errors, "dedup", "commit" if ok else "release").inc()
 
 
 def _content_id(ctx: RequestContext) -> str:

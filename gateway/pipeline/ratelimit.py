@@ -22,7 +22,7 @@ async def _take(store: Store, metrics: Metrics, policy: str, key: str, limit: Ra
     try:
         return await store.take(key, limit.rate, limit.burst)
     except StoreError:
-        metrics.store_errors.labels("rate_limit", policy).inc()
+        metrics.child(metrics.store_errors, "rate_limit", policy).inc()
         if policy == "closed":
             raise Rejection("store_unavailable", "rate-limit store unavailable; retry later", {"Retry-After": "5"}) from None
         return 0.0
@@ -59,7 +59,7 @@ class SourceRate:
         key = f"rl:src:{{{source_of(ctx.client_ip)}}}"
         retry_after = await _take(self.store, self.metrics, self.policy, key, self.limit)
         if retry_after:
-            self.metrics.rate_limited.labels(ctx.provider_name, "source").inc()
+            self.metrics.child(self.metrics.rate_limited, ctx.provider_name, "source").inc()
             raise _reject(retry_after, "from this address")
 
 
@@ -80,5 +80,5 @@ class ProviderRate:
             return
         retry_after = await _take(self.store, self.metrics, self.policy, f"rl:prov:{{{provider.name}}}", provider.rate_limit)
         if retry_after:
-            self.metrics.rate_limited.labels(provider.name, "provider").inc()
+            self.metrics.child(self.metrics.rate_limited, provider.name, "provider").inc()
             raise _reject(retry_after, "for this provider")

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from aiohttp import web
 
@@ -38,8 +37,6 @@ class Pipeline:
         self.services = services
         self.stages = tuple(stages)
         self.metrics = services.metrics
-        self._counters: dict[tuple[str, str], Any] = {}
-        self._timers: dict[str, Any] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         ctx = RequestContext(request=request, started=time.perf_counter())
@@ -114,20 +111,14 @@ class Pipeline:
         seconds = time.perf_counter() - ctx.started
         provider = ctx.provider_name
         outcome = error.code if error else ctx.reply.outcome if ctx.reply else "internal_error"
-        counter = self._counters.get((provider, outcome))
-        if counter is None:  # labels() takes a lock and builds a key: once per label pair, not per request
-            counter = self._counters[(provider, outcome)] = self.metrics.requests.labels(provider, outcome)
-        counter.inc()
-        timer = self._timers.get(provider)
-        if timer is None:
-            timer = self._timers[provider] = self.metrics.request_seconds.labels(provider)
-        timer.observe(seconds)
+        self.metrics.child(self.metrics.requests, provider, outcome).inc()
+        self.metrics.child(self.metrics.request_seconds, provider).observe(seconds)
         self.services.stats.record(provider, outcome, seconds)
         self._audit(ctx, outcome)
         if accepted:
             now = time.time()
             self.services.last_event[provider] = now
-            self.metrics.last_event.labels(provider).set(now)
+            self.metrics.child(self.metrics.last_event, provider).set(now)
         log.info(
             "webhook",
             extra={

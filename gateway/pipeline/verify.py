@@ -54,7 +54,7 @@ class Verify:
         except Rejection as rej:
             if not provider.shadow:
                 raise
-            self.metrics.shadow_rejections.labels(provider.name, rej.code).inc()
+            self.metrics.child(self.metrics.shadow_rejections, provider.name, rej.code).inc()
             log.warning(
                 "shadow mode: verification failed, forwarding anyway",
                 extra={"provider": provider.name, "code": rej.code, "reason": rej.message},
@@ -63,9 +63,9 @@ class Verify:
         ctx.secret_index = result.secret_index
         ctx.timestamp = result.timestamp
         if result.secret_index >= 0:
-            self.metrics.secret_matches.labels(provider.name, str(result.secret_index)).inc()
+            self.metrics.child(self.metrics.secret_matches, provider.name, str(result.secret_index)).inc()
         if result.timestamp is not None:
-            self.metrics.skew.labels(provider.name).observe(abs(now - result.timestamp))
+            self.metrics.child(self.metrics.skew, provider.name).observe(abs(now - result.timestamp))
 
     async def _fetched_keys(self, ctx: RequestContext, provider: ProviderSpec) -> tuple[PublicKey, ...] | None:
         """PayPal: the certificate the request names, unless one is configured (offline)."""
