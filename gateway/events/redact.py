@@ -77,9 +77,9 @@ def redact_event(event: bytes, paths: tuple[Path, ...]) -> bytes:
 
 
 def stored_headers(headers: Any, signature_header: str | None) -> dict[str, str]:
-    sig = (signature_header or "").lower()
-    out = {}
-    for name, value in headers.items():
-        low = name.lower()
-        out[name] = MASK if low in SENSITIVE_HEADERS or low == sig else value
+    masked = SENSITIVE_HEADERS | {(signature_header or "").lower()}
+    out = dict(headers)  # one C-level copy; the few sensitive ones are then masked in place
+    for name in out:
+        if name.lower() in masked:
+            out[name] = MASK
     return out

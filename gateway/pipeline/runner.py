@@ -64,7 +64,10 @@ class Pipeline:
             # A claim is committed when the event is known to be accepted: newly, or found already
             # stored downstream (queue mode's "duplicate"); released otherwise, so a retry can pass.
             for cleanup in reversed(ctx.cleanups):
-                await asyncio.shield(cleanup(ctx, accepted or outcome == "duplicate"))
+                # Not shielded: a task per request costs more than it saves. A cancelled handler
+                # still runs this once; a second cancel could only cut a release short, and the
+                # lease then expires by itself.
+                await cleanup(ctx, accepted or outcome == "duplicate")
             self.metrics.in_flight.dec()
             self._record(ctx, error, accepted)
         if error is not None:
@@ -119,6 +122,8 @@ class Pipeline:
             now = time.time()
             self.services.last_event[provider] = now
             self.metrics.child(self.metrics.last_event, provider).set(now)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "webhook",
             extra={
