@@ -106,7 +106,9 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
         _, methods = await resource.resolve(request)
         allowed |= methods
     if allowed:
-        rej = Rejection("method_not_allowed", f"{request.method} is not allowed here", {"Allow": ",".join(sorted(allowed))})
+        rej = Rejection(
+            "method_not_allowed", f"{request.method} is not allowed here", {"Allow": ",".join(sorted(allowed))}
+        )
         return error_response(rej)
     return error_response(Rejection("not_found", "no such endpoint"))
 

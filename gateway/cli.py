@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     command("check", _check, "validate a config and list its providers")
     command("migrate", _migrate, "apply the event store's SQL migrations (PostgreSQL)")
-    for name, func, text in (("sign", _sign, "print the headers a provider would send"), ("send", _send, "sign a sample event and post it")):
+    for name, func, text in (
+        ("sign", _sign, "print the headers a provider would send"),
+        ("send", _send, "sign a sample event and post it"),
+    ):
         c = command(name, func, text)
         c.add_argument("provider")
         c.add_argument("--body", help="file with the body to sign (default: the catalog's sample event)")
@@ -112,7 +115,8 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
-    print(f"{settings.file}: OK ({len(settings.providers)} providers, upstream {settings.upstream.url}, mode {settings.upstream.mode})")
+    upstream = settings.upstream
+    print(f"{settings.file}: OK ({len(settings.providers)} providers, upstream {upstream.url}, mode {upstream.mode})")
     for name, spec in settings.providers.items():
         sig = spec.signature
         scheme = _scheme(spec) if sig else "UNSIGNED (allow_unsigned)"
@@ -167,10 +171,16 @@ async def _apply_migrations(dsn: str) -> int:
 def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, dict[str, str]] | None:
     provider = settings.providers.get(args.provider)
     if provider is None:
-        print(f"webhook-gateway: unknown provider {args.provider!r}; configured: {', '.join(settings.providers)}", file=sys.stderr)
+        print(
+            f"webhook-gateway: unknown provider {args.provider!r}; configured: {', '.join(settings.providers)}",
+            file=sys.stderr,
+        )
         return None
     if provider.signature and provider.signature.secrets and not 0 <= args.secret < len(provider.signature.secrets):
-        print(f"webhook-gateway: provider {args.provider} has {len(provider.signature.secrets)} secret(s)", file=sys.stderr)
+        print(
+            f"webhook-gateway: provider {args.provider} has {len(provider.signature.secrets)} secret(s)",
+            file=sys.stderr,
+        )
         return None
     extra: dict[str, str] = {}
     if args.body:
@@ -220,9 +230,11 @@ async def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
     import aiohttp
 
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            async with session.post(url, data=body, headers=headers) as resp:
-                text = await resp.text()
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.post(url, data=body, headers=headers) as resp,
+        ):
+            text = await resp.text()
     except aiohttp.ClientError as exc:
         print(f"webhook-gateway: cannot reach {url}: {exc}", file=sys.stderr)
         return 1

@@ -20,7 +20,8 @@ def demo_upstream_app(out: TextIO | None = None) -> web.Application:
             payment = data.get("payment")
             line = f"[demo upstream] {event.get('type')} id={event.get('id')}"
             if payment:
-                line += f" payment={payment.get('id')} {payment.get('status')} {payment.get('amount')} {payment.get('currency')}"
+                fields = (payment.get(k) for k in ("status", "amount", "currency"))
+                line += f" payment={payment.get('id')} " + " ".join(str(f) for f in fields)
         except (ValueError, AttributeError):
             line = f"[demo upstream] {len(raw)} bytes (not a CloudEvent)"
         print(line, file=stream, flush=True)

@@ -62,7 +62,7 @@ class ConfigError(GatewayError):
 class Rejection(GatewayError):
     """Refuse the current request with ``code`` (one of ``ERROR_STATUS``) and a human message."""
 
-    __slots__ = ("code", "status", "message", "headers")
+    __slots__ = ("code", "headers", "message", "status")
 
     def __init__(self, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)

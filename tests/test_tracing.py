@@ -42,7 +42,7 @@ async def test_a_webhook_is_one_server_span_with_a_child_per_stage(aiohttp_clien
     assert root.attributes["webhook.event_id"] == "evt_traced"
 
     traceparent = upstream.events[-1].headers["traceparent"]
-    version, trace_id, span_id, flags = traceparent.split("-")
+    _version, trace_id, _span_id, flags = traceparent.split("-")
     assert int(trace_id, 16) == root.context.trace_id
     assert int(flags, 16) & 1  # sampled
 

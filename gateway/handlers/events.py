@@ -127,7 +127,10 @@ async def replay_events(request: web.Request, services: Services) -> web.Respons
         raise Rejection("invalid_json", "the body must be a JSON object of filters")
     filters = {k: str(v) for k, v in params.items() if v is not None and k != "limit"}
     if not filters:
-        raise Rejection("invalid_parameter", "name at least one filter (provider, status, since, ...): replaying everything is refused")
+        raise Rejection(
+            "invalid_parameter",
+            "name at least one filter (provider, status, since, ...): replaying everything is refused",
+        )
     flt = parse_filter({k: str(v) for k, v in params.items() if v is not None})
     if services.delivery is not None:
         n = await services.events.requeue(flt)

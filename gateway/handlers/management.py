@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -78,7 +78,9 @@ async def health(request: web.Request) -> web.Response:
             "last_failure_at": _iso(fwd.last_failure),
             "ok": upstream_ok,
         },
-        "providers": [{"name": n, "last_event_at": _iso(services.last_event.get(n))} for n in services.settings.providers],
+        "providers": [
+            {"name": n, "last_event_at": _iso(services.last_event.get(n))} for n in services.settings.providers
+        ],
     }
     return json_response(200, body)
 

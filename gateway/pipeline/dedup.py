@@ -63,7 +63,9 @@ class Dedup:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Rejection("in_flight", "a copy of this event is being delivered; retry shortly", {"Retry-After": "1"})
+                raise Rejection(
+                    "in_flight", "a copy of this event is being delivered; retry shortly", {"Retry-After": "1"}
+                )
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.2)
 
@@ -76,7 +78,9 @@ class Dedup:
                 return None
             # Closed (the default): without dedup we could forward a payment twice. 503 makes
             # the provider retry later, so nothing is lost.
-            raise Rejection("store_unavailable", "deduplication store unavailable; retry later", {"Retry-After": "5"}) from None
+            raise Rejection(
+                "store_unavailable", "deduplication store unavailable; retry later", {"Retry-After": "5"}
+            ) from None
 
     async def _settle(self, ctx: RequestContext, token: str, ok: bool) -> None:
         assert ctx.provider is not None

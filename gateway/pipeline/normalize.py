@@ -19,8 +19,9 @@ from gateway.pipeline.fields import document, lookup
 from gateway.providers.spec import PaymentMap
 
 # ISO 4217 currencies whose minor unit is not 1/100 (Stripe's list of zero- and three-decimal).
-_EXPONENT = {c: 0 for c in "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()}
-_EXPONENT.update({c: 3 for c in "BHD JOD KWD OMR TND".split()})
+_ZERO_DECIMAL = ("BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF")
+_THREE_DECIMAL = ("BHD", "JOD", "KWD", "OMR", "TND")
+_EXPONENT = {**dict.fromkeys((*_ZERO_DECIMAL, "XOF", "XPF"), 0), **dict.fromkeys(_THREE_DECIMAL, 3)}
 
 
 class Normalize:

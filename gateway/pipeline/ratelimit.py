@@ -24,7 +24,9 @@ async def _take(store: Store, metrics: Metrics, policy: str, key: str, limit: Ra
     except StoreError:
         metrics.child(metrics.store_errors, "rate_limit", policy).inc()
         if policy == "closed":
-            raise Rejection("store_unavailable", "rate-limit store unavailable; retry later", {"Retry-After": "5"}) from None
+            raise Rejection(
+                "store_unavailable", "rate-limit store unavailable; retry later", {"Retry-After": "5"}
+            ) from None
         return 0.0
 
 
@@ -78,7 +80,9 @@ class ProviderRate:
         assert provider is not None
         if provider.rate_limit is None:
             return
-        retry_after = await _take(self.store, self.metrics, self.policy, f"rl:prov:{{{provider.name}}}", provider.rate_limit)
+        retry_after = await _take(
+            self.store, self.metrics, self.policy, f"rl:prov:{{{provider.name}}}", provider.rate_limit
+        )
         if retry_after:
             self.metrics.child(self.metrics.rate_limited, provider.name, "provider").inc()
             raise _reject(retry_after, "for this provider")

@@ -304,7 +304,9 @@ def _secret_matches(key: bytes, part: _Part) -> bool:
         if digest is None:
             continue
         if algorithm not in macs:
-            macs[algorithm] = [hmac.digest(key, payload, digest) for payload in part.payloads]  # one-shot: no HMAC object
+            macs[algorithm] = [
+                hmac.digest(key, payload, digest) for payload in part.payloads
+            ]  # one-shot: no HMAC object
         if any(hmac.compare_digest(mac, sig) for mac in macs[algorithm]):
             return True
     return False

@@ -65,7 +65,9 @@ def load_catalog() -> dict[str, Any]:
     for entry in sorted(folder.iterdir(), key=lambda f: f.name):
         if entry.name.endswith(".yaml"):
             name = f"gateway/providers/catalog/{entry.name}"
-            catalog[entry.name.removesuffix(".yaml")] = Reader(name, _parse_yaml(name, entry.read_text("utf-8"))).mapping()
+            catalog[entry.name.removesuffix(".yaml")] = Reader(
+                name, _parse_yaml(name, entry.read_text("utf-8"))
+            ).mapping()
     return catalog
 
 
@@ -112,7 +114,9 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
     upstream = _upstream(root.sub("upstream"))
     events = _events(root.sub("events"))
     if upstream.mode == "queue" and not events.url.startswith(("postgresql://", "postgres://")):
-        root.fail("queue mode needs a durable event store: set events.url to postgresql://...", "queue", "upstream.mode")
+        root.fail(
+            "queue mode needs a durable event store: set events.url to postgresql://...", "queue", "upstream.mode"
+        )
     return Settings(
         file=file,
         host=host,

@@ -59,7 +59,6 @@ class TestContract(PresetContract):
     scheme = SCHEME
 
 
-
 def _signed(doc: dict[str, object]) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(doc).encode()
     return body, linear_doc(SECRET, body, NOW)

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 
-import pytest
 from preset_contract import NOW, PresetContract, Scheme, make_provider, outcome
 
 from gateway.providers.signer import sample_event
