@@ -138,6 +138,26 @@ class TestRateLimitContract:
         assert 1.9 < await store.take(key, 0.5, 1) <= 2.0
 
 
+class TestAdmitContract:
+    """``admit``: the rate limit, then (only if allowed) the claim, in one atomic call."""
+
+    async def test_allowed_then_claimed(self, store, key):
+        assert await store.admit(f"{key}:rl", 10, 1, f"{key}:id", "t1", 5) == (0.0, Claim.CLAIMED)
+        assert await store.claim(f"{key}:id", "t2", 5) is Claim.IN_FLIGHT
+
+    async def test_a_limited_request_claims_nothing(self, store, key):
+        assert (await store.admit(f"{key}:rl", 10, 1, f"{key}:a", "t1", 5))[1] is Claim.CLAIMED
+        retry_after, state = await store.admit(f"{key}:rl", 10, 1, f"{key}:b", "t2", 5)
+        assert state is None and 0.0 < retry_after <= 0.1 + 1e-6
+        assert await store.claim(f"{key}:b", "t3", 5) is Claim.CLAIMED  # the id stayed free
+
+    async def test_it_reports_what_claim_would(self, store, key):
+        assert await store.claim(f"{key}:id", "t1", 5) is Claim.CLAIMED
+        assert await store.admit(f"{key}:rl", 10, 5, f"{key}:id", "t2", 5) == (0.0, Claim.IN_FLIGHT)
+        await store.commit(f"{key}:id", "t1", 60)
+        assert await store.admit(f"{key}:rl", 10, 5, f"{key}:id", "t3", 5) == (0.0, Claim.DONE)
+
+
 class TestHealthContract:
     async def test_ping(self, store):
         assert await store.ping() is True

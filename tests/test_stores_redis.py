@@ -15,7 +15,12 @@ import uuid
 
 import helpers_services as hs
 import pytest
-from test_stores_memory import TestDedupContract, TestHealthContract, TestRateLimitContract  # noqa: F401
+from test_stores_memory import (  # noqa: F401
+    TestAdmitContract,
+    TestDedupContract,
+    TestHealthContract,
+    TestRateLimitContract,
+)
 
 from gateway.settings.model import StateSettings
 from gateway.stores import Claim, StoreError, store_from_url
@@ -199,3 +204,40 @@ async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(redis
         assert results == [Claim.CLAIMED] * 400  # not "Too many connections" as StoreError
     finally:
         await s.close()
+
+
+class CountingRedisStore(RedisStore):
+    """The real Redis store, counting its round trips (each method is one script call)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[str] = []
+
+    async def _call(self, script, key, *args):
+        self.calls.append(next(name for name in ("claim", "commit", "release", "take", "admit")
+                               if getattr(self, f"_{name}") is script))  # fmt: skip
+        return await super()._call(script, key, *args)
+
+
+async def test_a_webhook_costs_three_redis_round_trips(aiohttp_client, make_settings, redis_state, kit):
+    """Source rate limit (before verification), provider rate limit + claim fused in one Lua call,
+    commit after forwarding: three round trips, the least the pipeline's order allows."""
+    from gateway.app import build_app, build_services
+
+    settings = make_settings(state=redis_state)
+    services = build_services(settings)
+    await services.store.close()
+    services.store = store = CountingRedisStore(redis_state["url"], prefix=redis_state["key_prefix"], timeout=2)
+    client = await aiohttp_client(build_app(settings, services))
+    body = kit.stripe_body("evt_round_trips")
+    from gateway.providers.signer import sign
+
+    headers = sign(settings.providers["stripe"], body, settings.webhook_url("stripe"))
+    resp = await client.post("/payments/api/webhooks/stripe/", data=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert store.calls == ["take", "admit", "commit"]
+
+    store.calls.clear()  # a retry of the same event: the fused call finds it done, nothing else
+    resp = await client.post("/payments/api/webhooks/stripe/", data=body, headers=headers)
+    assert (await resp.json())["status"] == "duplicate"
+    assert store.calls == ["take", "admit"]

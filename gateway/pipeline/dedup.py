@@ -9,19 +9,15 @@ bounded, then gets 409 + Retry-After: never "duplicate" for an event that may ye
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 
 from gateway.errors import Rejection
 from gateway.metrics import Metrics
 from gateway.pipeline.context import Reply, RequestContext
-from gateway.pipeline.fields import document, lookup
-from gateway.providers import canonical
+from gateway.pipeline.ratelimit import rate_limited, store_unavailable
 from gateway.settings.model import DedupSettings
 from gateway.stores import Claim, Store, StoreError
-
-MAX_ID_LENGTH = 200
 
 
 class Dedup:
@@ -36,21 +32,16 @@ class Dedup:
     async def __call__(self, ctx: RequestContext) -> None:
         provider = ctx.provider
         assert provider is not None
-        if provider.body == "json":
-            document(ctx)  # a provider that sends JSON must send valid JSON: 400 otherwise
-        event_id = _scalar(lookup(ctx, provider.event_id))
-        if not _is_unicode(event_id):
-            raise Rejection("invalid_body", "the event id is not valid Unicode (a lone surrogate)")
-        ctx.event_type = _scalar(lookup(ctx, provider.event_type))
-        ctx.event_id = event_id or _content_id(ctx)
-        if len(ctx.event_id) > MAX_ID_LENGTH:
-            ctx.event_id = hashlib.sha256(ctx.event_id.encode()).hexdigest()
-        ctx.dedup_key = f"dd:{{{provider.name}}}:{ctx.event_id}"
         token = f"{random.getrandbits(64):016x}"  # tells our lease from another's; not a secret
         deadline = time.monotonic() + self.settings.inflight_wait
         pause = 0.01
+        first = True
         while True:
-            state = await self._claim(ctx.dedup_key, token)
+            if first and ctx.deferred_rate is not None:
+                state = await self._admit(ctx, token)  # the provider rate limit and the claim, one round trip
+            else:
+                state = await self._claim(ctx.dedup_key, token)
+            first = False
             if state is None:
                 return  # store down, policy open: forward without dedup (counted)
             if state is Claim.CLAIMED:
@@ -69,6 +60,24 @@ class Dedup:
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.2)
 
+    async def _admit(self, ctx: RequestContext, token: str) -> Claim | None:
+        """The provider rate limit that stage 6 deferred to us, then the claim, in one store call."""
+        assert ctx.deferred_rate is not None and ctx.provider is not None
+        key, limit, rate_policy = ctx.deferred_rate
+        try:
+            retry_after, state = await self.store.admit(
+                key, limit.rate, limit.burst, ctx.dedup_key, token, self.settings.lease
+            )
+        except StoreError:
+            self.metrics.child(self.metrics.store_errors, "rate_limit", rate_policy).inc()
+            if rate_policy == "closed":
+                raise store_unavailable("rate-limit") from None
+            return await self._claim(ctx.dedup_key, token)  # its own policy applies
+        if retry_after:
+            self.metrics.child(self.metrics.rate_limited, ctx.provider.name, "provider").inc()
+            raise rate_limited(retry_after, "for this provider")
+        return state
+
     async def _claim(self, key: str, token: str) -> Claim | None:
         try:
             return await self.store.claim(key, token, self.settings.lease)
@@ -78,9 +87,7 @@ class Dedup:
                 return None
             # Closed (the default): without dedup we could forward a payment twice. 503 makes
             # the provider retry later, so nothing is lost.
-            raise Rejection(
-                "store_unavailable", "deduplication store unavailable; retry later", {"Retry-After": "5"}
-            ) from None
+            raise store_unavailable("deduplication") from None
 
     async def _settle(self, ctx: RequestContext, token: str, ok: bool) -> None:
         assert ctx.provider is not None
@@ -92,28 +99,3 @@ class Dedup:
         except StoreError:
             # The event was answered already; the lease expires on its own after `lease` seconds.
             self.metrics.child(self.metrics.store_errors, "dedup", "commit" if ok else "release").inc()
-
-
-def _content_id(ctx: RequestContext) -> str:
-    """The id of an event that names none: a hash of what the provider signed. With a
-    canonicalizer that is the canonical form, not the raw bytes: otherwise the same signed IPN
-    re-sent with other whitespace or key order would verify, hash differently and go through twice."""
-    sig = ctx.provider.signature if ctx.provider else None
-    signed = canonical.REGISTRY[sig.canonicalizer](ctx.body)[0] if sig and sig.canonicalizer else ctx.body
-    return hashlib.sha256(signed).hexdigest()
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _scalar(value: object) -> str:
-    if value is None or isinstance(value, dict | list):
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

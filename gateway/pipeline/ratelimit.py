@@ -24,10 +24,13 @@ async def _take(store: Store, metrics: Metrics, policy: str, key: str, limit: Ra
     except StoreError:
         metrics.child(metrics.store_errors, "rate_limit", policy).inc()
         if policy == "closed":
-            raise Rejection(
-                "store_unavailable", "rate-limit store unavailable; retry later", {"Retry-After": "5"}
-            ) from None
+            raise store_unavailable("rate-limit") from None
         return 0.0
+
+
+def store_unavailable(what: str) -> Rejection:
+    """503 + Retry-After: the provider retries later, so nothing is lost."""
+    return Rejection("store_unavailable", f"{what} store unavailable; retry later", {"Retry-After": "5"})
 
 
 def source_of(client_ip: str) -> str:
@@ -39,7 +42,7 @@ def source_of(client_ip: str) -> str:
     return str(addr) if addr is not None else client_ip
 
 
-def _reject(retry_after: float, what: str) -> Rejection:
+def rate_limited(retry_after: float, what: str) -> Rejection:
     seconds = max(1, math.ceil(retry_after))
     return Rejection("rate_limited", f"too many requests {what}; retry later", {"Retry-After": str(seconds)})
 
@@ -62,27 +65,35 @@ class SourceRate:
         retry_after = await _take(self.store, self.metrics, self.policy, key, self.limit)
         if retry_after:
             self.metrics.child(self.metrics.rate_limited, ctx.provider_name, "source").inc()
-            raise _reject(retry_after, "from this address")
+            raise rate_limited(retry_after, "from this address")
 
 
 class ProviderRate:
-    """Protects the upstream: verified traffic per provider."""
+    """Protects the upstream: verified traffic per provider.
+
+    With ``fused`` (a store a network hop away) the check is handed to the dedup stage that comes
+    next, which runs it and the claim in one store call: the same order, one round trip less.
+    The bucket key shares the claim's hash tag (``{provider}``), so one cluster slot holds both.
+    """
 
     name = "provider_rate"
 
-    def __init__(self, store: Store, metrics: Metrics, policy: str = "open") -> None:
+    def __init__(self, store: Store, metrics: Metrics, policy: str = "open", fused: bool = False) -> None:
         self.store = store
         self.metrics = metrics
         self.policy = policy
+        self.fused = fused
 
     async def __call__(self, ctx: RequestContext) -> None:
         provider = ctx.provider
         assert provider is not None
         if provider.rate_limit is None:
             return
-        retry_after = await _take(
-            self.store, self.metrics, self.policy, f"rl:prov:{{{provider.name}}}", provider.rate_limit
-        )
+        key = f"rl:prov:{{{provider.name}}}"
+        if self.fused:
+            ctx.deferred_rate = (key, provider.rate_limit, self.policy)
+            return
+        retry_after = await _take(self.store, self.metrics, self.policy, key, provider.rate_limit)
         if retry_after:
             self.metrics.child(self.metrics.rate_limited, provider.name, "provider").inc()
-            raise _reject(retry_after, "for this provider")
+            raise rate_limited(retry_after, "for this provider")

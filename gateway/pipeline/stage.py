@@ -36,14 +36,27 @@ def default_stages(services: Services) -> list[Stage]:
        ``handshake`` right after: a provider checking the endpoint (Slack's url_verification,
        Zoom's url_validation, Twitch's callback verification, Discord's PING) is answered here,
        only once its request verified, and is never rate-limited, deduplicated or forwarded.
-    6. ``provider_rate``: only verified traffic spends the upstream's budget.
+    6. ``identify`` reads the event id and type (a JSON provider's invalid JSON is a 400 here),
+       then ``provider_rate``: only verified traffic spends the upstream's budget.
     7. ``dedup``: after verification, so an unsigned request cannot burn an event id; it claims
-       the id and commits it only after the event is accepted downstream.
+       the id and commits it only after the event is accepted downstream. With a remote store
+       (Redis) the provider rate limit and the claim go in one Lua call: one round trip.
     8. ``normalize``: the CloudEvents envelope, built once for a verified, unique event.
     9. ``forward`` (sync mode): the provider hears 2xx only once the upstream accepted the event;
        ``enqueue`` (queue mode): 202 only once the event is committed to the PostgreSQL outbox.
     """
-    from gateway.pipeline import allowlist, body, client_ip, dedup, handshake, normalize, ratelimit, route, verify
+    from gateway.pipeline import (
+        allowlist,
+        body,
+        client_ip,
+        dedup,
+        handshake,
+        identify,
+        normalize,
+        ratelimit,
+        route,
+        verify,
+    )
 
     settings = services.settings
     rate_policy = settings.state.rate_limit_on_error
@@ -55,7 +68,8 @@ def default_stages(services: Services) -> list[Stage]:
         ratelimit.SourceRate(services.store, settings.per_source_limit, services.metrics, rate_policy),
         verify.Verify(settings.public_url, services.metrics, settings.trusted_proxies),
         handshake.Handshake(),
-        ratelimit.ProviderRate(services.store, services.metrics, rate_policy),
+        identify.Identify(),
+        ratelimit.ProviderRate(services.store, services.metrics, rate_policy, fused=services.store.remote),
         dedup.Dedup(services.store, settings.dedup, services.metrics, settings.state.dedup_on_error),
         normalize.Normalize(),
         _delivery_stage(services),

@@ -26,6 +26,7 @@ class Store(Protocol):
     """Dedup leases and rate-limit buckets."""
 
     url: str
+    remote: bool  # a network hop away: worth fusing calls (see ``admit``)
 
     async def claim(self, key: str, token: str, lease: float) -> Claim:
         """Take ``key`` for ``lease`` seconds unless it is held or done."""
@@ -38,6 +39,12 @@ class Store(Protocol):
 
     async def take(self, key: str, rate: float, burst: int) -> float:
         """One token from the GCRA bucket ``key``: 0.0 if allowed, else seconds until it would be."""
+
+    async def admit(
+        self, rate_key: str, rate: float, burst: int, claim_key: str, token: str, lease: float
+    ) -> tuple[float, Claim | None]:
+        """``take`` then, only if allowed, ``claim``, atomically and in one round trip:
+        ``(retry_after, None)`` when rate-limited, else ``(0.0, claim state)``."""
 
     async def ping(self) -> bool:
         """Whether the backend answers (for readiness)."""

@@ -13,6 +13,8 @@ _DONE = 1
 class MemoryStore:
     """A single-process store. Everything happens on the event loop, so each call is atomic."""
 
+    remote = False
+
     def __init__(self, url: str = "memory://", max_entries: int = 1_000_000) -> None:
         self.url = url
         self.max_entries = max_entries
@@ -56,6 +58,14 @@ class MemoryStore:
         while len(self._ids) >= self.max_entries:
             del self._ids[next(iter(self._ids))]
             self.evictions += 1
+
+    async def admit(
+        self, rate_key: str, rate: float, burst: int, claim_key: str, token: str, lease: float
+    ) -> tuple[float, Claim | None]:
+        retry_after = await self.take(rate_key, rate, burst)
+        if retry_after:
+            return retry_after, None
+        return 0.0, await self.claim(claim_key, token, lease)
 
     async def ping(self) -> bool:
         return True

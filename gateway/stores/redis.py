@@ -13,15 +13,44 @@ from typing import Any
 from gateway.stores.base import Claim, StoreError
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
-_CLAIM = """
-local v = redis.call('GET', KEYS[1])
-if v then
-  if string.sub(v, 1, 2) == 'D:' then return 2 end
-  return 1
+_CLAIM_FN = """
+local function claim(key, token, lease_ms)
+  local v = redis.call('GET', key)
+  if v then
+    if string.sub(v, 1, 2) == 'D:' then return 2 end
+    return 1
+  end
+  redis.call('SET', key, 'F:' .. token, 'PX', lease_ms)
+  return 0
 end
-redis.call('SET', KEYS[1], 'F:' .. ARGV[1], 'PX', ARGV[2])
-return 0
 """
+# GCRA, mirroring gateway.stores.base.gcra: the seconds to wait, 0 when allowed (and counted).
+_GCRA_FN = """
+local function gcra(key, rate, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local interval = 1 / tonumber(rate)
+  local tat = tonumber(redis.call('GET', key)) or now
+  local new_tat = math.max(tat, now) + interval
+  local allow_at = new_tat - tonumber(burst) * interval
+  if now < allow_at then return allow_at - now end
+  redis.call('SET', key, string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+  return 0
+end
+"""
+_CLAIM = _CLAIM_FN + "return claim(KEYS[1], ARGV[1], ARGV[2])"
+# Floats go back as strings: Redis would truncate a Lua number reply to an integer.
+_TAKE = _GCRA_FN + "return tostring(gcra(KEYS[1], ARGV[1], ARGV[2]))"
+# The provider rate limit, then (only if allowed) the claim: two keys with one hash tag.
+_ADMIT = (
+    _GCRA_FN
+    + _CLAIM_FN
+    + """
+local wait = gcra(KEYS[1], ARGV[1], ARGV[2])
+if wait > 0 then return {tostring(wait), -1} end
+return {'0', claim(KEYS[2], ARGV[3], ARGV[4])}
+"""
+)
 _COMMIT = """
 local v = redis.call('GET', KEYS[1])
 if (not v) or v == 'F:' .. ARGV[1] then
@@ -34,25 +63,13 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == 'F:' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# GCRA, mirroring gateway.stores.base.gcra. Floats go back as strings: Redis would truncate
-# a Lua number reply to an integer.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local interval = 1 / tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-local new_tat = math.max(tat, now) + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then return tostring(allow_at - now) end
-redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-return '0'
-"""
 _CLAIMS = {0: Claim.CLAIMED, 1: Claim.IN_FLIGHT, 2: Claim.DONE}
 
 
 class RedisStore:
     """A store on one Redis server (or a Cluster through a proxy); all keys under ``prefix``."""
+
+    remote = True
 
     def __init__(self, url: str, prefix: str = "whgw:", timeout: float = 0.5, max_connections: int = 64) -> None:
         import redis.asyncio as aioredis  # imported only when a redis:// URL is configured
@@ -75,12 +92,14 @@ class RedisStore:
         self._commit = self._redis.register_script(_COMMIT)
         self._release = self._redis.register_script(_RELEASE)
         self._take = self._redis.register_script(_TAKE)
+        self._admit = self._redis.register_script(_ADMIT)
 
-    async def _call(self, script: Any, key: str, *args: object) -> Any:
+    async def _call(self, script: Any, key: str | tuple[str, ...], *args: object) -> Any:
         from redis.exceptions import RedisError
 
+        keys = [self.prefix + k for k in key] if isinstance(key, tuple) else [self.prefix + key]
         try:
-            return await script(keys=[self.prefix + key], args=args)
+            return await script(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreError(f"redis: {type(exc).__name__}") from exc
 
@@ -95,6 +114,13 @@ class RedisStore:
 
     async def take(self, key: str, rate: float, burst: int) -> float:
         return float(await self._call(self._take, key, repr(float(rate)), burst))
+
+    async def admit(
+        self, rate_key: str, rate: float, burst: int, claim_key: str, token: str, lease: float
+    ) -> tuple[float, Claim | None]:
+        wait, state = await self._call(self._admit, (rate_key, claim_key), repr(float(rate)), burst, token, _ms(lease))
+        retry_after = float(wait)
+        return (retry_after, None) if retry_after else (0.0, _CLAIMS[int(state)])
 
     async def ping(self) -> bool:
         from redis.exceptions import RedisError
