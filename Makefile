@@ -1,13 +1,15 @@
 # Webhook gateway -- developer and CI entry points.
 #
 #   make run     install the gateway into .venv and run it (embedded demo config)
-#   make test    install test deps, start Redis + PostgreSQL, run pytest
+#   make test    install test deps (pip, and npm in tests/npm), start Redis + PostgreSQL, run pytest
 #   make lint    ruff + mypy
 #   make help    list every target
 #
 # Every pip install is pinned by constraints.txt. An install is recorded by a
 # stamp file in .venv whose name carries a hash of pyproject.toml and
 # constraints.txt, so re-running a target reinstalls only when those change.
+# The providers' npm SDKs that tests use as oracles (tests/npm) are installed the
+# same way: `npm ci` from package-lock.json, stamped in tests/npm/node_modules.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -29,7 +31,11 @@ DEPS_HASH := $(shell cat pyproject.toml $(CONSTRAINTS) 2>/dev/null | sha256sum |
 RUN_STAMP := $(VENV)/.installed-run-$(DEPS_HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: help venv install install-dev run services test lint bench constraints clean distclean
+NPM_DIR   := tests/npm
+NPM_HASH  := $(shell cat $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
+NPM_STAMP := $(NPM_DIR)/node_modules/.installed-$(NPM_HASH)
+
+.PHONY: help venv install install-dev npm-oracles run services test lint bench constraints clean distclean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -76,6 +82,30 @@ $(DEV_STAMP): | $(BIN)/python
 	@rm -f $(VENV)/.installed-run-* $(VENV)/.installed-dev-*
 	@touch $@ $(RUN_STAMP)
 
+# The SDKs' engines ask for Node.js >= 20. Without node or npm: as root, Debian's
+# nodejs and npm are installed; otherwise CI fails here, and a developer is warned
+# (the npm oracle tests then fail, saying what is missing). `npm ci` empties
+# node_modules first, so a new lock file leaves no stale stamp behind.
+npm-oracles: $(NPM_STAMP) ## Install the providers' npm SDKs used as test oracles (tests/npm)
+
+$(NPM_STAMP):
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> node or npm missing; installing Debian's nodejs and npm"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+		elif [ "$${CI:-}" = true ]; then \
+			echo "error: node and npm are needed for the npm SDK oracles in $(NPM_DIR) (on Debian: apt-get install nodejs npm)" >&2; exit 1; \
+		else \
+			echo "warning: node or npm missing: $(NPM_DIR) not installed, its oracle tests will fail (on Debian: apt-get install nodejs npm)" >&2; exit 0; \
+		fi; \
+	fi; \
+	major=$$(node -p 'process.versions.node.split(".")[0]'); \
+	if [ "$$major" -lt 20 ]; then echo "warning: node $$(node --version): the SDKs in $(NPM_DIR) ask for Node.js >= 20" >&2; fi; \
+	echo ">> npm ci --prefix $(NPM_DIR) (node $$(node --version), npm $$(npm --version))"; \
+	npm ci --no-audit --no-fund --prefix $(NPM_DIR); \
+	touch $@
+
 # --- run ----------------------------------------------------------------------
 
 run: install ## Run the gateway (no ARGS = embedded demo config)
@@ -87,7 +117,7 @@ services: ## Ensure Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, db te
 	@bash scripts/services.sh
 
 # pytest exit code 5 means "no tests collected": treat it as a failure, loudly.
-test: install-dev services ## Install test deps, start services, run pytest
+test: install-dev npm-oracles services ## Install test deps, start services, run pytest
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc
@@ -103,7 +133,7 @@ lint: install-dev ## ruff check + mypy (strict, on gateway/)
 
 bench: install-dev services ## Run the load benchmark (bench/run.sh)
 	@if [ ! -f bench/run.sh ]; then echo "error: bench/run.sh not found" >&2; exit 1; fi
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run.sh $(ARGS)
 
 # --- maintenance --------------------------------------------------------------
 
