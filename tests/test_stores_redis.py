@@ -86,7 +86,9 @@ async def test_gcra_burst_then_one_per_interval(any_store, key):
 
 
 async def test_keys_values_and_ttls_on_the_server(store, redis_state, key):
-    raw = store._redis  # the store's own client: read the server's view of the key
+    import redis.asyncio as aioredis
+
+    raw = aioredis.Redis.from_url(redis_state["url"])  # an independent client: the server's view
     full = redis_state["key_prefix"] + key
     await store.claim(key, "tok1", 2.0)
     assert await raw.get(full) == b"F:tok1"
@@ -96,6 +98,7 @@ async def test_keys_values_and_ttls_on_the_server(store, redis_state, key):
     assert 29_000 < await raw.pttl(full) <= 30_000
     await store.take("rl:prov:{stripe}", 5, 2)
     assert 0 < await raw.pttl(redis_state["key_prefix"] + "rl:prov:{stripe}") <= 1250
+    await raw.aclose()
 
 
 async def test_prefixes_isolate_and_equal_prefixes_share(redis_state, key):
@@ -131,8 +134,7 @@ async def test_store_from_url_takes_prefix_and_timeout_from_settings(redis_state
     try:
         assert isinstance(s, RedisStore)
         assert s.prefix == "pfx:"
-        kwargs = s._redis.connection_pool.connection_kwargs
-        assert kwargs["socket_timeout"] == 0.25
+        assert s._pool.timeout == 0.25
     finally:
         await s.close()
 
@@ -241,3 +243,40 @@ async def test_a_webhook_costs_three_redis_round_trips(aiohttp_client, make_sett
     resp = await client.post("/payments/api/webhooks/stripe/", data=body, headers=headers)
     assert (await resp.json())["status"] == "duplicate"
     assert store.calls == ["take", "admit"]
+
+
+async def test_a_password_in_the_url_authenticates_and_a_wrong_one_is_a_store_error(private_redis, key):
+    import redis.asyncio as aioredis
+
+    admin = aioredis.Redis.from_url(private_redis.url)
+    await admin.config_set("requirepass", "s3cr3t/pw")
+    await admin.aclose()
+    host_port = private_redis.url.removeprefix("redis://").split("/")[0]
+    good = RedisStore(f"redis://:s3cr3t%2Fpw@{host_port}/3", timeout=0.5)
+    bad = RedisStore(f"redis://:wrong@{host_port}/0", timeout=0.5)
+    try:
+        assert await good.claim(key, "a", 60) is Claim.CLAIMED
+        check = aioredis.Redis.from_url(f"redis://:s3cr3t%2Fpw@{host_port}/3")
+        assert await check.exists("whgw:" + key) == 1  # in the database the URL names
+        await check.aclose()
+        with pytest.raises(StoreError):
+            await bad.claim(key, "b", 60)
+        assert await bad.ping() is False
+    finally:
+        await good.close()
+        await bad.close()
+
+
+async def test_scripts_are_loaded_again_after_a_script_flush(redis_state, key):
+    import redis.asyncio as aioredis
+
+    s = RedisStore(redis_state["url"], prefix=redis_state["key_prefix"], timeout=1.0)
+    admin = aioredis.Redis.from_url(redis_state["url"])
+    try:
+        assert await s.claim(key, "a", 60) is Claim.CLAIMED
+        await admin.script_flush()  # NOSCRIPT on the next EVALSHA: EVAL loads it again
+        assert await s.claim(key, "b", 60) is Claim.IN_FLIGHT
+        assert await s.take(key + ":rl", 10, 1) == 0.0
+    finally:
+        await admin.aclose()
+        await s.close()

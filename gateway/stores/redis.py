@@ -8,9 +8,11 @@ errors become :class:`StoreError`; the stages apply their declared policy.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from gateway.stores.base import Claim, StoreError
+from gateway.stores.resp import RespError, RespPool
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
 _CLAIM_FN = """
@@ -66,41 +68,44 @@ return 0
 _CLAIMS = {0: Claim.CLAIMED, 1: Claim.IN_FLIGHT, 2: Claim.DONE}
 
 
+class _Script:
+    """A Lua script run by its SHA1 (``EVALSHA``), loaded on first use or after a server restart."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
+
+    async def __call__(self, pool: RespPool, keys: list[str], args: tuple[object, ...]) -> Any:
+        try:
+            return await pool.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await pool.call("EVAL", self.source, len(keys), *keys, *args)
+
+
 class RedisStore:
     """A store on one Redis server (or a Cluster through a proxy); all keys under ``prefix``."""
 
     remote = True
 
     def __init__(self, url: str, prefix: str = "whgw:", timeout: float = 0.5, max_connections: int = 64) -> None:
-        import redis.asyncio as aioredis  # imported only when a redis:// URL is configured
-
         self.url = url
         self.prefix = prefix
-        # A blocking pool: a burst of more concurrent requests than connections waits (up to
-        # ``timeout``) for a free one. The default pool raises "Too many connections" at once,
-        # which dedup (fail closed) would turn into 503s for a mere traffic spike.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-        )
-        self._redis: Any = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
-        self._claim = self._redis.register_script(_CLAIM)
-        self._commit = self._redis.register_script(_COMMIT)
-        self._release = self._redis.register_script(_RELEASE)
-        self._take = self._redis.register_script(_TAKE)
-        self._admit = self._redis.register_script(_ADMIT)
+        # A burst of more concurrent requests than connections waits (within ``timeout``) for a
+        # free one, rather than failing: dedup fails closed, and a spike is not an outage.
+        self._pool = RespPool(url, timeout=timeout, max_connections=max_connections)
+        self._claim = _Script(_CLAIM)
+        self._commit = _Script(_COMMIT)
+        self._release = _Script(_RELEASE)
+        self._take = _Script(_TAKE)
+        self._admit = _Script(_ADMIT)
 
-    async def _call(self, script: Any, key: str | tuple[str, ...], *args: object) -> Any:
-        from redis.exceptions import RedisError
-
+    async def _call(self, script: _Script, key: str | tuple[str, ...], *args: object) -> Any:
         keys = [self.prefix + k for k in key] if isinstance(key, tuple) else [self.prefix + key]
         try:
-            return await script(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
+            return await script(self._pool, keys, args)
+        except (RespError, OSError, TimeoutError) as exc:
             raise StoreError(f"redis: {type(exc).__name__}") from exc
 
     async def claim(self, key: str, token: str, lease: float) -> Claim:
@@ -123,15 +128,13 @@ class RedisStore:
         return (retry_after, None) if retry_after else (0.0, _CLAIMS[int(state)])
 
     async def ping(self) -> bool:
-        from redis.exceptions import RedisError
-
         try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError, TimeoutError):
+            return bool(await self._pool.call("PING") == b"PONG")
+        except (RespError, OSError, TimeoutError):
             return False
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._pool.close()
 
 
 def _ms(seconds: float) -> int:
