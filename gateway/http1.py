@@ -15,6 +15,8 @@ import ssl
 from collections import deque
 from urllib.parse import urlsplit
 
+from gateway.netproto import Exchange
+
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -36,48 +38,40 @@ class Response:
         self.body = body
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(Exchange[Response]):
     """One connection; parses a response incrementally as bytes arrive."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
         self.buf = bytearray()
-        self.waiter: asyncio.Future[Response] | None = None
-        self.closed = False
         self.reusable = True
         self._head: tuple[int, dict[str, str]] | None = None
         self._need: int | None = None  # body bytes expected (Content-Length)
         self._chunked = False
         self._until_close = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            if self._head is not None:
-                # The status line arrived, so the upstream answered: a body cut short (or one
-                # delimited by the close) changes nothing, and sending again would duplicate.
-                status, headers = self._head
-                self.reusable = False
-                self.waiter.set_result(Response(status, headers, bytes(self.buf)))
-            else:
-                self.waiter.set_exception(ConnectionResetError("the upstream closed the connection"))
+    def lost(self) -> None:
+        if self._head is None:
+            self.fail(ConnectionResetError("the upstream closed the connection"))
+            return
+        # The status line arrived, so the upstream answered: a body cut short (or one delimited
+        # by the close) changes nothing, and sending again would duplicate.
+        status, headers = self._head
+        self.reusable = False
+        self.answer(Response(status, headers, bytes(self.buf)))
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if self.waiter is None or self.waiter.done():
+        if not self.pending:
             self.closed = True  # unsolicited bytes: the connection is out of step, never reuse it
             return
         try:
             self._parse()
         except ProtocolError as exc:
             self.reusable = False
-            self.waiter.set_exception(exc)
+            self.fail(exc)
 
     def _parse(self) -> None:
-        assert self.waiter is not None
         if self._head is None:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
@@ -112,19 +106,18 @@ class _Connection(asyncio.Protocol):
             body = bytes(self.buf[: self._need])
             if len(self.buf) > self._need:
                 self.reusable = False
-            self.waiter.set_result(Response(status, headers, body))
+            self.answer(Response(status, headers, body))
         elif self._chunked:
             chunked = _dechunk(self.buf)
             if chunked is not None:
-                self.waiter.set_result(Response(status, headers, chunked))
+                self.answer(Response(status, headers, chunked))
         elif self._until_close and len(self.buf) > MAX_BODY_BYTES:
             raise ProtocolError("response body too large")
 
     def reset(self) -> asyncio.Future[Response]:
         self.buf.clear()
         self._head, self._need, self._chunked, self._until_close = None, None, False, False
-        self.waiter = asyncio.get_running_loop().create_future()
-        return self.waiter
+        return self.expect()
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -217,7 +210,7 @@ class Http1Pool:
     async def _acquire(self) -> _Connection:
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if conn.usable():
                 return conn
         loop = asyncio.get_running_loop()
         try:
@@ -232,11 +225,10 @@ class Http1Pool:
         if done and conn.reusable and not conn.closed:
             conn.waiter = None
             self._idle.append(conn)
-        elif conn.transport is not None:
-            conn.transport.close()
+        else:
+            conn.close()
 
     async def close(self) -> None:
         while self._idle:
             conn = self._idle.pop()
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.close()

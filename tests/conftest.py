@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import copy
 import json
 import re
 import socket
@@ -35,7 +34,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import build_app
 from gateway.providers.signer import sign
-from gateway.settings.loader import build_settings, load_catalog
+from gateway.settings.loader import build_settings, deep_merge, load_catalog
 from gateway.settings.model import Settings
 
 API = "/payments/api/webhooks"
@@ -66,16 +65,6 @@ def config_dict(upstream_url: str, **overrides: Any) -> dict[str, Any]:
         "logging": {"level": "info"},
     }
     return deep_merge(base, overrides)
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def build(data: dict[str, Any], env: dict[str, str] | None = None) -> Settings:

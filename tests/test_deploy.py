@@ -23,7 +23,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 
 from gateway.errors import ERROR_STATUS
 from gateway.metrics import Metrics
-from gateway.settings.loader import TOP_KEYS, build_settings, load_catalog
+from gateway.settings.loader import TOP_KEYS, build_settings, deep_merge, load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "webhook-gateway"
@@ -348,7 +348,7 @@ def test_values_schema_is_valid_and_values_validate() -> None:
     ],
 )
 def test_values_schema_rejects_bad_values(patch: dict[str, Any]) -> None:
-    values = _merge(load_values(), patch)
+    values = deep_merge(load_values(), patch)
     assert list(Draft7Validator(load_schema()).iter_errors(values)), f"schema accepted {patch}"
 
 
@@ -373,16 +373,6 @@ def test_security_defaults() -> None:
 
 
 # --- the gateway config held in values.yaml --------------------------------------------------------
-
-
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def rendered_config(values: dict[str, Any]) -> dict[str, Any]:
@@ -454,7 +444,7 @@ def test_sidecar_example_in_the_docs_is_valid(tmp_path: Path) -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", DEPLOYMENT_DOC.read_text("utf-8"), re.S)
     sidecar = [yaml.safe_load(b) for b in blocks if b.lstrip().startswith("# payments-api/values.yaml")]
     assert len(sidecar) == 1
-    values = _merge(load_values(), sidecar[0]["webhook-gateway"])
+    values = deep_merge(load_values(), sidecar[0]["webhook-gateway"])
     assert values["mode"] == "sidecar"
     assert list(Draft7Validator(load_schema()).iter_errors(values)) == []
     cfg = _secret_files(rendered_config(values), values["secrets"]["mountPath"], tmp_path, [])

@@ -240,7 +240,7 @@ def _providers(r: Reader, catalog: dict[str, Any], defaults: dict[str, Any]) -> 
         preset = entry.value.get("preset", name if name in catalog else None) if entry.value else name
         if entry.has("preset") and preset not in catalog:
             entry.fail(f"unknown preset; the catalog has {', '.join(sorted(catalog))}", preset, "preset")
-        merged = _merge(catalog.get(preset, {}) if preset else {}, entry.value or {})
+        merged = deep_merge(catalog.get(preset, {}) if preset else {}, entry.value or {})
         if preset:
             merged["preset"] = preset
         secrets = _secrets(entry.sub("secrets"))
@@ -248,11 +248,12 @@ def _providers(r: Reader, catalog: dict[str, Any], defaults: dict[str, Any]) -> 
     return specs
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, mappings merged key by key (presets, overrides)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out

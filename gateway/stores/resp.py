@@ -17,6 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 
+from gateway.netproto import Exchange
+
 
 class RespError(Exception):
     """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``)."""
@@ -30,20 +32,10 @@ def encode(args: tuple[Any, ...]) -> bytes:
     return b"".join(out)
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(Exchange[Any]):
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
         self.reader = hiredis.Reader()
-        self.waiter: asyncio.Future[Any] | None = None
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionResetError("Redis closed the connection"))
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -51,29 +43,23 @@ class _Connection(asyncio.Protocol):
             reply = self.reader.gets()
         except hiredis.ProtocolError as exc:
             self.closed = True
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_exception(ConnectionError(f"bad reply from Redis: {exc}"))
+            self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
             return
         if reply is False:
             return  # incomplete: wait for more bytes
-        if self.waiter is None or self.waiter.done():
+        if not self.pending:
             self.closed = True  # a reply nobody asked for: out of step, never reuse
             return
-        self.waiter.set_result(reply)
+        self.answer(reply)
 
     async def request(self, payload: bytes) -> Any:
         assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
+        waiter = self.expect()
         self.transport.write(payload)
-        reply = await self.waiter
+        reply = await waiter
         if isinstance(reply, hiredis.ReplyError):
             raise RespError(str(reply))
         return reply
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
 
 
 class RespPool:
@@ -114,7 +100,7 @@ class RespPool:
     async def _acquire(self) -> _Connection:
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if conn.usable():
                 return conn
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl)
