@@ -15,6 +15,7 @@ from gateway import __version__
 from gateway.errors import ConfigError
 from gateway.providers.signer import sample_event, sign, sign_body
 from gateway.providers.spec import ProviderSpec
+from gateway.secrets import mask_url
 from gateway.settings.loader import load_config
 from gateway.settings.model import Settings
 
@@ -116,7 +117,8 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     upstream = settings.upstream
-    print(f"{settings.file}: OK ({len(settings.providers)} providers, upstream {upstream.url}, mode {upstream.mode})")
+    shown = mask_url(upstream.url)
+    print(f"{settings.file}: OK ({len(settings.providers)} providers, upstream {shown}, mode {upstream.mode})")
     for name, spec in settings.providers.items():
         sig = spec.signature
         scheme = _scheme(spec) if sig else "UNSIGNED (allow_unsigned)"

@@ -136,7 +136,7 @@ class Delivery:
             return
         redacted = redact_event(record.event, spec.redact) if spec and spec.redact else None
         try:
-            await self.events.mark_delivered(record.id, redacted)
+            await self.events.mark_delivered(record.id, redacted, attempt=record.attempts)
         except StoreError:
             # Delivered but not marked: the lease expires and it is delivered again. The upstream
             # sees the same CloudEvent id twice, which is why it must be idempotent on `id`.
@@ -147,13 +147,14 @@ class Delivery:
         error = f"{rej.code}: {rej.message}"
         try:
             if record.attempts >= self.settings.max_attempts:
-                await self.events.mark_dead(record.id, error)
+                await self.events.mark_dead(record.id, error, attempt=record.attempts)
                 self.metrics.child(self.metrics.queue_deliveries, record.provider, "dead").inc()
                 where = {"provider": record.provider, "event_id": record.event_id, "error": error}
                 log.warning("dead letter", extra=where)
                 return
             retry_after = _retry_after(rej.headers.get("Retry-After") if rej.headers else None)
-            await self.events.mark_retry(record.id, self.backoff.delay(record.attempts, retry_after), error)
+            delay = self.backoff.delay(record.attempts, retry_after)
+            await self.events.mark_retry(record.id, delay, error, attempt=record.attempts)
             self.metrics.child(self.metrics.queue_deliveries, record.provider, "retry").inc()
         except StoreError:
             self.metrics.child(self.metrics.store_errors, "events", "mark_failed").inc()

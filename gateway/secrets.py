@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 
 
 class Secret:
@@ -32,11 +33,15 @@ class Secret:
         return hash(Secret)  # equal secrets must hash alike; nothing about the value leaks
 
 
+_SECRET_PARAM = re.compile(r"((?:pass(?:word)?|pwd|token|secret|key)[^=&]*=)[^&]*", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
-    """``redis://user:pw@host`` -> ``redis://user:***@host``, for showing store URLs."""
+    """A connection URL safe to show: ``redis://user:pw@host/0?password=x`` ->
+    ``redis://user:***@host/0?password=***`` (userinfo and secret-looking query values)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"
+    if sep and "@" in rest.split("/", 1)[0]:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        rest = f"{user}:***@{host}" if user else f"***@{host}"
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{rest}")

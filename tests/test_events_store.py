@@ -364,3 +364,19 @@ async def test_a_cut_connection_heals_by_itself(pg_dsn):
     finally:
         await store.close()
         await proxy.cut()
+
+
+async def test_a_late_worker_cannot_undo_the_attempt_that_re_claimed_its_event(pg_events):
+    """Worker A's lease runs out; B re-claims and delivers. A's late verdict (retry, dead or
+    delivered) is fenced off by its attempt number, so the row stays delivered."""
+    await insert_all(pg_events, [rec("fenced")])
+    (a,) = await pg_events.claim_due(1, lease=0.2)
+    await asyncio.sleep(0.3)
+    (b,) = await pg_events.claim_due(1, lease=30)
+    assert (a.id, b.attempts) == (b.id, a.attempts + 1)
+    await pg_events.mark_delivered(b.id, attempt=b.attempts)
+    await pg_events.mark_retry(a.id, 0.0, "late failure", attempt=a.attempts)
+    await pg_events.mark_dead(a.id, "late give-up", attempt=a.attempts)
+    stored = await pg_events.get(a.id)
+    assert stored is not None and stored.status == "delivered" and stored.last_error is None
+    assert await pg_events.claim_due(5, lease=30) == []

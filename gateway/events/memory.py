@@ -92,18 +92,24 @@ class MemoryEventStore:
                     break
         return out
 
-    async def mark_delivered(self, record_id: int, event: bytes | None = None) -> None:
-        if r := self._events.get(record_id):
+    def _fenced(self, record_id: int, attempt: int | None) -> EventRecord | None:
+        r = self._events.get(record_id)
+        if r is None or (attempt is not None and (r.status != "delivering" or r.attempts != attempt)):
+            return None
+        return r
+
+    async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
+        if r := self._fenced(record_id, attempt):
             r.event = event or r.event
             r.status, r.delivered_at, r.next_attempt_at, r.last_error = "delivered", datetime.now(UTC), None, None
 
-    async def mark_retry(self, record_id: int, delay: float, error: str) -> None:
-        if r := self._events.get(record_id):
+    async def mark_retry(self, record_id: int, delay: float, error: str, attempt: int | None = None) -> None:
+        if r := self._fenced(record_id, attempt):
             r.status, r.last_error = "queued", error
             r.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
 
-    async def mark_dead(self, record_id: int, error: str) -> None:
-        if r := self._events.get(record_id):
+    async def mark_dead(self, record_id: int, error: str, attempt: int | None = None) -> None:
+        if r := self._fenced(record_id, attempt):
             r.status, r.last_error, r.next_attempt_at = "dead", error, None
 
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:

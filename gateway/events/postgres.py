@@ -44,6 +44,18 @@ INSERT INTO webhook_rejections (minute, provider, source, code, count)
 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[])
 ON CONFLICT (minute, provider, source, code) DO UPDATE SET count = webhook_rejections.count + EXCLUDED.count
 """
+# A late worker whose lease ran out (and whose event another worker re-claimed) must not undo
+# the newer attempt's outcome: updates from delivery carry the attempt number they were for.
+_FENCE = "(${n}::int IS NULL OR (status = 'delivering' AND attempts = ${n}))"
+_RETRY = f"""
+UPDATE webhook_events SET status = 'queued', locked_until = NULL, last_error = $3,
+       next_attempt_at = now() + make_interval(secs => $2)
+WHERE id = $1 AND {_FENCE.format(n=4)}
+"""  # noqa: S608
+_DEAD = f"""
+UPDATE webhook_events SET status = 'dead', locked_until = NULL, next_attempt_at = NULL, last_error = $2
+WHERE id = $1 AND {_FENCE.format(n=3)}
+"""  # noqa: S608
 _CLAIM = """
 UPDATE webhook_events SET status = 'delivering', attempts = attempts + 1,
        locked_until = now() + make_interval(secs => $2)
@@ -58,7 +70,8 @@ RETURNING id, provider, event_id, event_type, received_at, status, attempts, nex
 _DELIVERED = """
 UPDATE webhook_events AS e SET status = 'delivered', delivered_at = now(), locked_until = NULL,
        next_attempt_at = NULL, last_error = NULL, event = coalesce(v.event, e.event)
-FROM unnest($1::bigint[], $2::bytea[]) AS v(id, event) WHERE e.id = v.id
+FROM unnest($1::bigint[], $2::bytea[], $3::int[]) AS v(id, event, attempt)
+WHERE e.id = v.id AND (v.attempt IS NULL OR (e.status = 'delivering' AND e.attempts = v.attempt))
 """
 
 
@@ -82,7 +95,7 @@ class PostgresEventStore:
         self._connecting = asyncio.Lock()
         self._last_attempt = 0.0
         self._pending: list[tuple[EventRecord, asyncio.Future[bool] | None]] = []
-        self._delivered: list[tuple[int, bytes | None, asyncio.Future[None]]] = []
+        self._delivered: list[tuple[int, bytes | None, int | None, asyncio.Future[None]]] = []
         self._marker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._folded: dict[tuple[datetime, str, str, str], int] = defaultdict(int)
@@ -237,11 +250,12 @@ class PostgresEventStore:
         rows = await self._run("fetch", _CLAIM, limit, float(lease))
         return [_claimed(row) for row in rows]
 
-    async def mark_delivered(self, record_id: int, event: bytes | None = None) -> None:
+    async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
         """Done; ``event`` replaces the stored envelope (its redacted form) when given. Batched
-        with every other delivery that finished meanwhile (one UPDATE for them all)."""
+        with every other delivery that finished meanwhile (one UPDATE for them all).
+        ``attempt`` fences: the row changes only if that attempt still holds the lease."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._delivered.append((record_id, event, future))
+        self._delivered.append((record_id, event, attempt, future))
         if self._marker is None or self._marker.done():
             # Its own task, beside the insert writer: a slow UPDATE never delays a 202.
             self._marker = asyncio.create_task(self._mark_loop(), name="event-store-marker")
@@ -251,31 +265,28 @@ class PostgresEventStore:
         while self._delivered:
             batch, self._delivered = self._delivered[: self.batch_max], self._delivered[self.batch_max :]
             try:
-                await self._run("execute", _DELIVERED, [i for i, _, _ in batch], [e for _, e, _ in batch])
+                ids, events, attempts = [b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch]
+                await self._run("execute", _DELIVERED, ids, events, attempts)
             except Exception as exc:  # StoreError, or a bug: fail this batch, keep the loop's contract
                 error = exc if isinstance(exc, StoreError) else StoreError(f"postgresql: {type(exc).__name__}")
-                for _, _, fut in batch:
+                for *_, fut in batch:
                     if not fut.done():
                         fut.set_exception(error)
                 continue
-            for _, _, fut in batch:
+            for *_, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def mark_retry(self, record_id: int, delay: float, error: str) -> None:
+    async def mark_retry(self, record_id: int, delay: float, error: str, attempt: int | None = None) -> None:
         await self._run(
             "execute",
-            "UPDATE webhook_events SET status = 'queued', locked_until = NULL, last_error = $3, "
-            "next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1",
-            record_id, float(delay), error[:500],
+            _RETRY, record_id, float(delay), error[:500], attempt,
         )  # fmt: skip
 
-    async def mark_dead(self, record_id: int, error: str) -> None:
+    async def mark_dead(self, record_id: int, error: str, attempt: int | None = None) -> None:
         await self._run(
             "execute",
-            "UPDATE webhook_events SET status = 'dead', locked_until = NULL, next_attempt_at = NULL, "
-            "last_error = $2 WHERE id = $1",
-            record_id, error[:500],
+            _DEAD, record_id, error[:500], attempt,
         )  # fmt: skip
 
     # -- management --------------------------------------------------------------------------

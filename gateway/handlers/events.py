@@ -18,6 +18,7 @@ from gateway.stores.base import StoreError
 from gateway.tracing import new_traceparent
 
 MAX_LIMIT = 500
+FILTER_KEYS = frozenset({"provider", "status", "event_id", "event_type", "since", "until", "limit", "before_id"})
 
 
 def managed(handler: Any) -> Any:
@@ -70,7 +71,7 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 
 def _int(value: str | None, name: str, low: int, high: int) -> int:
-    if value is None or not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    if value is None or len(value) > 19 or not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
         raise Rejection("invalid_parameter", f"{name} must be a whole number from {low} to {high}")
     return int(value)
 
@@ -125,13 +126,19 @@ async def replay_events(request: web.Request, services: Services) -> web.Respons
         raise Rejection("invalid_json", "the body must be a JSON object of filters") from None
     if not isinstance(params, dict):
         raise Rejection("invalid_json", "the body must be a JSON object of filters")
-    filters = {k: str(v) for k, v in params.items() if v is not None and k != "limit"}
-    if not filters:
+    unknown = set(params) - FILTER_KEYS
+    if unknown:
         raise Rejection(
-            "invalid_parameter",
-            "name at least one filter (provider, status, since, ...): replaying everything is refused",
+            "invalid_parameter", f"unknown filter {sorted(unknown)[0]!r}; known: {', '.join(sorted(FILTER_KEYS))}"
         )
     flt = parse_filter({k: str(v) for k, v in params.items() if v is not None})
+    named = (flt.provider, flt.status, flt.event_id, flt.event_type, flt.since, flt.until)
+    if all(value is None for value in named):  # a limit or a cursor alone selects everything
+        raise Rejection(
+            "invalid_parameter",
+            "name at least one filter (provider, status, event_id, event_type, since, until): "
+            "replaying everything is refused",
+        )
     if services.delivery is not None:
         n = await services.events.requeue(flt)
         services.delivery.notify()

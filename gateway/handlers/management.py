@@ -99,6 +99,6 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def _days(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 366:
+    if len(raw) > 3 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 366:
         raise Rejection("invalid_parameter", "days must be a whole number from 1 to 366")
     return int(raw)

@@ -7,6 +7,7 @@ a hash of what the provider signed. Runs after verification: nothing is parsed f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 from gateway.errors import Rejection
@@ -26,13 +27,17 @@ class Identify:
         if provider.body == "json":
             document(ctx)
         event_id = _scalar(lookup(ctx, provider.event_id))
-        if not _is_unicode(event_id):
-            raise Rejection("invalid_body", "the event id is not valid Unicode (a lone surrogate)")
-        ctx.event_type = _scalar(lookup(ctx, provider.event_type))
+        event_type = _scalar(lookup(ctx, provider.event_type))
+        if not (_is_unicode(event_id) and _is_unicode(event_type)):  # a header's undecodable bytes
+            raise Rejection("invalid_body", "the event id or type is not valid Unicode")
+        ctx.event_type = event_type
         ctx.event_id = event_id or _content_id(ctx)
         if len(ctx.event_id) > MAX_ID_LENGTH:
             ctx.event_id = hashlib.sha256(ctx.event_id.encode()).hexdigest()
-        ctx.dedup_key = f"dd:{{{provider.name}}}:{ctx.event_id}"
+        # SECURITY: a request that failed verification (possible only in shadow mode) gets a key
+        # of its own, so a forgery forwarded "unverified" can never burn the genuine event's id.
+        unverified = provider.signature is not None and ctx.secret_index < 0
+        ctx.dedup_key = f"dd:{{{provider.name}}}:{'unverified:' if unverified else ''}{ctx.event_id}"
 
 
 def _content_id(ctx: RequestContext) -> str:
@@ -40,7 +45,11 @@ def _content_id(ctx: RequestContext) -> str:
     canonicalizer that is the canonical form, not the raw bytes: otherwise the same signed IPN
     re-sent with other whitespace or key order would verify, hash differently and go through twice."""
     sig = ctx.provider.signature if ctx.provider else None
-    signed = canonical.REGISTRY[sig.canonicalizer](ctx.body)[0] if sig and sig.canonicalizer else ctx.body
+    signed = ctx.body
+    if sig and sig.canonicalizer:
+        # Only an unverified (shadow-mode) body can fail to canonicalize here: hash its bytes.
+        with contextlib.suppress(ValueError):
+            signed = canonical.REGISTRY[sig.canonicalizer](ctx.body)[0]
     return hashlib.sha256(signed).hexdigest()
 
 

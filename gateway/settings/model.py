@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from gateway.providers.spec import Network, ProviderSpec, RateLimit
 from gateway.secrets import Secret, mask_url
-
-_SECRET_PARAM = re.compile(r"((?:pass(?:word)?|pwd|token|secret|key)[^=&]*=)[^&]*", re.IGNORECASE)
-
-
-def shown_url(url: str) -> str:
-    """A connection URL safe to show: password in the userinfo and in the query masked."""
-    return _SECRET_PARAM.sub(r"\1***", mask_url(url))
 
 
 def _masked_repr(obj: Any, **shown: Any) -> str:
@@ -53,7 +45,7 @@ class EventsSettings:
     timeout: float = 5.0
 
     def __repr__(self) -> str:
-        return _masked_repr(self, url=shown_url(self.url))
+        return _masked_repr(self, url=mask_url(self.url))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +62,7 @@ class UpstreamSettings:
 
     def __repr__(self) -> str:
         headers = {name: "***" for name in self.headers} if self.headers else self.headers
-        return _masked_repr(self, url=shown_url(self.url), headers=headers)
+        return _masked_repr(self, url=mask_url(self.url), headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +85,7 @@ class StateSettings:
     rate_limit_on_error: str = "open"  # open: let traffic through; closed: 503
 
     def __repr__(self) -> str:
-        return _masked_repr(self, url=shown_url(self.url))
+        return _masked_repr(self, url=mask_url(self.url))
 
 
 @dataclass(frozen=True, slots=True)
