@@ -63,7 +63,7 @@ class _Connection(Exchange[Response]):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if not self.pending:
-            self.closed = True  # unsolicited bytes: the connection is out of step, never reuse it
+            self.close()  # unsolicited bytes: the connection is out of step, never reuse it
             return
         try:
             self._parse()
@@ -110,7 +110,9 @@ class _Connection(Exchange[Response]):
         elif self._chunked:
             chunked = _dechunk(self.buf)
             if chunked is not None:
-                self.answer(Response(status, headers, chunked))
+                if chunked[1] < len(self.buf):
+                    self.reusable = False  # bytes past the reply: the connection is out of step
+                self.answer(Response(status, headers, chunked[0]))
         elif self._until_close and len(self.buf) > MAX_BODY_BYTES:
             raise ProtocolError("response body too large")
 
@@ -138,8 +140,8 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(parts[1]), headers
 
 
-def _dechunk(buf: bytearray) -> bytes | None:
-    """The body if every chunk and the terminator have arrived, else None (wait for more)."""
+def _dechunk(buf: bytearray) -> tuple[bytes, int] | None:
+    """``(body, bytes consumed)`` once every chunk and the terminator have arrived, else None."""
     out = bytearray()
     pos = 0
     while True:
@@ -153,12 +155,14 @@ def _dechunk(buf: bytearray) -> bytes | None:
             raise ProtocolError("bad chunk size") from None
         if size == 0:
             end = buf.find(b"\r\n\r\n", eol)  # trailers (usually none) end with an empty line
-            if end < 0 and buf[eol : eol + 4] != b"\r\n\r\n":
+            if end < 0:
                 return None
-            return bytes(out)
+            return bytes(out), end + 4
         start = eol + 2
         if len(buf) < start + size + 2:
             return None
+        if buf[start + size : start + size + 2] != b"\r\n":
+            raise ProtocolError("chunk data not followed by CRLF")
         out += buf[start : start + size]
         pos = start + size + 2
         if len(out) > MAX_BODY_BYTES:
@@ -212,6 +216,7 @@ class Http1Pool:
             conn = self._idle.pop()
             if conn.usable():
                 return conn
+            conn.close()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):

@@ -33,7 +33,12 @@ def apply(app: web.Application, new: Settings) -> list[str]:
     pending = [key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)]
     merged = dataclasses.replace(new, **{key: getattr(old, key) for key in RESTART_ONLY})
     services.settings = merged
-    app[PIPELINE].stages = tuple(default_stages(services))
+    try:
+        stages = tuple(default_stages(services))
+    except BaseException:
+        services.settings = old  # all or nothing: the old config keeps serving whole
+        raise
+    app[PIPELINE].stages = stages
     if services.delivery is not None:
         services.delivery.providers = merged.providers
     return pending
@@ -44,11 +49,15 @@ def reload(app: web.Application) -> bool:
     path = services.settings.file
     try:
         new = load_config(path)
+        pending = apply(app, new)
     except ConfigError as exc:
         services.metrics.config_reloads.labels("error").inc()
         log.error("config reload refused; the previous config keeps serving", extra={"reason": str(exc)})
         return False
-    pending = apply(app, new)
+    except Exception:  # a bug must not end the watcher: the old config keeps serving, loudly
+        services.metrics.config_reloads.labels("error").inc()
+        log.exception("config reload failed; the previous config keeps serving")
+        return False
     services.metrics.config_reloads.labels("ok").inc()
     log.info("config reloaded", extra={"providers": sorted(new.providers), "restart_needed_for": pending or None})
     return True
@@ -70,7 +79,6 @@ async def watch(app: web.Application, interval: float = 2.0) -> None:
         await asyncio.sleep(interval)
         now = _stamps(watched_files(app[SERVICES].settings))
         if now != seen:
-            seen = now
             reload(app)
             seen = _stamps(watched_files(app[SERVICES].settings))
 

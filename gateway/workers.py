@@ -37,6 +37,7 @@ def supervise(workers: int, serve: Callable[[int], int]) -> int:
         if pid == 0:  # child: its own event loop, created after the fork
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the server installs its reload handler
             code = 1
             try:
                 code = serve(index)
@@ -51,9 +52,14 @@ def supervise(workers: int, serve: Callable[[int], int]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def reload(signum: int, _frame: object) -> None:
+        for pid in list(children):  # each worker reloads its own config
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    started = {}
+    signal.signal(signal.SIGHUP, reload)
     for index in range(workers):
         spawn(index)
     started = dict.fromkeys(children, time.monotonic())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Callable
+from typing import Any
 
 from gateway.stores.base import Claim, gcra
 
@@ -28,7 +31,7 @@ class MemoryStore:
         if entry is not None and entry[1] > now:
             return Claim.DONE if entry[0] == _DONE else Claim.IN_FLIGHT
         if entry is None and len(self._ids) >= self.max_entries:
-            self._make_room(now)
+            self._ids = self._trimmed(self._ids, lambda v: v[1] > now)
         self._ids[key] = (_IN_FLIGHT, now + lease, token)
         return Claim.CLAIMED
 
@@ -48,16 +51,20 @@ class MemoryStore:
         tat, retry_after = gcra(self._buckets.get(key, now), now, rate, burst)
         if not retry_after:
             if len(self._buckets) >= self.max_entries and key not in self._buckets:
-                self._buckets = {k: v for k, v in self._buckets.items() if v > now}
+                self._buckets = self._trimmed(self._buckets, lambda v: v > now)
             self._buckets[key] = tat
         return retry_after
 
-    def _make_room(self, now: float) -> None:
-        """Drop expired ids; if still full, the oldest (insertion order) go, counted."""
-        self._ids = {k: v for k, v in self._ids.items() if v[1] > now}
-        while len(self._ids) >= self.max_entries:
-            del self._ids[next(iter(self._ids))]
-            self.evictions += 1
+    def _trimmed(self, table: dict[str, Any], live: Callable[[Any], bool]) -> dict[str, Any]:
+        """A full table, trimmed to 90% in one pass: expired entries go first, then the oldest
+        (insertion order), counted in ``evictions``. Trimming below the limit, not to it, makes
+        the O(n) pass happen once per 10% of ``max_entries`` new keys, not once per key."""
+        kept = {k: v for k, v in table.items() if live(v)}
+        excess = len(kept) - int(self.max_entries * 0.9)
+        if excess > 0:
+            self.evictions += excess
+            kept = dict(itertools.islice(kept.items(), excess, None))
+        return kept
 
     async def admit(
         self, rate_key: str, rate: float, burst: int, claim_key: str, token: str, lease: float

@@ -42,13 +42,13 @@ class _Connection(Exchange[Any]):
         try:
             reply = self.reader.gets()
         except hiredis.ProtocolError as exc:
-            self.closed = True
+            self.close()
             self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
             return
         if reply is False:
             return  # incomplete: wait for more bytes
         if not self.pending:
-            self.closed = True  # a reply nobody asked for: out of step, never reuse
+            self.close()  # a reply nobody asked for: out of step, never reuse
             return
         self.answer(reply)
 
@@ -102,6 +102,7 @@ class RespPool:
             conn = self._idle.pop()
             if conn.usable():
                 return conn
+            conn.close()
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl)
         try:

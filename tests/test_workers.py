@@ -1,0 +1,62 @@
+"""``run --workers 2``: SO_REUSEPORT workers under a supervisor; SIGHUP reloads, SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from gateway.providers.signer import sign
+
+pytestmark = pytest.mark.slow
+
+
+async def test_two_workers_share_the_port_reload_on_sighup_and_stop_on_sigterm(tmp_path, upstream, kit):
+    port = kit.free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = kit.write_config(tmp_path, upstream.url, listen={"port": port}, public_url=base)
+    settings = kit.build(kit.config_dict(upstream.url, listen={"port": port}, public_url=base))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--config", str(config), "--workers", "2",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    async with session.get(f"{base}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline and proc.returncode is None, "workers did not start"
+                await asyncio.sleep(0.1)
+            for i in range(6):  # new connections each time: the kernel spreads them over workers
+                body = kit.stripe_body(f"evt_w{i}")
+                headers = sign(settings.providers["stripe"], body, settings.webhook_url("stripe"))
+                url = f"{base}/payments/api/webhooks/stripe/"
+                async with aiohttp.ClientSession() as fresh, fresh.post(url, data=body, headers=headers) as r:
+                    assert r.status == 200, await r.text()
+
+            proc.send_signal(signal.SIGHUP)  # the supervisor passes it on; nobody dies
+            await asyncio.sleep(1.0)
+            assert proc.returncode is None
+            async with session.get(f"{base}/metrics") as resp:
+                text = await resp.text()
+            # /metrics on any worker sums every worker's counters.
+            match = re.search(r'webhook_gateway_requests_total\{outcome="forwarded",provider="stripe"\} (\S+)', text)
+            assert match and float(match.group(1)) == 6.0, text[:500]
+            assert 'webhook_gateway_config_reloads_total{result="ok"}' in text
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert upstream.ids() == [f"evt_w{i}" for i in range(6)]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
