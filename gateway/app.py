@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -123,7 +124,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     retention.cancel()
     if services.delivery is not None:
-        await services.delivery.stop(services.settings.shutdown_timeout)
+        # What is left of the shutdown budget after the HTTP drain (the pod's grace period covers
+        # drain_delay + timeout, not each step's own timeout in turn).
+        deadline = services.shutdown_deadline
+        grace = services.settings.shutdown_timeout if deadline is None else deadline - time.monotonic()
+        await services.delivery.stop(max(0.5, grace))
     await services.forwarder.close()
     await services.events.close()
     await services.store.close()

@@ -29,6 +29,7 @@ class Services:
     tracer: Any = None
     started: float = field(default_factory=time.time)
     draining: bool = False
+    shutdown_deadline: float | None = None  # time.monotonic() by which the process should be gone
     last_event: dict[str, float] = field(default_factory=dict)
 
 

@@ -79,15 +79,16 @@ class Delivery:
         self._loop_task = asyncio.create_task(self._run(), name="delivery")
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming; give in-flight deliveries ``grace`` seconds (unfinished ones are
+        """Stop claiming; give in-flight deliveries ``grace`` seconds in all (unfinished ones are
         re-claimed after their lease, by this process on restart or by another replica)."""
         self._stopping = True
         self._wake.set()
+        deadline = time.monotonic() + grace
         if self._loop_task is not None:
             await asyncio.wait([self._loop_task], timeout=grace)
             self._loop_task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=grace)
+            await asyncio.wait(self._tasks, timeout=max(0.0, deadline - time.monotonic()))
             for task in self._tasks:
                 task.cancel()
 

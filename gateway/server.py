@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import sys
+import time
 
 import uvloop
 from aiohttp import web
@@ -61,6 +62,7 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
     # Drain: readiness fails first so the Service stops routing here, then the listener closes
     # and in-flight webhooks get up to shutdown.timeout to finish (their dedup claims settle).
     services.draining = True
+    services.shutdown_deadline = time.monotonic() + settings.drain_delay + settings.shutdown_timeout
     log.info("draining", extra={"drain_delay": settings.drain_delay, "timeout": settings.shutdown_timeout})
     await asyncio.sleep(settings.drain_delay)
     for runner in reversed(runners):

@@ -166,10 +166,16 @@ class PostgresEventStore:
     # -- group commit ------------------------------------------------------------------------
 
     async def insert(self, record: EventRecord) -> bool:
+        """Stored (True) or already there (False), within ``timeout`` or a ``StoreError``: the
+        provider then gets 503 and retries. Should the batch still commit later, the retry finds
+        the row (a duplicate), and a leased row is delivered once its lease runs out."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((record, future))
         self._wake.set()
-        return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except TimeoutError:
+            raise StoreError("postgresql: the commit did not finish in time") from None
 
     def submit(self, record: EventRecord) -> None:
         """Audit copy of an event already delivered (sync mode): written in the next batch, unawaited."""
