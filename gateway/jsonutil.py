@@ -27,3 +27,17 @@ def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
     except TypeError:  # orjson.JSONEncodeError: e.g. a str holding a lone surrogate
         return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def follow(doc: Any, path: tuple[str | int, ...]) -> Any:
+    """The value at ``path`` (keys and list indexes) in parsed JSON, or None if any step is missing."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(doc, list) or step >= len(doc):
+                return None
+            doc = doc[step]
+        elif isinstance(doc, dict):
+            doc = doc.get(step)
+        else:
+            return None
+    return doc

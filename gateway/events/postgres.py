@@ -254,7 +254,7 @@ class PostgresEventStore:
 
     async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
         rows = await self._run("fetch", _CLAIM, limit, float(lease))
-        return [_claimed(row) for row in rows]
+        return [_record(row) for row in rows]
 
     async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
         """Done; ``event`` replaces the stored envelope (its redacted form) when given. Batched
@@ -406,23 +406,14 @@ def _where(flt: EventFilter) -> tuple[str, list[Any]]:
 
 
 def _record(row: Any) -> EventRecord:
-    headers = row["headers"]
+    """A row as a record; a claim's row carries only what delivery needs (no headers, no body)."""
+    headers, body = row.get("headers"), row.get("body")
     return EventRecord(
         id=row["id"], provider=row["provider"], event_id=row["event_id"], event_type=row["event_type"],
         received_at=row["received_at"], status=row["status"], attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"], last_error=row["last_error"], delivered_at=row["delivered_at"],
-        client_ip=row["client_ip"], headers=json.loads(headers) if isinstance(headers, str) else dict(headers),
-        body=bytes(row["body"]), event=bytes(row["event"]),
-    )  # fmt: skip
-
-
-def _claimed(row: Any) -> EventRecord:
-    """A claimed event: what delivery needs (not the stored request's headers and body)."""
-    return EventRecord(
-        id=row["id"], provider=row["provider"], event_id=row["event_id"], event_type=row["event_type"],
-        received_at=row["received_at"], status=row["status"], attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"], last_error=row["last_error"], delivered_at=row["delivered_at"],
-        client_ip=row["client_ip"], headers={}, body=b"", event=bytes(row["event"]),
+        client_ip=row["client_ip"], headers=json.loads(headers) if isinstance(headers, str) else dict(headers or {}),
+        body=bytes(body) if body is not None else b"", event=bytes(row["event"]),
     )  # fmt: skip
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from aiohttp import web
 
 from gateway.app_state import SERVICES
 from gateway.errors import Rejection
+from gateway.pipeline.runner import error_response
+from gateway.stores.base import StoreError
 
 #: RFC 9110: a 401 names the scheme the client should use.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="webhook-gateway management API"'}
@@ -32,3 +35,20 @@ def require_api_key(request: web.Request) -> None:
         matched |= hmac.compare_digest(candidate, key.reveal())
     if not matched:
         raise Rejection("unauthorized", "the API key is not valid", CHALLENGE)
+
+
+def managed(handler: Any) -> Any:
+    """API key first; store failures become 503, bad parameters 400."""
+
+    async def wrapper(request: web.Request) -> web.Response:
+        try:
+            require_api_key(request)
+            result: web.Response = await handler(request, request.app[SERVICES])
+            return result
+        except Rejection as rej:
+            return error_response(rej)
+        except StoreError:
+            retry = {"Retry-After": "5"}
+            return error_response(Rejection("store_unavailable", "the event store is unavailable", retry))
+
+    return wrapper

@@ -9,33 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.app_state import SERVICES, Services
+from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.events.base import STATUSES, EventFilter, EventRecord
-from gateway.handlers.auth import require_api_key
-from gateway.pipeline.runner import error_response, json_response
-from gateway.stores.base import StoreError
+from gateway.handlers.auth import managed
+from gateway.pipeline.runner import json_response
 from gateway.tracing import new_traceparent
 
 MAX_LIMIT = 500
 FILTER_KEYS = frozenset({"provider", "status", "event_id", "event_type", "since", "until", "limit", "before_id"})
-
-
-def managed(handler: Any) -> Any:
-    """API key first; store failures become 503, bad parameters 400."""
-
-    async def wrapper(request: web.Request) -> web.Response:
-        try:
-            require_api_key(request)
-            result: web.Response = await handler(request, request.app[SERVICES])
-            return result
-        except Rejection as rej:
-            return error_response(rej)
-        except StoreError:
-            retry = {"Retry-After": "5"}
-            return error_response(Rejection("store_unavailable", "the event store is unavailable", retry))
-
-    return wrapper
 
 
 def parse_filter(params: Any, status: str | None = None) -> EventFilter:

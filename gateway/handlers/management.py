@@ -9,12 +9,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__
-from gateway.app_state import SERVICES, Services
+from gateway.app_state import Services
 from gateway.errors import Rejection
-from gateway.handlers.auth import require_api_key
-from gateway.pipeline.runner import error_response, json_response
+from gateway.handlers.auth import managed
+from gateway.pipeline.runner import json_response
 from gateway.secrets import mask_url
-from gateway.stores.base import StoreError
 
 
 def _iso(ts: float | None) -> str | None:
@@ -44,20 +43,13 @@ def provider_rows(services: Services) -> list[dict[str, Any]]:
     return rows
 
 
-async def providers(request: web.Request) -> web.Response:
-    try:
-        require_api_key(request)
-    except Rejection as rej:
-        return error_response(rej)
-    return json_response(200, {"success": True, "providers": provider_rows(request.app[SERVICES])})
+@managed
+async def providers(request: web.Request, services: Services) -> web.Response:
+    return json_response(200, {"success": True, "providers": provider_rows(services)})
 
 
-async def health(request: web.Request) -> web.Response:
-    try:
-        require_api_key(request)
-    except Rejection as rej:
-        return error_response(rej)
-    services = request.app[SERVICES]
+@managed
+async def health(request: web.Request, services: Services) -> web.Response:
     store_ok = await services.store.ping()
     events_ok = await services.events.ping()
     fwd = services.forwarder
@@ -85,16 +77,9 @@ async def health(request: web.Request) -> web.Response:
     return json_response(200, body)
 
 
-async def stats(request: web.Request) -> web.Response:
-    try:
-        require_api_key(request)
-        days = _days(request.query.get("days", "7"))
-    except Rejection as rej:
-        return error_response(rej)
-    try:
-        summary = await request.app[SERVICES].events.stats(days)
-    except StoreError:
-        return error_response(Rejection("store_unavailable", "the event store is unavailable", {"Retry-After": "5"}))
+@managed
+async def stats(request: web.Request, services: Services) -> web.Response:
+    summary = await services.events.stats(_days(request.query.get("days", "7")))
     return json_response(200, {"success": True, **summary})
 
 

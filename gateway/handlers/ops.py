@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from aiohttp import web
@@ -34,6 +35,10 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@functools.cache
+def _openapi_text() -> bytes:
+    return resources.files("gateway").joinpath("openapi.yaml").read_bytes()
+
+
 async def openapi(request: web.Request) -> web.Response:
-    text = resources.files("gateway").joinpath("openapi.yaml").read_bytes()
-    return web.Response(body=text, content_type="application/yaml")
+    return web.Response(body=_openapi_text(), content_type="application/yaml")

@@ -43,6 +43,7 @@ class RequestContext:
     secret_index: int = -1
     timestamp: float | None = None
     document: Any = UNPARSED  # the parsed JSON or form body, once a stage needed it
+    signed_body: bytes = b""  # the canonical form the provider signed, when verify computed one
     event_id: str = ""
     event_type: str = ""
     dedup_key: str = ""

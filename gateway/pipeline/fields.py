@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 
 from gateway import jsonutil
 from gateway.errors import Rejection
+from gateway.jsonutil import follow
 from gateway.pipeline.context import UNPARSED, RequestContext
 from gateway.providers.spec import FieldRef
 
@@ -51,16 +52,3 @@ def lookup(ctx: RequestContext, refs: tuple[FieldRef, ...]) -> Any:
         if value is not None and value != "":
             return value
     return None
-
-
-def follow(doc: Any, path: tuple[str | int, ...]) -> Any:
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(doc, list) or step >= len(doc):
-                return None
-            doc = doc[step]
-        elif isinstance(doc, dict):
-            doc = doc.get(step)
-        else:
-            return None
-    return doc

@@ -13,8 +13,9 @@ import json
 from typing import Any
 
 from gateway.errors import Rejection
+from gateway.jsonutil import follow
 from gateway.pipeline.context import Reply, RequestContext
-from gateway.pipeline.fields import document, follow
+from gateway.pipeline.fields import document
 from gateway.providers.handshakes import RESPONDERS
 from gateway.providers.request import getall
 from gateway.providers.spec import Condition, HandshakeSpec

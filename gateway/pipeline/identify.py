@@ -44,6 +44,8 @@ def _content_id(ctx: RequestContext) -> str:
     """The id of an event that names none: a hash of what the provider signed. With a
     canonicalizer that is the canonical form, not the raw bytes: otherwise the same signed IPN
     re-sent with other whitespace or key order would verify, hash differently and go through twice."""
+    if ctx.signed_body:  # computed by verify: no second canonicalization
+        return hashlib.sha256(ctx.signed_body).hexdigest()
     sig = ctx.provider.signature if ctx.provider else None
     signed = ctx.body
     if sig and sig.canonicalizer:

@@ -22,6 +22,7 @@ from gateway.pipeline.client_ip import in_networks, parse_ip
 from gateway.pipeline.context import RequestContext
 from gateway.providers.certificates import CertificateCache
 from gateway.providers.request import getall, single_header
+from gateway.providers.schemes import SCHEMES
 from gateway.providers.spec import Network, ProviderSpec, PublicKey
 from gateway.providers.verifier import verify
 
@@ -50,7 +51,8 @@ class Verify:
         now = time.time()
         try:
             keys = await self._fetched_keys(ctx, provider)
-            result = verify(provider, ctx.request.headers, ctx.body, self.url(ctx), now, keys)
+            url = self.url(ctx) if _signs_url(provider) else ""  # only Twilio-, Square-like schemes
+            result = verify(provider, ctx.request.headers, ctx.body, url, now, keys)
         except Rejection as rej:
             if not provider.shadow:
                 raise
@@ -62,6 +64,9 @@ class Verify:
             return
         ctx.secret_index = result.secret_index
         ctx.timestamp = result.timestamp
+        ctx.signed_body = result.signed_body
+        if result.document is not None:
+            ctx.document = result.document  # parsed for its timestamp: not parsed again
         if result.secret_index >= 0:
             self.metrics.child(self.metrics.secret_matches, provider.name, str(result.secret_index)).inc()
         if result.timestamp is not None:
@@ -93,6 +98,13 @@ class Verify:
     def _from_trusted_proxy(self, ctx: RequestContext) -> bool:
         addr = parse_ip(ctx.request.remote or "")
         return addr is not None and in_networks(addr, self.trusted_proxies)
+
+
+def _signs_url(provider: ProviderSpec) -> bool:
+    sig = provider.signature
+    if sig is None:
+        return False
+    return sig.canonicalizer in SCHEMES or any(kind == "url" for kind, _ in sig.payload.parts)
 
 
 def _last(values: list[str]) -> str:

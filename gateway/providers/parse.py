@@ -329,7 +329,8 @@ def parse_networks(r: Reader) -> tuple[Network, ...]:
 
 def parse_rate(r: Reader) -> RateLimit:
     r.mapping(("rate", "burst"))
-    return RateLimit(rate=float(r.number("rate")), burst=r.integer("burst", max(1, int(r.number("rate")))))
+    rate = float(r.number("rate"))
+    return RateLimit(rate=rate, burst=r.integer("burst", max(1, int(rate))))
 
 
 def parse_handshakes(r: Reader, signature: SignatureSpec | None) -> tuple[HandshakeSpec, ...]:

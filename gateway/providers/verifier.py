@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from multidict import CIMultiDictProxy
 
+from gateway import jsonutil
 from gateway.errors import Rejection
 from gateway.providers import canonical
 from gateway.providers.request import SignedRequest, getall, single_header, wire_bytes
@@ -41,6 +41,8 @@ Signature = tuple[str, bytes]
 class Verified:
     secret_index: int  # which configured key matched (secrets, then public keys): the rotation metric's label
     timestamp: float | None  # the signed timestamp (unix seconds), when the scheme has one
+    signed_body: bytes = b""  # a body canonicalizer's form of the body, as signed (for content ids)
+    document: Any = None  # the body parsed, when the timestamp had to be read from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +87,22 @@ def verify(
         ts = parse_timestamp(fmt, raw_ts)
         if ts is None:
             raise Rejection("invalid_signature", f"the signed timestamp {raw_ts!r:.40} is not a {fmt} time")
+    bodies: tuple[bytes, ...] = (body,)
     if scheme is None:
         signed_id = single_header(headers, spec.id_header) if spec.id_header else ""
-        parts = (_Part(tuple(signatures), signed_payloads(spec, headers, body, url, raw_ts or "", signed_id)),)
+        bodies = candidate_bodies(spec, body)
+        parts = (_Part(tuple(signatures), signed_payloads(spec, headers, bodies, url, raw_ts or "", signed_id)),)
     index = match_key(spec, parts, spec.public_keys if public_keys is None else public_keys)
     if index < 0:
         raise Rejection("invalid_signature", "no configured key produces this signature")
+    document = None
     if provider.timestamp and provider.timestamp.source == "json":
-        ts = _body_timestamp(provider.timestamp, body)  # inside the signed body: read after the MAC
+        # Inside the signed body: read after the MAC, parsed once for every stage after this one.
+        ts, document = _body_timestamp(provider.timestamp, body)
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
-    return Verified(index, ts)
+    canonical_form = bodies[0] if spec.canonicalizer and scheme is None else b""
+    return Verified(index, ts, canonical_form, document)
 
 
 def _scheme_parts(
@@ -117,25 +124,20 @@ def _scheme_parts(
     return tuple(parts), signed.timestamp
 
 
-def _body_timestamp(spec: TimestampSpec, body: bytes) -> float:
-    """A timestamp field of the signed JSON body (Linear's ``webhookTimestamp``, say)."""
+def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:
+    """A timestamp field of the signed JSON body (Linear's ``webhookTimestamp``, say), and the
+    parsed body (the pipeline reuses it)."""
     try:
-        doc: Any = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        parsed: Any = jsonutil.loads(body)
+    except jsonutil.JSONDecodeError:
         raise Rejection("invalid_json", "the body is not the JSON this provider signs") from None
-    for step in spec.path:
-        if isinstance(doc, dict):
-            doc = doc.get(step)
-        elif isinstance(doc, list) and isinstance(step, int) and step < len(doc):
-            doc = doc[step]
-        else:
-            doc = None
+    doc = jsonutil.follow(parsed, spec.path)
     if isinstance(doc, bool) or not isinstance(doc, int | str):
         raise Rejection("invalid_signature", "the signed body carries no timestamp")
     ts = parse_timestamp(spec.format, str(doc))
     if ts is None:
         raise Rejection("invalid_signature", f"the signed timestamp {str(doc)!r:.40} is not a {spec.format} time")
-    return ts
+    return ts, parsed
 
 
 def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[Signature], str | None]:
@@ -240,21 +242,26 @@ def _decode(encoding: str, algorithm: str, text: str) -> bytes | None:
     return raw if low <= len(raw) <= high else None
 
 
+def candidate_bodies(spec: SignatureSpec, body: bytes) -> tuple[bytes, ...]:
+    """The body as the provider may have signed it: the raw bytes, or a canonicalizer's forms
+    (the preferred first)."""
+    if not spec.canonicalizer:
+        return (body,)
+    try:
+        return canonical.REGISTRY[spec.canonicalizer](body)
+    except ValueError:
+        raise Rejection("invalid_json", "the body is not the JSON this provider signs") from None
+
+
 def signed_payloads(
     spec: SignatureSpec,
     headers: CIMultiDictProxy[str] | Mapping[str, str],
-    body: bytes,
+    bodies: tuple[bytes, ...],
     url: str,
     timestamp: str,
     signed_id: str,
 ) -> tuple[bytes, ...]:
-    """Render the signed-payload template; a canonicalizer may yield several candidate bodies."""
-    bodies: tuple[bytes, ...] = (body,)
-    if spec.canonicalizer:
-        try:
-            bodies = canonical.REGISTRY[spec.canonicalizer](body)
-        except ValueError:
-            raise Rejection("invalid_json", "the body is not the JSON this provider signs") from None
+    """Render the signed-payload template over each candidate body."""
     parts = spec.payload.parts
     if len(parts) == 1 and parts[0][0] == "body":
         return bodies  # the common case: the raw bytes themselves
@@ -267,15 +274,15 @@ def signed_payloads(
             elif kind == "body":
                 chunks.append(candidate)
             elif kind == "timestamp":
-                chunks.append(_wire_bytes(timestamp, "timestamp"))
+                chunks.append(wire_bytes(timestamp, "timestamp"))
             elif kind == "id":
-                chunks.append(_wire_bytes(signed_id, spec.id_header))
+                chunks.append(wire_bytes(signed_id, spec.id_header))
             elif kind == "url":
-                chunks.append(_wire_bytes(url, "URL"))
+                chunks.append(wire_bytes(url, "URL"))
             elif kind == "webhook_id":
                 chunks.append(spec.webhook_id.encode())
             else:
-                chunks.append(_wire_bytes(single_header(headers, arg), arg))
+                chunks.append(wire_bytes(single_header(headers, arg), arg))
         out.append(b"".join(chunks))
     return tuple(out)
 
@@ -334,10 +341,6 @@ def _signature_valid(public: PublicKey, sig: bytes, payload: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-def _wire_bytes(text: str, what: str) -> bytes:
-    return wire_bytes(text, what)
 
 
 def check_tolerance(spec: TimestampSpec, ts: float, now: float) -> float:
