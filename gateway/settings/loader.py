@@ -22,6 +22,7 @@ from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_duration, par
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import Secret, mask_url
 from gateway.settings.model import (
+    DashboardSettings,
     DedupSettings,
     EventsSettings,
     QueueSettings,
@@ -35,7 +36,7 @@ from gateway.settings.reader import Reader
 TOP_KEYS = (
     "listen", "public_url", "upstream", "providers", "trusted_proxies", "limits", "rate_limits",
     "dedup", "state", "events", "management", "logging", "tracing", "shutdown",
-    "url_from_forwarded_headers", "rotation_warn_after",
+    "url_from_forwarded_headers", "rotation_warn_after", "dashboard",
 )  # fmt: skip
 EVENT_SCHEMES = ("memory://", "postgresql://", "postgres://")
 STORE_SCHEMES = ("memory://", "redis://", "rediss://")
@@ -134,7 +135,8 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
             max_entries=dedup.integer("max_entries", 1_000_000),
         ),
         state=_state(root.sub("state")),
-        api_keys=_api_keys(root.sub("management")),
+        api_keys=(api_keys := _api_keys(root.sub("management"))),
+        dashboard=_dashboard(root.sub("dashboard"), api_keys),
         log_level=_logging(root.sub("logging")),
         tracing=_tracing(root.sub("tracing")),
         **_shutdown(root.sub("shutdown")),
@@ -317,6 +319,27 @@ def _raw_prefix(r: Reader) -> str:
 def _api_keys(r: Reader) -> tuple[Secret, ...]:
     r.mapping(("api_keys",))
     return _secrets(r.sub("api_keys"))
+
+
+def _dashboard(r: Reader, api_keys: tuple[Secret, ...]) -> DashboardSettings:
+    r.mapping(("enabled", "keys", "session_ttl", "refresh", "listen"))
+    listen = r.sub("listen")
+    listen.mapping(("host", "port"))
+    enabled = r.boolean("enabled", False)
+    keys = _secrets(r.sub("keys"))
+    if enabled and not keys and not api_keys:
+        r.fail("needs dashboard.keys or management.api_keys to log in with", enabled, "enabled")
+    port = listen.integer("port", 0, minimum=0)
+    if port > 65535:
+        listen.fail("must be <= 65535", port, "port")
+    return DashboardSettings(
+        enabled=enabled,
+        keys=keys,
+        session_ttl=float(r.number("session_ttl", 8 * 3600.0)),
+        refresh=float(r.number("refresh", 30.0, positive=False)),
+        host=listen.text("host", "127.0.0.1" if port else ""),
+        port=port,
+    )
 
 
 def _logging(r: Reader) -> str:

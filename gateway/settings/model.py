@@ -97,6 +97,18 @@ class TracingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """The staff dashboard at ``/payments/admin/`` (the ``dashboard/`` package): off unless enabled."""
+
+    enabled: bool = False
+    keys: tuple[Secret, ...] = ()  # login credentials; empty: the management API keys
+    session_ttl: float = 8 * 3600.0  # seconds a login lasts
+    refresh: float = 30.0  # overview auto-refresh in seconds; 0 turns it off
+    host: str = ""  # own listener for the admin UI; "" = served on the webhook port
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``load_config`` read and checked. ``file`` names where it came from."""
 
@@ -117,6 +129,7 @@ class Settings:
     tracing: TracingSettings = TracingSettings()
     drain_delay: float = 0.0
     shutdown_timeout: float = 25.0
+    dashboard: DashboardSettings = DashboardSettings()
 
     def webhook_url(self, provider: str) -> str:
         return f"{self.public_url.rstrip('/')}/payments/api/webhooks/{provider}/"
