@@ -67,6 +67,7 @@ class EventFilter:
     until: datetime | None = None
     limit: int = 100
     before_id: int | None = None  # keyset pagination: events with a smaller id
+    contains: Any = None  # a JSON value the payload must contain (PostgreSQL ``@>`` semantics)
 
 
 @dataclass(slots=True)
@@ -116,6 +117,15 @@ class EventStore(Protocol):
         """Delete matching events; returns how many."""
 
     async def stats(self, days: int) -> dict[str, Any]: ...
+    async def count(self, flt: EventFilter) -> int:
+        """How many events match (``limit`` and ``before_id`` ignored): for bulk-action previews."""
+
+    async def queue_health(self) -> dict[str, Any]:
+        """Events per status and the oldest queued event's ``received_at`` (or None)."""
+
+    async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
+        """Folded rejection counts, newest minute first; ``status`` filters by code."""
+
     async def expire(self, days: float) -> int:
         """Retention: delete delivered and dead events (and rejection counts) older than ``days``."""
 
@@ -134,6 +144,19 @@ class Backoff:
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.cap))  # honour the upstream's Retry-After
         return float(delay)
+
+
+def contains(doc: Any, needle: Any) -> bool:
+    """PostgreSQL's jsonb ``@>`` in Python: objects by subset, arrays by element containment."""
+    if isinstance(needle, dict):
+        return isinstance(doc, dict) and all(k in doc and contains(doc[k], v) for k, v in needle.items())
+    if isinstance(needle, list):
+        if not isinstance(doc, list):
+            return False
+        return all(any(contains(d, n) for d in doc) for n in needle)
+    if isinstance(doc, list) and not isinstance(needle, dict | list):
+        return needle in doc  # a scalar is contained in an array holding it
+    return isinstance(doc, bool) == isinstance(needle, bool) and doc == needle  # JSON true is not 1
 
 
 def _iso(value: datetime | None) -> str | None:

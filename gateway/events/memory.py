@@ -6,11 +6,12 @@ Not durable, so the config refuses queue mode on it (a 202 must mean the event i
 from __future__ import annotations
 
 import builtins
+import json
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.events.base import EventFilter, EventRecord, Rejected
+from gateway.events.base import STATUSES, EventFilter, EventRecord, Rejected, contains
 from gateway.stats import StatsLedger
 
 
@@ -23,7 +24,15 @@ def matches(r: EventRecord, f: EventFilter) -> bool:
         and (f.since is None or r.received_at >= f.since)
         and (f.until is None or r.received_at < f.until)
         and (f.before_id is None or r.id < f.before_id)
+        and (f.contains is None or contains(_payload(r), f.contains))
     )
+
+
+def _payload(r: EventRecord) -> Any:
+    try:
+        return json.loads(r.event).get("data", {}).get("payload")
+    except (ValueError, AttributeError):
+        return None
 
 
 class MemoryEventStore:
@@ -138,6 +147,27 @@ class MemoryEventStore:
         ledger = self.ledger or StatsLedger()
         return ledger.summary(days)
 
+    async def count(self, flt: EventFilter) -> int:
+        flt = EventFilter(**{**_fields(flt), "before_id": None})
+        return sum(1 for r in self._events.values() if matches(r, flt))
+
+    async def queue_health(self) -> dict[str, Any]:
+        counts = dict.fromkeys(STATUSES, 0)
+        oldest = None
+        for r in self._events.values():
+            counts[r.status] += 1
+            if r.status == "queued" and (oldest is None or r.received_at < oldest):
+                oldest = r.received_at
+        return {"counts": counts, "oldest_queued_at": oldest}
+
+    async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
+        rows = [
+            v for (minute, provider, _, code), v in self._rejections.items()
+            if (flt.provider is None or provider == flt.provider) and (flt.status is None or code == flt.status)
+            and (flt.since is None or minute >= flt.since) and (flt.until is None or minute < flt.until)
+        ]  # fmt: skip
+        return sorted(rows, key=lambda v: v.minute, reverse=True)[: flt.limit]
+
     async def expire(self, days: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=days)
         flt = EventFilter(until=cutoff)
@@ -147,3 +177,7 @@ class MemoryEventStore:
             self._keys.pop((r.provider, r.event_id), None)
         self._rejections = {k: v for k, v in self._rejections.items() if k[0] >= cutoff}
         return len(doomed)
+
+
+def _fields(flt: EventFilter) -> dict[str, Any]:
+    return {name: getattr(flt, name) for name in EventFilter.__slots__}

@@ -16,11 +16,12 @@ import json
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from gateway.events.base import EventFilter, EventRecord, UnstorableEvent
+from gateway.events.base import STATUSES, EventFilter, EventRecord, Rejected, UnstorableEvent
 from gateway.stats import summarize
 from gateway.stores.base import StoreError
 
@@ -325,6 +326,37 @@ class PostgresEventStore:
         rows = await self._run("fetch", f"DELETE FROM webhook_events WHERE {where} RETURNING id", *args)  # noqa: S608
         return len(rows)
 
+    async def count(self, flt: EventFilter) -> int:
+        where, args = _where(replace(flt, before_id=None))
+        return int(await self._run("fetchval", f"SELECT count(*) FROM webhook_events WHERE {where}", *args))  # noqa: S608
+
+    async def queue_health(self) -> dict[str, Any]:
+        rows = await self._run(
+            "fetch",
+            "SELECT status, count(*) AS n, min(received_at) FILTER (WHERE status = 'queued') AS oldest "
+            "FROM webhook_events GROUP BY status",
+        )
+        counts = dict.fromkeys(STATUSES, 0) | {r["status"]: int(r["n"]) for r in rows}
+        oldest = min((r["oldest"] for r in rows if r["oldest"] is not None), default=None)
+        return {"counts": counts, "oldest_queued_at": oldest}
+
+    async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
+        clauses, args = ["TRUE"], []
+        for column, value, op in (
+            ("provider", flt.provider, "="), ("code", flt.status, "="),
+            ("minute", flt.since, ">="), ("minute", flt.until, "<"),
+        ):  # fmt: skip
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} {op} ${len(args)}")
+        rows = await self._run(
+            "fetch",
+            f"SELECT minute, provider, source, code, count FROM webhook_rejections WHERE {' AND '.join(clauses)} "  # noqa: S608
+            f"ORDER BY minute DESC, provider, code LIMIT {int(flt.limit)}",
+            *args,
+        )
+        return [Rejected(r["minute"], r["provider"], r["source"], r["code"], int(r["count"])) for r in rows]
+
     async def expire(self, days: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=days)
         rows = await self._run(
@@ -402,6 +434,10 @@ def _where(flt: EventFilter) -> tuple[str, list[Any]]:
         if value is not None:
             args.append(value)
             clauses.append(f"{column} {op} ${len(args)}")
+    if flt.contains is not None:
+        # The payload as the CloudEvent carries it (always JSON, unlike the raw body of a form post).
+        args.append(json.dumps(flt.contains))
+        clauses.append(f"convert_from(event, 'UTF8')::jsonb #> '{{data,payload}}' @> ${len(args)}::jsonb")
     return " AND ".join(clauses), args
 
 

@@ -14,7 +14,7 @@ from gateway.errors import Rejection
 from gateway.events.base import STATUSES, EventFilter, EventRecord
 from gateway.handlers.auth import managed
 from gateway.pipeline.runner import json_response
-from gateway.tracing import new_traceparent
+from gateway.replay import replay_matching, replay_one
 
 MAX_LIMIT = 500
 FILTER_KEYS = frozenset({"provider", "status", "event_id", "event_type", "since", "until", "limit", "before_id"})
@@ -86,16 +86,10 @@ async def show_event(request: web.Request, services: Services) -> web.Response:
 
 @managed
 async def replay_event(request: web.Request, services: Services) -> web.Response:
-    record_id = _int(request.match_info["id"], "id", 1, 2**62)
-    record = await services.events.get(record_id)
-    if record is None:
+    result = await replay_one(services, _int(request.match_info["id"], "id", 1, 2**62))
+    if result is None:
         raise Rejection("not_found", "no stored event with this id")
-    if services.delivery is not None:
-        n = await services.events.requeue(EventFilter(limit=1), [record_id])
-        services.delivery.notify()
-        return json_response(202, {"success": True, "status": "queued" if n else "in_flight", "id": record_id})
-    await services.forwarder.send(record.provider, record.event, new_traceparent())
-    return json_response(200, {"success": True, "status": "forwarded", "id": record_id})
+    return json_response(202 if services.delivery is not None else 200, {"success": True, **result})
 
 
 @managed
@@ -121,15 +115,8 @@ async def replay_events(request: web.Request, services: Services) -> web.Respons
             "name at least one filter (provider, status, event_id, event_type, since, until): "
             "replaying everything is refused",
         )
-    if services.delivery is not None:
-        n = await services.events.requeue(flt)
-        services.delivery.notify()
-        return json_response(202, {"success": True, "status": "queued", "count": n})
-    delivered = 0
-    for record in reversed(await services.events.list(flt)):
-        await services.forwarder.send(record.provider, record.event, new_traceparent())
-        delivered += 1
-    return json_response(200, {"success": True, "status": "forwarded", "count": delivered})
+    result = await replay_matching(services, flt)
+    return json_response(202 if services.delivery is not None else 200, {"success": True, **result})
 
 
 @managed

@@ -50,6 +50,11 @@ async def providers(request: web.Request, services: Services) -> web.Response:
 
 @managed
 async def health(request: web.Request, services: Services) -> web.Response:
+    return json_response(200, await health_report(services))
+
+
+async def health_report(services: Services) -> dict[str, Any]:
+    """The body of ``/health/``; the dashboard renders the same report."""
     store_ok = await services.store.ping()
     events_ok = await services.events.ping()
     fwd = services.forwarder
@@ -74,7 +79,7 @@ async def health(request: web.Request, services: Services) -> web.Response:
             {"name": n, "last_event_at": _iso(services.last_event.get(n))} for n in services.settings.providers
         ],
     }
-    return json_response(200, body)
+    return body
 
 
 @managed

@@ -1,0 +1,39 @@
+"""Replay and dead-letter actions, shared by the management API and the dashboard.
+
+Queue mode requeues (the delivery workers send, with their retries); sync mode sends now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.app_state import Services
+from gateway.events.base import EventFilter
+from gateway.tracing import new_traceparent
+
+
+async def replay_one(services: Services, record_id: int) -> dict[str, Any] | None:
+    """Replay one stored event; None when there is no such event."""
+    record = await services.events.get(record_id)
+    if record is None:
+        return None
+    if services.delivery is not None:
+        n = await services.events.requeue(EventFilter(limit=1), [record_id])
+        services.delivery.notify()
+        return {"status": "queued" if n else "in_flight", "id": record_id}
+    await services.forwarder.send(record.provider, record.event, new_traceparent())
+    return {"status": "forwarded", "id": record_id}
+
+
+async def replay_matching(services: Services, flt: EventFilter) -> dict[str, Any]:
+    """Queue mode requeues every match; sync mode delivers up to ``flt.limit`` now, oldest
+    first, stopping at the first failure (the forwarder's error propagates)."""
+    if services.delivery is not None:
+        n = await services.events.requeue(flt)
+        services.delivery.notify()
+        return {"status": "queued", "count": n}
+    delivered = 0
+    for record in reversed(await services.events.list(flt)):
+        await services.forwarder.send(record.provider, record.event, new_traceparent())
+        delivered += 1
+    return {"status": "forwarded", "count": delivered}
