@@ -43,6 +43,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # The package itself (README.md is the project's readme in pyproject.toml).
 COPY README.md ./
 COPY gateway ./gateway
+COPY dashboard ./dashboard
 RUN pip install -c constraints.txt . \
  && pip check
 

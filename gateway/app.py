@@ -77,6 +77,10 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
         ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
     ):  # fmt: skip
         r.add_get(path, json_safe(handler))
+    if settings.dashboard.enabled and not settings.dashboard.port:
+        from dashboard import mount  # imported only when on: Jinja2 and friends stay unloaded otherwise
+
+        mount(app, services)  # a sub-app: its middlewares never see a webhook
     r.add_route("*", "/{tail:.*}", unmatched)
     return app
 

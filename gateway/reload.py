@@ -23,7 +23,7 @@ from gateway.settings.loader import load_config
 from gateway.settings.model import Settings
 
 log = logging.getLogger("gateway.reload")
-RESTART_ONLY = ("host", "port", "state", "events", "upstream", "tracing")
+RESTART_ONLY = ("host", "port", "state", "events", "upstream", "tracing", "dashboard")
 
 
 def apply(app: web.Application, new: Settings) -> list[str]:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import reload
 from gateway.app import build_app, build_services
+from gateway.app_state import Services
 from gateway.demo import demo_upstream_app
 from gateway.settings.model import Settings
 
@@ -39,6 +40,8 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
         app = build_app(settings, services)
         gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port)
         runners.append(gateway)
+        if settings.dashboard.enabled and settings.dashboard.port:
+            runners.append(await _start_dashboard(settings, services, reuse_port))
     except OSError as exc:
         print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
         for runner in runners:
@@ -82,6 +85,18 @@ async def _start(
         await runner.cleanup()
         raise
     return runner
+
+
+async def _start_dashboard(settings: Settings, services: Services, reuse_port: bool) -> web.AppRunner:
+    """The admin UI on its own listener (``dashboard.listen``), off the public webhook port."""
+    from dashboard import mount
+
+    root = web.Application()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)  # noqa: S104
+    mount(root, services, webhook_base=f"http://{host}:{settings.port}")
+    dash = settings.dashboard
+    log.info("dashboard listening", extra={"host": dash.host, "port": dash.port})
+    return await _start(root, dash.host, dash.port, settings.shutdown_timeout, reuse_port)
 
 
 def _tune_gc() -> None:

@@ -450,6 +450,7 @@ def _record(row: Any) -> EventRecord:
         next_attempt_at=row["next_attempt_at"], last_error=row["last_error"], delivered_at=row["delivered_at"],
         client_ip=row["client_ip"], headers=json.loads(headers) if isinstance(headers, str) else dict(headers or {}),
         body=bytes(body) if body is not None else b"", event=bytes(row["event"]),
+        secret_index=row.get("secret_index"),
     )  # fmt: skip
 
 

@@ -1,0 +1,30 @@
+"""What the dashboard's handlers share, kept on its sub-application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from dashboard.audit import AuditTrail
+from dashboard.auth import Session, Sessions
+from dashboard.sampler import Sampler
+from gateway.app_state import Services
+
+
+@dataclass(eq=False)
+class Dashboard:
+    services: Services
+    sessions: Sessions
+    sampler: Sampler
+    audit: AuditTrail
+    webhook_base: str = ""  # where "send test webhook" posts: the gateway's own listener, on loopback
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+SESSION = "dashboard.session"
+
+
+def session_of(request: web.Request) -> Session:
+    session: Session = request[SESSION]
+    return session
