@@ -37,7 +37,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await _guarded(request, handler)
     except web.HTTPException as exc:  # redirects, and aiohttp's own 404/405
-        response = exc if exc.status < 400 else error(request, exc.status, "not_found", exc.reason)
+        if exc.status < 400:
+            response = redirect(exc.headers.get("Location", _root(request)), exc.status)
+        else:
+            response = error(request, exc.status, "not_found" if exc.status == 404 else "invalid_request", exc.reason)
     except Rejection as rej:
         response = error(request, rej.status, rej.code, rej.message)
     except StoreError:
@@ -73,7 +76,7 @@ async def _csrf_ok(request: web.Request) -> bool:
 
 def _anonymous(request: web.Request) -> web.StreamResponse:
     if request.method == "GET" and not _wants_fragment(request):
-        raise web.HTTPSeeOther(request.app.router["login"].url_for().with_query(next=request.path_qs))
+        return redirect(str(request.app.router["login"].url_for().with_query(next=request.path_qs)))
     return error(request, 401, "unauthorized", "log in first: the session is missing or has expired")
 
 
@@ -118,12 +121,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return _login_page(request, "That key is not valid.", 401)
     token, _ = dash.sessions.issue(who)
     dash.audit.record(who, "login", remote=request.remote)
-    response = web.HTTPSeeOther(_safe_next(str(form.get("next", ""))) or _root(request))
+    response = redirect(_safe_next(str(form.get("next", ""))) or _root(request))
     response.set_cookie(
         COOKIE, token, max_age=int(dash.sessions.ttl), path=_root(request), httponly=True, samesite="Strict",
         secure=_https(request),
     )  # fmt: skip
-    raise response
+    return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -131,9 +134,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
     dash.sessions.revoke(session)
     dash.audit.record(session.who, "logout")
-    response = web.HTTPSeeOther(request.app.router["login"].url_for())
+    response = redirect(str(request.app.router["login"].url_for()))
     response.del_cookie(COOKIE, path=_root(request))
-    raise response
+    return response
+
+
+def redirect(location: str, status: int = 303) -> web.Response:
+    """A redirect returned, not raised: the guard adds its headers, and cookies set on it stick."""
+    return web.Response(status=status, headers={"Location": location})
 
 
 def _root(request: web.Request) -> str:

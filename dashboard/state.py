@@ -22,7 +22,7 @@ class Dashboard:
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
-SESSION = "dashboard.session"
+SESSION = web.RequestKey("dashboard_session", Session)
 
 
 def session_of(request: web.Request) -> Session:
