@@ -32,7 +32,7 @@ async def events_page(request: web.Request) -> web.StreamResponse:
         "status_of": lambda code: ERROR_STATUS.get(code, 200),
         "query": query,
         "params": query.params,
-        "next_before": records[-1].id if len(records) == (query.events.limit if query.events else 0) else None,
+        "next_before": records[-1].id if query.events and len(records) == query.events.limit else None,
         "providers": sorted(services.settings.providers),
         "outcomes": (*STATUSES, *REJECTION_OUTCOMES),
         "ranges": RANGES,

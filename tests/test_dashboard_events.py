@@ -1,0 +1,166 @@
+"""The events page, actions and live tail against real stores: PostgreSQL (JSON containment,
+keyset pages, rejections), queue mode (replay, dead letters), and the memory store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from urllib.parse import quote
+
+import dashboard_kit as dk
+import helpers_services as hs
+import pytest
+
+pg_database, pg_dsn, redis_state = hs.pg_database, hs.pg_dsn, hs.redis_state  # fixtures
+ADMIN = dk.ADMIN
+ROW_IDS = re.compile(r'aria-label="Event (\d+) details"')
+FAST = {"backoff_base": 0.05, "backoff_max": 0.1, "poll_interval": 0.05, "max_attempts": 2, "lease": 5}
+
+
+async def page_ids(client, query: str) -> list[int]:
+    resp = await client.get(f"{ADMIN}/webhooks/?{query}")
+    assert resp.status == 200, await resp.text()
+    return [int(i) for i in ROW_IDS.findall(await resp.text())]
+
+
+@pytest.fixture
+async def pg_staff(make_gateway, pg_dsn):
+    gw = await make_gateway(events={"url": pg_dsn}, **dk.dashboard_overrides())
+    assert (await dk.login(gw.client)).status == 303
+    return gw
+
+
+async def stored(gw, n: int) -> None:
+    async def count():
+        status = await (await gw.get(f"{dk.ADMIN.replace('admin', 'api/webhooks')}/events/?limit=500")).json()
+        return len(status.get("events", [])) >= n
+
+    await hs.eventually(count)
+
+
+async def test_filters_containment_and_keyset_pages_on_postgresql(pg_staff, kit):
+    gw = pg_staff
+    for i in range(60):
+        currency = "eur" if i % 3 == 0 else "usd"
+        body = json.loads(kit.stripe_body(f"evt_p{i}", etype="charge.refunded" if i % 2 else "payment_intent.succeeded"))
+        body["data"]["object"]["currency"] = currency
+        await gw.deliver_ok("stripe", json.dumps(body).encode())
+    await stored(gw, 60)
+    first = await page_ids(gw.client, "provider=stripe")
+    assert len(first) == 50 and first == sorted(first, reverse=True)
+    second = await page_ids(gw.client, f"provider=stripe&before={first[-1]}")
+    assert len(second) == 10 and max(second) < min(first)  # keyset: no overlap, no gap
+    assert sorted(first + second) == list(range(1, 61))
+    eur = await page_ids(gw.client, "q=" + quote('{"data": {"object": {"currency": "eur"}}}'))
+    assert len(eur) == 20
+    both = await page_ids(gw.client, "event_type=charge.refunded&q=" + quote('{"data": {"object": {"currency": "eur"}}}'))
+    assert len(both) == 10  # odd i divisible by 3: 3, 9, ..., 57
+    one = await page_ids(gw.client, "event_id=evt_p7")
+    assert len(one) == 1
+    page = await (await gw.client.get(f"{ADMIN}/webhooks/?event_id=evt_p7")).text()
+    assert "Rejected and duplicate requests" not in page  # an id search is about stored events
+
+
+async def test_rejections_are_listed_and_filtered_by_code(pg_staff, kit):
+    gw = pg_staff
+    await gw.deliver_ok("stripe", kit.stripe_body("evt_r1"))
+    for _ in range(3):
+        await gw.expect(401, "stripe", kit.stripe_body("evt_bad"), {"Stripe-Signature": "t=1,v1=00"}, signed=False)
+    await gw.expect(200, "stripe", kit.stripe_body("evt_r1"))  # a duplicate
+
+    async def folded():
+        text = await (await gw.client.get(f"{ADMIN}/webhooks/?outcome=rejected")).text()
+        return "stale_timestamp</span>" in text or "invalid_signature</span>" in text
+
+    await hs.eventually(folded)
+    text = await (await gw.client.get(f"{ADMIN}/webhooks/?code=401")).text()
+    assert re.search(r"<td class=\"num\">3</td>", text) and "duplicate</span>" not in text
+    assert "Stored events" not in text  # a 401 is never a stored event
+    dup = await (await gw.client.get(f"{ADMIN}/webhooks/?outcome=duplicate")).text()
+    assert "duplicate</span>" in dup and "stale_timestamp</span>" not in dup
+
+
+async def test_replay_reaches_the_upstream_and_bulk_replay_previews_its_count(pg_staff, kit):
+    gw = pg_staff
+    for i in range(4):
+        await gw.deliver_ok("stripe", kit.stripe_body(f"evt_b{i}", etype="charge.refunded" if i < 3 else "x.y"))
+    await stored(gw, 4)
+    token = await dk.csrf(gw.client)
+    before = len(gw.upstream.events)
+    one = await gw.client.post(f"{ADMIN}/webhooks/1/replay/", data={"csrf": token}, headers={"HX-Request": "true"})
+    assert "forwarded" in await one.text()
+    assert len(gw.upstream.events) == before + 1 and gw.upstream.events[-1].event["id"] == "evt_b0"
+    preview = await gw.client.get(f"{ADMIN}/webhooks/replay/preview/?event_type=charge.refunded")
+    assert "<strong>3</strong> stored event(s) match" in await preview.text()
+    resp = await gw.client.post(f"{ADMIN}/webhooks/replay/", data={"csrf": token, "event_type": "charge.refunded"})
+    assert "3 event(s) forwarded" in await resp.text()
+    assert [e.event["id"] for e in gw.upstream.events[-3:]] == ["evt_b0", "evt_b1", "evt_b2"]
+
+
+async def test_dead_letters_requeue_and_discard(make_gateway, pg_dsn, redis_state, kit):
+    gw = await make_gateway(
+        upstream={"mode": "queue", "queue": FAST}, state=redis_state, events={"url": pg_dsn, "timeout": 1.0},
+        **dk.dashboard_overrides(),
+    )  # fmt: skip
+    assert (await dk.login(gw.client)).status == 303
+    gw.upstream.then(500, 500, 500, 500, 500, 500)
+    for i in range(3):
+        await gw.expect(202, "stripe", kit.stripe_body(f"evt_d{i}"))
+
+    async def dead_count():
+        text = await (await gw.client.get(f"{ADMIN}/webhooks/?outcome=dead")).text()
+        return len(ROW_IDS.findall(text)) == 3
+
+    await hs.eventually(dead_count)
+    overview = await (await gw.client.get(f"{ADMIN}/partials/overview/")).text()
+    assert re.search(r'data-stat="dead">3<', overview)
+    token = await dk.csrf(gw.client)
+    gw.upstream.script.clear()  # the upstream answers 204 from now on
+    resp = await gw.client.post(f"{ADMIN}/dead-letters/requeue/", data={"csrf": token, "id": "1"})
+    assert "1 dead letter(s) requeued" in await resp.text()
+    await hs.eventually(lambda: "evt_d0" in gw.upstream.ids())
+    resp = await gw.client.post(f"{ADMIN}/dead-letters/discard/", data={"csrf": token, "outcome": "dead"})
+    assert "2 dead letter(s) discarded" in await resp.text()
+    assert await page_ids(gw.client, "outcome=dead") == []
+
+
+async def test_memory_store_says_what_it_lacks(staff_memory):
+    text = await (await staff_memory.client.get(f"{ADMIN}/webhooks/")).text()
+    assert "lost on restart" in text and "memory://" in text
+
+
+@pytest.fixture
+async def staff_memory(make_gateway):
+    gw = await make_gateway(**dk.dashboard_overrides())
+    assert (await dk.login(gw.client)).status == 303
+    return gw
+
+
+async def read_frames(resp, want: int, timeout: float = 2.0) -> list[dict]:
+    frames: list[dict] = []
+    buffer = b""
+    async with asyncio.timeout(timeout):
+        while len(frames) < want:
+            buffer += await resp.content.readany()
+            while b"\n\n" in buffer:
+                raw, buffer = buffer.split(b"\n\n", 1)
+                fields = dict(line.split(": ", 1) for line in raw.decode().splitlines() if ": " in line)
+                if fields.get("event") == "webhook":
+                    frames.append({"id": int(fields["id"]), **json.loads(fields["data"])})
+    return frames
+
+
+async def test_live_tail_streams_new_events_and_resumes_from_last_event_id(staff_memory, kit):
+    gw = staff_memory
+    await gw.deliver_ok("stripe", kit.stripe_body("evt_l0"))
+    async with gw.client.get(f"{ADMIN}/live/stream/") as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert [f["event_id"] for f in await read_frames(resp, 1)] == ["evt_l0"]  # the backlog
+        await gw.deliver_ok("stripe", kit.stripe_body("evt_l1"))
+        live = await read_frames(resp, 1)  # within 2 s
+        assert live[0]["event_id"] == "evt_l1"
+    await gw.deliver_ok("stripe", kit.stripe_body("evt_l2"))
+    await gw.deliver_ok("stripe", kit.stripe_body("evt_l3"))
+    async with gw.client.get(f"{ADMIN}/live/stream/", headers={"Last-Event-ID": str(live[0]["id"])}) as resp:
+        assert [f["event_id"] for f in await read_frames(resp, 2)] == ["evt_l2", "evt_l3"]
