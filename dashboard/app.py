@@ -40,6 +40,7 @@ def admin_app(services: Services, webhook_base: str = "") -> web.Application:
     )
     setup_filters(env)
     app.cleanup_ctx.append(_sampling)
+    app.on_shutdown.append(_end_streams)
     _routes(app.router)
     return app
 
@@ -69,6 +70,11 @@ def _routes(r: web.UrlDispatcher) -> None:
 def mount(app: web.Application, services: Services, webhook_base: str = "") -> None:
     """Serve the dashboard under ``PREFIX`` of ``app`` (the webhook app or its own listener's)."""
     app.add_subapp(PREFIX, admin_app(services, webhook_base))
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Live tails would otherwise hold the drain open for the whole shutdown timeout."""
+    app[DASHBOARD].closing.set()
 
 
 async def _sampling(app: web.Application) -> AsyncIterator[None]:

@@ -84,10 +84,11 @@ def verdict(settings: Settings, record: EventRecord, envelope: dict[str, Any]) -
         return "verified (the provider is no longer configured)"
     i = record.secret_index
     if i is None:
-        return "verified (which key matched is recorded by the PostgreSQL store only)"
+        return "verified (which key matched was not recorded)"
     keys = spec.signature.secrets
     if i < len(keys):
-        return f"verified with key #{i} ({keys[i].label}, fingerprint {fingerprint(keys[i])})"
+        source = "" if keys[i].label.startswith("#") else f"{keys[i].label}, "
+        return f"verified with key #{i} ({source}fingerprint {fingerprint(keys[i])})"
     return f"verified with public key #{i}"
 
 

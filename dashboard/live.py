@@ -64,7 +64,7 @@ async def _tail(request: web.Request, response: web.StreamResponse, last: int | 
     token = request.cookies.get(COOKIE)
     seen: dict[tuple[Any, ...], int] = {}
     quiet = 0.0
-    while dash.sessions.verify(token) is not None:  # the stream ends with the session
+    while dash.sessions.verify(token) is not None and not dash.closing.is_set():  # ends with the session
         try:
             fresh = await _new_events(dash.services.events, last)
             rejected = await _new_rejections(dash.services.events, seen)
@@ -79,8 +79,10 @@ async def _tail(request: web.Request, response: web.StreamResponse, last: int | 
         if quiet >= HEARTBEAT:
             await response.write(b": keep-alive\n\n")
             quiet = 0.0
-        await asyncio.sleep(POLL)
-    await response.write(_frame("expired", {"message": "the session expired: log in again"}))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(dash.closing.wait(), POLL)
+    if not dash.closing.is_set():
+        await response.write(_frame("expired", {"message": "the session expired: log in again"}))
 
 
 async def _new_events(store: Any, last: int | None) -> list[EventRecord]:

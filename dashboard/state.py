@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -19,6 +20,7 @@ class Dashboard:
     sampler: Sampler
     audit: AuditTrail
     webhook_base: str = ""  # where "send test webhook" posts: the gateway's own listener, on loopback
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # set on shutdown: live streams end
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)

@@ -129,11 +129,14 @@
   // Live tail: EventSource with pause/resume; a resume asks for what came after the last shown.
   function liveTail() {
     return {
-      source: null, last: null, paused: false, state: "connecting", stateClass: "wait",
+      source: null, last: null, paused: false, streamUrl: "", eventsUrl: "", state: "connecting", stateClass: "wait",
       get running() { return !this.paused; },
-      init() { this.connect(); },
+      init() { // $el is the element of the expression being run: read the URLs while it is the root
+        this.streamUrl = this.$el.dataset.stream; this.eventsUrl = this.$el.dataset.events;
+        this.connect();
+      },
       connect() {
-        const url = new URL(this.$el.dataset.stream, location.href);
+        const url = new URL(this.streamUrl, location.href);
         if (this.last) url.searchParams.set("last_event_id", this.last);
         const es = new EventSource(url);
         this.source = es;
@@ -157,7 +160,7 @@
         cell(rejected ? `${ev.count} × rejected` : ev.event_type || "—", "mono small");
         const id = cell("", "mono small clip");
         if (rejected) id.textContent = ev.source;
-        else { const a = document.createElement("a"); a.href = this.$el.dataset.events + ev.id + "/"; a.textContent = ev.event_id; id.append(a); }
+        else { const a = document.createElement("a"); a.href = this.eventsUrl + ev.id + "/"; a.textContent = ev.event_id; id.append(a); }
         const badge = document.createElement("span");
         badge.className = "badge " + (rejected ? "bad" : ev.status === "delivered" ? "good" : ev.status === "dead" ? "bad" : "wait");
         badge.textContent = rejected ? ev.code : ev.status;
