@@ -35,7 +35,7 @@ NPM_DIR   := tests/npm
 NPM_HASH  := $(shell cat $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 NPM_STAMP := $(NPM_DIR)/node_modules/.installed-$(NPM_HASH)
 
-.PHONY: help venv install install-dev npm-oracles run services test lint bench constraints clean distclean
+.PHONY: help venv install install-dev npm-oracles browser dashboard-vendor run services test lint bench constraints clean distclean
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -106,6 +106,29 @@ $(NPM_STAMP):
 	npm ci --no-audit --no-fund --prefix $(NPM_DIR); \
 	touch $@
 
+# The dashboard's browser tests drive Debian's Chromium through Playwright (its own browser
+# download is not used). Missing: as root, apt installs it (and an emoji font, so provider icons
+# render in the screenshots); otherwise CI fails here and a developer is warned.
+CHROMIUM ?= /usr/bin/chromium
+
+browser: ## Install Chromium for the dashboard's browser tests (apt, as root)
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> $(CHROMIUM) missing; installing Debian's chromium"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji; \
+		elif [ "$${CI:-}" = true ]; then \
+			echo "error: $(CHROMIUM) is needed for the dashboard's browser tests (on Debian: apt-get install chromium)" >&2; exit 1; \
+		else \
+			echo "warning: $(CHROMIUM) missing: the dashboard's browser tests will fail (on Debian: apt-get install chromium)" >&2; \
+		fi; \
+	fi
+
+# The dashboard's front-end files, from the npm registry by dashboard/vendor/package-lock.json,
+# copied into dashboard/static/vendor/ (committed: no Node needed to run the dashboard).
+dashboard-vendor: ## Re-vendor htmx, Alpine (CSP build) and uPlot into dashboard/static/vendor/
+	bash scripts/dashboard-vendor.sh
+
 # --- run ----------------------------------------------------------------------
 
 run: install ## Run the gateway (no ARGS = embedded demo config)
@@ -117,7 +140,7 @@ services: ## Ensure Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, db te
 	@bash scripts/services.sh
 
 # pytest exit code 5 means "no tests collected": treat it as a failure, loudly.
-test: install-dev npm-oracles services ## Install test deps, start services, run pytest
+test: install-dev npm-oracles browser services ## Install test deps, start services, run pytest
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc

@@ -128,6 +128,7 @@ def _banner(settings: Settings) -> None:
   Webhook URL:  {url}
   Providers:    {settings.public_url}/payments/api/webhooks/providers/  (X-API-Key: demo-api-key)
   Metrics:      {settings.public_url}/metrics
+  Dashboard:    {settings.public_url}/payments/admin/  (log in with demo-api-key)
 """,
         flush=True,
     )

@@ -81,6 +81,8 @@ def app_operations(app: web.Application) -> set[tuple[str, str]]:
     for route in app.router.routes():
         if route.resource is not None and route.resource.canonical == "/{tail}":
             continue  # the catch-all that answers JSON 404/405 for everything unrouted
+        if route.resource is not None and route.resource.canonical.startswith("/payments/admin/"):
+            continue  # the staff dashboard: a browser UI behind a session, not the API (see info.description)
         method = "POST" if route.method == "*" else route.method
         ops.add((method, route.resource.canonical))
     # aiohttp's add_get adds a HEAD route too: the GET operation documents both.

@@ -76,7 +76,10 @@
         el.textContent = "";
         const opts = {
           width: el.clientWidth || 300, height: 180,
-          series: [{}, ...names.map((n, j) => ({ label: n, stroke: PALETTE[j % PALETTE.length], width: 1.5, spanGaps: false }))],
+          series: [{}, ...names.map((n, j) => ({
+            label: n, stroke: PALETTE[j % PALETTE.length], width: 1.5, spanGaps: false,
+            points: { show: true, size: 4, fill: PALETTE[j % PALETTE.length] }, // one point still shows
+          }))],
           axes: [axis, { ...axis, size: 44 }],
           scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
           legend: { live: false },
