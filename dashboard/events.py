@@ -95,18 +95,22 @@ def verdict(settings: Settings, record: EventRecord, envelope: dict[str, Any]) -
 def timeline(record: EventRecord) -> list[dict[str, Any]]:
     """What the store knows of the delivery: received, the attempts so far and the last error,
     then delivered or dead. It keeps the count and the latest outcome, not every attempt."""
-    steps: list[dict[str, Any]] = [{"at": record.received_at, "what": "received and stored", "kind": "ok", "detail": None}]
+    steps: list[dict[str, Any]] = [_step(record.received_at, "received and stored", "ok")]
     if record.attempts:
         kind = "ok" if record.status == "delivered" else "bad" if record.last_error else "wait"
         text = f"{record.attempts} delivery attempt{'s' if record.attempts != 1 else ''}"
         steps.append({"at": None, "what": text, "detail": record.last_error, "kind": kind})
     if record.status == "delivered":
-        steps.append({"at": record.delivered_at, "what": "delivered to the upstream", "kind": "ok", "detail": None})
+        steps.append(_step(record.delivered_at, "delivered to the upstream", "ok"))
     elif record.status == "dead":
         steps.append({"at": None, "what": "dead letter: gave up", "detail": record.last_error, "kind": "bad"})
     elif record.next_attempt_at is not None:
-        steps.append({"at": record.next_attempt_at, "what": f"next attempt ({record.status})", "kind": "wait", "detail": None})
+        steps.append(_step(record.next_attempt_at, f"next attempt ({record.status})", "wait"))
     return steps
+
+
+def _step(at: Any, what: str, kind: str, detail: str | None = None) -> dict[str, Any]:
+    return {"at": at, "what": what, "kind": kind, "detail": detail}
 
 
 def as_curl(settings: Settings, record: EventRecord) -> str:

@@ -71,7 +71,8 @@ async def known_traffic(site, kit) -> None:
     for _ in range(2):
         await site.expect(401, "stripe", kit.stripe_body("evt_forged"), {"Stripe-Signature": "t=1,v1=00"}, signed=False)
     await site.expect(200, "stripe", kit.stripe_body("evt_b0"))  # a duplicate
-    await site.deliver_ok("github", b'{"zen": "hi", "hook_id": 1}', {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-1"})
+    ping = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-1"}
+    await site.deliver_ok("github", b'{"zen": "hi", "hook_id": 1}', ping)
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -91,7 +92,7 @@ async def test_overview_numbers_match_metrics_and_the_event_store(browser, site,
     text = site.metrics_text()
     card = page.locator('[data-provider="stripe"]')
     requests = metric(text, "webhook_gateway_requests_total", provider="stripe")
-    ok = sum(metric(text, "webhook_gateway_requests_total", provider="stripe", outcome=o) for o in ("forwarded", "duplicate"))
+    ok = sum(metric(text, "webhook_gateway_requests_total", provider="stripe", outcome=o) for o in ("forwarded", "duplicate"))  # noqa: E501
     assert requests == 6 and ok == 4
     await expect(card.locator('[data-stat="requests"]')).to_have_text("6")
     await expect(card.locator('[data-stat="success"]')).to_have_text(f"{ok / requests * 100:.1f}%")

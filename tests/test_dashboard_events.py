@@ -43,7 +43,8 @@ async def test_filters_containment_and_keyset_pages_on_postgresql(pg_staff, kit)
     gw = pg_staff
     for i in range(60):
         currency = "eur" if i % 3 == 0 else "usd"
-        body = json.loads(kit.stripe_body(f"evt_p{i}", etype="charge.refunded" if i % 2 else "payment_intent.succeeded"))
+        etype = "charge.refunded" if i % 2 else "payment_intent.succeeded"
+        body = json.loads(kit.stripe_body(f"evt_p{i}", etype=etype))
         body["data"]["object"]["currency"] = currency
         await gw.deliver_ok("stripe", json.dumps(body).encode())
     await stored(gw, 60)
@@ -54,7 +55,8 @@ async def test_filters_containment_and_keyset_pages_on_postgresql(pg_staff, kit)
     assert sorted(first + second) == list(range(1, 61))
     eur = await page_ids(gw.client, "q=" + quote('{"data": {"object": {"currency": "eur"}}}'))
     assert len(eur) == 20
-    both = await page_ids(gw.client, "event_type=charge.refunded&q=" + quote('{"data": {"object": {"currency": "eur"}}}'))
+    eur_q = quote('{"data": {"object": {"currency": "eur"}}}')
+    both = await page_ids(gw.client, f"event_type=charge.refunded&q={eur_q}")
     assert len(both) == 10  # odd i divisible by 3: 3, 9, ..., 57
     one = await page_ids(gw.client, "event_id=evt_p7")
     assert len(one) == 1
