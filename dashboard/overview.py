@@ -12,15 +12,34 @@ from typing import Any
 
 from dashboard.auth import fingerprint
 from dashboard.sampler import Counts, Sampler, minus, quantile
+from dashboard.state import Dashboard
 from gateway.app_state import Services
 from gateway.errors import ERROR_STATUS
 from gateway.handlers.management import health_report, provider_rows
+from gateway.providers.rotation import Usage, load_usage
 from gateway.stores.base import StoreError
 
+USAGE_TTL = 60.0
 
-def provider_cards(services: Services, sampler: Sampler, now: float | None = None) -> list[dict[str, Any]]:
+
+async def key_usage(dash: Dashboard) -> Usage | None:
+    """When each key last verified a stored event (PostgreSQL only), read at most once a minute:
+    the rotation age shown beside each fingerprint, as ``webhook-gateway check`` reports it."""
+    events = dash.services.settings.events
+    if not events.url.startswith(("postgresql://", "postgres://")):
+        return None
+    read_at, usage = dash.key_usage
+    if time.monotonic() - read_at > USAGE_TTL:
+        usage = await load_usage(events.url, timeout=events.timeout)
+        dash.key_usage = (time.monotonic(), usage)
+    return usage if isinstance(usage, Usage) else None
+
+
+def provider_cards(
+    services: Services, sampler: Sampler, usage: Usage | None = None, now: float | None = None
+) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
-    current = sampler.sample(now)
+    current = sampler.sample(now, keep=False)
     minute_ago = sampler.at(now - 60)
     cards = []
     for row in provider_rows(services):
@@ -39,13 +58,13 @@ def provider_cards(services: Services, sampler: Sampler, now: float | None = Non
                 "p95_ms": p95 * 1000 if p95 is not None else None,
                 "last_event_at": services.last_event.get(name),
                 "last_error": {"at": error[0], "code": error[1]} if error else None,
-                "keys": key_rows(services, name),
+                "keys": key_rows(services, name, usage),
             }
         )
     return cards
 
 
-def key_rows(services: Services, name: str) -> list[dict[str, Any]]:
+def key_rows(services: Services, name: str, usage: Usage | None = None) -> list[dict[str, Any]]:
     """Fingerprints of the provider's keys, never the keys: which one is current, which ones old."""
     sig = services.settings.providers[name].signature
     if sig is None:
@@ -53,7 +72,11 @@ def key_rows(services: Services, name: str) -> list[dict[str, Any]]:
     matches = _secret_matches(services, name)
     rows = [{"fingerprint": fingerprint(k), "label": k.label} for k in sig.secrets]
     rows += [{"fingerprint": "public key", "label": k.label} for k in sig.public_keys]
-    return [{**row, "index": i, "matches": matches.get(str(i), 0)} for i, row in enumerate(rows)]
+    last = usage.last if usage else {}
+    return [
+        {**row, "index": i, "matches": matches.get(str(i), 0), "last_matched": last.get((name, i))}
+        for i, row in enumerate(rows)
+    ]
 
 
 def _secret_matches(services: Services, name: str) -> dict[str, int]:
@@ -69,7 +92,7 @@ def _secret_matches(services: Services, name: str) -> dict[str, int]:
 def rejection_counts(sampler: Sampler) -> list[dict[str, Any]]:
     """Answers that were not a 2xx, by code, since this process started (from the metrics)."""
     totals: dict[str, float] = {}
-    for counts in (sampler.fine[-1][1] if sampler.fine else {}).values():
+    for counts in sampler.sample(keep=False).values():
         for outcome, n in counts.outcomes.items():
             if outcome in ERROR_STATUS and n:
                 totals[outcome] = totals.get(outcome, 0.0) + n

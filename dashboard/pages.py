@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dashboard.overview import provider_cards, rejection_counts, store_panel
+from dashboard.overview import key_usage, provider_cards, rejection_counts, store_panel
 from dashboard.state import DASHBOARD, SESSION
 from dashboard.templating import render
 from gateway.errors import Rejection
@@ -20,7 +20,7 @@ async def _context(request: web.Request) -> dict[str, Any]:
     settings = dash.services.settings
     return {
         "session": request[SESSION],
-        "cards": provider_cards(dash.services, dash.sampler),
+        "cards": provider_cards(dash.services, dash.sampler, await key_usage(dash)),
         "rejections": rejection_counts(dash.sampler),
         "store": await store_panel(dash.services),
         "mode": settings.upstream.mode,

@@ -90,18 +90,24 @@ class Sampler:
         self.last_error: dict[str, tuple[float, str]] = {}
         self.sample()
 
-    def sample(self, now: float | None = None) -> Snapshot:
+    def sample(self, now: float | None = None, keep: bool = True) -> Snapshot:
+        """Read the metrics now; ``keep`` adds the reading to the rings (the timer's readings do;
+        a page's own reading does not, so page views never thin out the hour of history)."""
         now = time.time() if now is None else now
         snap = read(self.metrics)
         if self.fine:
-            self._note_errors(now, self.fine[-1][1], snap)
+            self._note_errors(now, *self.fine[-1], snap)
+        if not keep:
+            return snap
         self.fine.append((now, snap))
         if not self.coarse or now - self.coarse[-1][0] >= 60:
             self.coarse.append((now, snap))
         return snap
 
-    def _note_errors(self, now: float, before: Snapshot, after: Snapshot) -> None:
+    def _note_errors(self, now: float, then: float, before: Snapshot, after: Snapshot) -> None:
         for provider, counts in after.items():
+            if self.last_error.get(provider, (0.0, ""))[0] > then:
+                continue  # seen by an earlier reading since the last kept one: keep its time
             old = before.get(provider, Counts()).outcomes
             grown = [o for o, n in counts.outcomes.items() if o not in OK_OUTCOMES and n > old.get(o, 0.0)]
             if grown:
@@ -124,7 +130,7 @@ class Sampler:
         requests a minute, errors a minute and p95 latency in milliseconds."""
         now = time.time() if now is None else now
         span, step = (3600, 60) if window == "hour" else (86400, 900)
-        current = self.sample(now) if not self.fine or now - self.fine[-1][0] > 1 else self.fine[-1][1]
+        current = self.sample(now, keep=False)
         edges = [now - span + step * i for i in range(span // step + 1)]
         snaps = [self.at(t) for t in edges[:-1]] + [current]
         out: dict[str, Any] = {"t": [round(t) for t in edges[1:]], "since": self.started, "step": step, "providers": {}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ class Dashboard:
     audit: AuditTrail
     webhook_base: str = ""  # where "send test webhook" posts: the gateway's own listener, on loopback
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set on shutdown: live streams end
+    key_usage: tuple[float, Any] = (0.0, None)  # (when read, rotation Usage): cached for a minute
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)

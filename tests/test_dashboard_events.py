@@ -166,3 +166,25 @@ async def test_live_tail_streams_new_events_and_resumes_from_last_event_id(staff
     await gw.deliver_ok("stripe", kit.stripe_body("evt_l3"))
     async with gw.client.get(f"{ADMIN}/live/stream/", headers={"Last-Event-ID": str(live[0]["id"])}) as resp:
         assert [f["event_id"] for f in await read_frames(resp, 2)] == ["evt_l2", "evt_l3"]
+
+
+async def test_keys_show_fingerprint_and_rotation_age_from_postgresql(make_gateway, pg_dsn, kit):
+    gw = await make_gateway(
+        events={"url": pg_dsn},
+        providers={"stripe": {"secrets": ["whsec_new_key_0001", kit.SECRETS["stripe"]]}},
+        **dk.dashboard_overrides(),
+    )
+    assert (await dk.login(gw.client)).status == 303
+    body = kit.stripe_body("evt_rot")
+    headers = gw.settings.providers["stripe"]
+    from gateway.providers.signer import sign
+
+    signed = sign(headers, body, gw.settings.webhook_url("stripe"), secret_index=1)  # the old key
+    resp = await gw.client.post(gw.url("stripe"), data=body, headers=signed)
+    assert resp.status == 200
+    await stored(gw, 1)
+    text = await (await gw.client.get(f"{ADMIN}/partials/overview/")).text()
+    card = text.split('data-provider="stripe"', 1)[1].split("</article>", 1)[0]
+    assert re.search(r"#0 <span class=\"mono\">[0-9a-f]{8}</span> \(0 verified\)", card)
+    assert re.search(r"#1 <span class=\"mono\">[0-9a-f]{8}</span> \(1 verified, last \d+s ago\)", card)
+    assert "whsec_new_key_0001" not in text and kit.SECRETS["stripe"] not in text
