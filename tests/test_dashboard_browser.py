@@ -139,6 +139,38 @@ async def test_filter_open_a_detail_and_replay_it(browser, site, kit):
     no_errors(page)
 
 
+async def test_bulk_replay_previews_the_count_then_replays(browser, site, kit):
+    await known_traffic(site, kit)
+    page = await open_page(browser, site)
+    await page.get_by_label("Provider").select_option("stripe")
+    await page.get_by_role("button", name="Apply").click()
+    await page.get_by_role("button", name="Replay matching…").click()
+    await expect(page.locator("#bulk-result")).to_contain_text("3 stored event(s) match")
+    before = len(site.upstream.events)
+    page.once("dialog", lambda d: d.accept())
+    await page.get_by_role("button", name="Replay 3 event(s)").click()
+    await expect(page.locator("#bulk-result")).to_contain_text("3 event(s) forwarded.")
+    assert [e.event["id"] for e in site.upstream.events[before:]] == ["evt_b0", "evt_b1", "evt_b2"]
+    no_errors(page)
+
+
+async def test_auto_refresh_updates_in_place_without_layout_shift(browser, make_gateway, kit):
+    site = await make_gateway(**dk.dashboard_overrides(refresh=0.5))
+    page = await open_page(browser, site)
+    await page.goto(f"{ADMIN}/")
+    count = page.locator('[data-provider="stripe"] [data-stat="requests"]')
+    await expect(count).to_have_text("0")
+    charts = page.locator("#charts")
+    top = (await charts.bounding_box())["y"]
+    await site.deliver_ok("stripe", kit.stripe_body("evt_auto"))
+    await expect(count).to_have_text("1", timeout=3000)  # refreshed by the htmx partial, no reload
+    assert (await charts.bounding_box())["y"] == top  # the block kept its height: nothing moved
+    await page.get_by_label(re.compile("Auto-refresh")).uncheck()
+    await page.reload()
+    await expect(page.get_by_label(re.compile("Auto-refresh"))).not_to_be_checked()  # the off switch sticks
+    no_errors(page)
+
+
 async def test_send_a_test_webhook_and_see_it_in_the_live_tail(browser, site):
     live = await open_page(browser, site)
     await live.goto(f"{ADMIN}/live/")
