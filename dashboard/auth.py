@@ -21,6 +21,8 @@ from gateway.secrets import Secret
 
 COOKIE = "gw_admin_session"
 LOGIN_TOKEN_TTL = 3600.0
+MAX_FAILURES = 5  # failed logins per source address and window before logins are refused
+FAILURE_WINDOW = 300.0
 
 
 def fingerprint(secret: Secret) -> str:
@@ -42,6 +44,20 @@ class Sessions:
         material = b"\0".join(k.reveal() for k in keys)
         self._key = hashlib.sha256(b"webhook-gateway dashboard session\0" + material).digest()
         self._revoked: dict[str, float] = {}
+        self._failures: dict[str, list[float]] = {}
+
+    def throttled(self, source: str, now: float | None = None) -> bool:
+        """Too many failed logins from ``source`` lately (per process: a brake on guessing, the
+        keys' entropy is the real defence)."""
+        now = time.time() if now is None else now
+        recent = [t for t in self._failures.get(source, []) if now - t < FAILURE_WINDOW]
+        self._failures[source] = recent
+        return len(recent) >= MAX_FAILURES
+
+    def failed(self, source: str, now: float | None = None) -> None:
+        if len(self._failures) > 10_000:  # bounded: forget the oldest sources
+            self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault(source, []).append(time.time() if now is None else now)
 
     def authenticate(self, given: str) -> str | None:
         """The identity of the key ``given`` matches, or None. Constant time over every key."""

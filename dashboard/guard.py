@@ -115,9 +115,14 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if not dash.sessions.login_token_ok(str(form.get("token", ""))):
         return _login_page(request, "The login form expired or was not sent from this page: try again.", 403)
+    source = request.remote or "?"
+    if dash.sessions.throttled(source):
+        dash.audit.record(f"anonymous {source}", "login_throttled")
+        return _login_page(request, "Too many failed logins from this address: wait a few minutes.", 429)
     who = dash.sessions.authenticate(str(form.get("key", "")))
     if who is None:
-        dash.audit.record(f"anonymous {request.remote}", "login_failed")
+        dash.sessions.failed(source)
+        dash.audit.record(f"anonymous {source}", "login_failed")
         return _login_page(request, "That key is not valid.", 401)
     token, _ = dash.sessions.issue(who)
     dash.audit.record(who, "login", remote=request.remote)

@@ -115,6 +115,15 @@ async def test_login_refuses_wrong_keys_and_forged_forms(make_gateway, kit, capl
     assert any(getattr(r, "action", None) == "login_failed" for r in caplog.records)
 
 
+async def test_failed_logins_are_throttled_per_address(make_gateway):
+    gw = await make_gateway(**dk.dashboard_overrides())
+    for _ in range(5):
+        assert (await dk.login(gw.client, key="guess")).status == 401
+    refused = await dk.login(gw.client)  # even the right key, for a while
+    assert refused.status == 429 and "Set-Cookie" not in refused.headers
+    assert "Too many failed logins" in await refused.text()
+
+
 async def test_management_keys_log_in_when_no_dashboard_key_is_set(make_gateway, kit):
     gw = await make_gateway(dashboard={"enabled": True})
     resp = await dk.login(gw.client, key=kit.API_KEY)
