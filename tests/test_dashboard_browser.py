@@ -236,7 +236,7 @@ async def test_keyboard_and_labels(browser, site, kit):
 WIDEST = """() => [...document.querySelectorAll('body *')]
   .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
   .slice(0, 5).map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))"""
-SHOTS = {"overview": "/", "events": "/webhooks/", "detail": "/webhooks/1/"}
+SHOTS = {"overview": "/", "events": "/webhooks/", "detail": "/webhooks/1/", "live": "/live/"}
 
 
 async def test_screenshots(browser, site, kit):
@@ -254,6 +254,8 @@ async def test_screenshots(browser, site, kit):
                 await page.goto(ADMIN + path)
                 if name == "overview":
                     await expect(page.locator(".chart .uplot").first).to_be_visible()
+                if name == "live":
+                    await expect(page.locator("#live-rows tr")).to_have_count(8)
                 overflow = await page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
                 wide = await page.evaluate(WIDEST)
                 assert overflow <= 0, (name, device, overflow, wide)
