@@ -16,8 +16,10 @@ from gateway.settings.model import Settings
 
 PAGE = 50
 RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
-#: Outcomes of rejected or duplicate requests: the folded counts, not stored events.
-REJECTION_OUTCOMES = ("rejected", "duplicate", *sorted(c for c in ERROR_STATUS if c != "not_found"))
+#: Outcomes the store folds into per-minute counts (rejections, duplicates, handshakes such as
+#: Slack's url_verification), not stored events. "rejected" selects the error codes.
+NOT_ERRORS = ("duplicate", "handshake")
+REJECTION_OUTCOMES = ("rejected", *NOT_ERRORS, *sorted(c for c in ERROR_STATUS if c != "not_found"))
 KEYS = ("provider", "event_type", "outcome", "code", "range", "since", "until", "event_id", "q", "before")
 
 
@@ -64,7 +66,7 @@ def parse_query(params: Any, settings: Settings) -> Query:
 def _codes(outcome: str | None, code: int | None) -> frozenset[str] | None:
     names = set(REJECTION_OUTCOMES[1:])
     if outcome == "rejected":
-        names.discard("duplicate")
+        names -= set(NOT_ERRORS)
     elif outcome is not None:
         names &= {outcome}
     if code is not None:

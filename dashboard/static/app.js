@@ -160,12 +160,14 @@
         const time = (rejected ? String(ev.minute) : ev.received_at || "").replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z");
         cell(time, "nowrap small");
         cell(ev.provider);
-        cell(rejected ? `${ev.count} × rejected` : ev.event_type || "—", "mono small");
+        const folded = ["duplicate", "handshake"].includes(ev.code) ? ev.code : "rejected";
+        cell(rejected ? `${ev.count} × ${folded}` : ev.event_type || "—", "mono small");
         const id = cell("", "mono small clip");
         if (rejected) id.textContent = ev.source;
         else { const a = document.createElement("a"); a.href = this.eventsUrl + ev.id + "/"; a.textContent = ev.event_id; id.append(a); }
         const badge = document.createElement("span");
-        badge.className = "badge " + (rejected ? "bad" : ev.status === "delivered" ? "good" : ev.status === "dead" ? "bad" : "wait");
+        const kind = rejected ? (folded === "rejected" ? "bad" : "wait") : { delivered: "good", dead: "bad" }[ev.status] || "wait";
+        badge.className = "badge " + kind;
         badge.textContent = rejected ? ev.code : ev.status;
         cell("").append(badge);
         tr.dataset.eventId = rejected ? "" : ev.event_id;
