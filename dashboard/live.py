@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -92,15 +93,17 @@ async def _new_events(store: Any, last: int | None) -> list[EventRecord]:
 
 
 async def _new_rejections(store: Any, seen: dict[tuple[Any, ...], int]) -> list[dict[str, Any]]:
-    """Rejections counted since the last poll (the store folds them per minute)."""
+    """Rejections counted since the last poll (the store folds them per minute); the first poll
+    sends the last two minutes' counts, as the event backlog does for events."""
     first = ("started",) not in seen
     seen[("started",)] = 0
     out = []
+    recent = datetime.now(UTC) - timedelta(minutes=2)
     for r in await store.rejections(EventFilter(limit=100)):
         key: tuple[Any, ...] = (r.minute, r.provider, r.source, r.code)
         grown = r.count - seen.get(key, 0)
         seen[key] = r.count
-        if grown > 0 and not first:
+        if grown > 0 and (not first or r.minute >= recent):
             out.append({"minute": r.minute, "provider": r.provider, "source": r.source, "code": r.code, "count": grown})
     if len(seen) > 1000:
         for key in sorted((k for k in seen if len(k) == 4), key=lambda k: k[0])[:-500]:

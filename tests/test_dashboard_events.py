@@ -139,7 +139,7 @@ async def staff_memory(make_gateway):
     return gw
 
 
-async def read_frames(resp, want: int, timeout: float = 2.0) -> list[dict]:
+async def read_frames(resp, want: int, timeout: float = 2.0, kind: str = "webhook") -> list[dict]:
     frames: list[dict] = []
     buffer = b""
     async with asyncio.timeout(timeout):
@@ -148,8 +148,8 @@ async def read_frames(resp, want: int, timeout: float = 2.0) -> list[dict]:
             while b"\n\n" in buffer:
                 raw, buffer = buffer.split(b"\n\n", 1)
                 fields = dict(line.split(": ", 1) for line in raw.decode().splitlines() if ": " in line)
-                if fields.get("event") == "webhook":
-                    frames.append({"id": int(fields["id"]), **json.loads(fields["data"])})
+                if fields.get("event") == kind:
+                    frames.append({"id": int(fields.get("id", 0)), **json.loads(fields["data"])})
     return frames
 
 
@@ -188,3 +188,13 @@ async def test_keys_show_fingerprint_and_rotation_age_from_postgresql(make_gatew
     assert re.search(r"#0 <span class=\"mono\">[0-9a-f]{8}</span> \(0 verified\)", card)
     assert re.search(r"#1 <span class=\"mono\">[0-9a-f]{8}</span> \(1 verified, last \d+s ago\)", card)
     assert "whsec_new_key_0001" not in text and kit.SECRETS["stripe"] not in text
+
+
+async def test_live_tail_shows_rejections_as_they_are_counted(staff_memory, kit):
+    gw = staff_memory
+    async with gw.client.get(f"{ADMIN}/live/stream/") as resp:
+        await resp.content.readuntil(b"\n\n")  # the retry line: the stream is up
+        # Counted before or after the stream's first look, it arrives: as backlog or as news.
+        await gw.expect(401, "stripe", kit.stripe_body("evt_x"), {"Stripe-Signature": "t=1,v1=00"}, signed=False)
+        frames = await read_frames(resp, 1, kind="rejected")
+        assert frames[0]["provider"] == "stripe" and frames[0]["count"] == 1 and frames[0]["code"] != "duplicate"
