@@ -133,7 +133,7 @@ def _rotation(settings: Settings) -> list[str]:
     """Keys that can be retired, from the event store's record of which key matched."""
     from datetime import UTC, datetime
 
-    from gateway.providers.rotation import load_usage, report
+    from gateway.commands.rotation import load_usage, report
 
     keys = [len(s.signature.secrets) + len(s.signature.public_keys) for s in settings.providers.values() if s.signature]
     if max(keys, default=0) < 2:

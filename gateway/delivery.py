@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from gateway.errors import Rejection
 from gateway.events.base import Backoff, EventRecord, EventStore
-from gateway.events.redact import redact_event
+from gateway.redact import redact_event
 from gateway.forwarder import Forwarder
 from gateway.metrics import Metrics
 from gateway.providers.spec import ProviderSpec

@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from gateway.errors import Rejection
-from gateway.http1 import Http1Pool, ProtocolError
+from gateway.protocols.http1 import Http1Pool, ProtocolError
 from gateway.metrics import Metrics
 from gateway.settings.model import UpstreamSettings
 

@@ -29,7 +29,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from gateway.errors import ConfigError
-from gateway.providers import canonical
+from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.parse import NAME_RE, PROVIDER_KEYS, RESERVED_NAMES, SIGNATURE_KEYS
 from gateway.providers.spec import PLACEHOLDERS
 from gateway.settings.loader import EVENT_SCHEMES, STORE_SCHEMES, TOP_KEYS, build_settings, load_catalog, load_config

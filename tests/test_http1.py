@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.http1 import Http1Pool, ProtocolError
+from gateway.protocols.http1 import Http1Pool, ProtocolError
 
 
 async def scripted_server(replies: list[bytes]) -> tuple[asyncio.Server, list[int]]:

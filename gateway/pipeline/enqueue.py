@@ -11,7 +11,7 @@ from __future__ import annotations
 from gateway.delivery import Delivery
 from gateway.errors import Rejection
 from gateway.events.base import EventStore, UnstorableEvent
-from gateway.events.record import record_from
+from gateway.pipeline.record import record_from
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.stores.base import StoreError
 

@@ -13,7 +13,7 @@ import hashlib
 from gateway.errors import Rejection
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.fields import document, lookup
-from gateway.providers import canonical
+from gateway.providers.schemes import nowpayments as canonical
 
 MAX_ID_LENGTH = 200
 

@@ -22,7 +22,7 @@ from gateway.pipeline.client_ip import in_networks, parse_ip
 from gateway.pipeline.context import RequestContext
 from gateway.providers.certificates import CertificateCache
 from gateway.providers.request import getall, single_header
-from gateway.providers.schemes import SCHEMES
+from gateway.providers.schemes.adyen import SCHEMES
 from gateway.providers.spec import Network, ProviderSpec, PublicKey
 from gateway.providers.verifier import verify
 

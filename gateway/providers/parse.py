@@ -8,11 +8,11 @@ import ipaddress
 import re
 from typing import Any
 
-from gateway.events.redact import parse_redact_path
-from gateway.providers import canonical
+from gateway.redact import parse_redact_path
+from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.handshakes import RESPONDERS
 from gateway.providers.keys import read_public_key, read_public_keys
-from gateway.providers.schemes import SCHEMES
+from gateway.providers.schemes.adyen import SCHEMES
 from gateway.providers.spec import (
     ASYMMETRIC,
     CONFIG_PLACEHOLDERS,

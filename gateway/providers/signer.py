@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.providers import canonical
-from gateway.providers.schemes import SCHEMES, Twilio, _adyen_text
+from gateway.providers.schemes import nowpayments as canonical
+from gateway.providers.schemes.adyen import SCHEMES, Twilio, _adyen_text
 from gateway.providers.spec import ASYMMETRIC, ProviderSpec
 from gateway.providers.verifier import DIGESTS
 

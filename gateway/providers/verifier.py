@@ -23,9 +23,9 @@ from multidict import CIMultiDictProxy
 
 from gateway import jsonutil
 from gateway.errors import Rejection
-from gateway.providers import canonical
+from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.request import SignedRequest, getall, single_header, wire_bytes
-from gateway.providers.schemes import SCHEMES
+from gateway.providers.schemes.adyen import SCHEMES
 from gateway.providers.spec import ProviderSpec, PublicKey, SignatureSpec, TimestampSpec
 
 DIGESTS = {"hmac-sha1": hashlib.sha1, "hmac-sha256": hashlib.sha256, "hmac-sha512": hashlib.sha512}

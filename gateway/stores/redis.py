@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from gateway.stores.base import Claim, StoreError
-from gateway.stores.resp import RespError, RespPool
+from gateway.protocols.resp import RespError, RespPool
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
 _CLAIM_FN = """

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 
-from gateway.netproto import Exchange
+from gateway.protocols.exchange import Exchange
 
 
 class RespError(Exception):

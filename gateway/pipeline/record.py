@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gateway.events.base import EventRecord
-from gateway.events.redact import redact_body, redact_event, stored_headers
+from gateway.redact import redact_body, redact_event, stored_headers
 from gateway.pipeline.context import RequestContext
 
 

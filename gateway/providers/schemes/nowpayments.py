@@ -17,7 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from gateway.providers.schemes import SCHEMES
+from gateway.providers.schemes.adyen import SCHEMES
 
 Canonicalizer = Callable[[bytes], tuple[bytes, ...]]
 

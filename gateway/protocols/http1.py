@@ -15,7 +15,7 @@ import ssl
 from collections import deque
 from urllib.parse import urlsplit
 
-from gateway.netproto import Exchange
+from gateway.protocols.exchange import Exchange
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024

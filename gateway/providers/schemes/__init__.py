@@ -1,0 +1,1 @@
+"""Signature schemes that need code, one module per provider, both directions."""
