@@ -12,8 +12,8 @@ from aiohttp.typedefs import Handler
 
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
-from gateway.errors import Rejection
-from gateway.events import event_store_from_settings
+from gateway.errors import Rejection, StoreError
+from gateway.events import EventStoreOptions, event_store_from_url
 from gateway.forwarder import Forwarder
 from gateway.handlers import events, management, ops
 from gateway.metrics import Metrics
@@ -22,7 +22,7 @@ from gateway.pipeline.runner import PIPELINE, Pipeline, error_response
 from gateway.pipeline.stage import default_stages
 from gateway.settings.model import Settings
 from gateway.stats import StatsLedger
-from gateway.stores import StoreError, store_from_url
+from gateway.stores import StoreOptions, store_from_url
 from gateway.tracing import make_tracer
 
 API = "/payments/api/webhooks"
@@ -32,14 +32,16 @@ log = logging.getLogger("gateway.app")
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     ledger = StatsLedger()
-    events = event_store_from_settings(settings.events, ledger)
+    ev = settings.events
+    options = EventStoreOptions(ev.max_memory_events, ev.migrate_on_start, ev.pool_size, ev.timeout)
+    events = event_store_from_url(ev.url, options, ledger)
     forwarder = Forwarder(settings.upstream, metrics)
     delivery = None
     if settings.upstream.mode == "queue":
         delivery = Delivery(events, forwarder, settings.upstream.queue, settings.providers, metrics)
     return Services(
         settings=settings,
-        store=store_from_url(settings.state, settings.dedup.max_entries),
+        store=store_from_url(settings.state.url, _store_options(settings)),
         forwarder=forwarder,
         metrics=metrics,
         events=events,
@@ -47,6 +49,11 @@ def build_services(settings: Settings) -> Services:
         delivery=delivery,
         tracer=make_tracer(settings.tracing),
     )
+
+
+def _store_options(settings: Settings) -> StoreOptions:
+    state = settings.state
+    return StoreOptions(key_prefix=state.key_prefix, timeout=state.timeout, max_entries=settings.dedup.max_entries)
 
 
 def build_app(settings: Settings, services: Services | None = None) -> web.Application:

@@ -15,14 +15,13 @@ import logging
 import time
 from collections.abc import Mapping
 
-from gateway.errors import Rejection
+from gateway.errors import Rejection, StoreError
 from gateway.events.base import Backoff, EventRecord, EventStore
-from gateway.redact import redact_event
 from gateway.forwarder import Forwarder
 from gateway.metrics import Metrics
 from gateway.providers.spec import ProviderSpec
+from gateway.redact import redact_event
 from gateway.settings.model import QueueSettings
-from gateway.stores.base import StoreError
 from gateway.tracing import new_traceparent
 
 log = logging.getLogger("gateway.delivery")

@@ -29,11 +29,13 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from gateway.errors import ConfigError
-from gateway.providers.schemes import nowpayments as canonical
+from gateway.events import EVENT_STORES
 from gateway.providers.parse import NAME_RE, PROVIDER_KEYS, RESERVED_NAMES, SIGNATURE_KEYS
+from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.spec import PLACEHOLDERS
-from gateway.settings.loader import EVENT_SCHEMES, STORE_SCHEMES, TOP_KEYS, build_settings, load_catalog, load_config
+from gateway.settings.loader import TOP_KEYS, build_settings, load_catalog, load_config
 from gateway.settings.model import Settings
+from gateway.stores import STORES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA: dict[str, Any] = json.loads((ROOT / "config" / "gateway.schema.json").read_text("utf-8"))
@@ -217,7 +219,7 @@ def test_lists_that_come_from_the_code() -> None:
 
 @pytest.mark.parametrize(
     ("key", "schemes", "others"),
-    [("state", STORE_SCHEMES, ("postgresql://", "memcached://")), ("events", EVENT_SCHEMES, ("redis://", "sqlite://"))],
+    [("state", STORES.schemes, ("postgresql://", "memcached://")), ("events", EVENT_STORES.schemes, ("redis://", "sqlite://"))],
 )
 def test_store_url_schemes(key: str, schemes: tuple[str, ...], others: tuple[str, ...]) -> None:
     for scheme in (*schemes, *others):

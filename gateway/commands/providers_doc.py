@@ -204,7 +204,9 @@ def _line(cells: Iterable[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.commands.providers_doc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.commands.providers_doc", description=__doc__.splitlines()[0]
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help=f"write the document to --output ({DEFAULT_OUTPUT})")
     group.add_argument("--check", action="store_true", help="exit 1 when --output differs from the catalog")
@@ -217,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.check:
         current = args.output.read_text("utf-8") if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is out of date: run python -m gateway.commands.providers_doc --write", file=sys.stderr)
+            print(
+                f"{args.output} is out of date: run python -m gateway.commands.providers_doc --write", file=sys.stderr
+            )
             return 1
     else:
         sys.stdout.write(text)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import builtins
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.stats import StatsLedger
+from gateway.stores.registry import Backends
+
 STATUSES = ("queued", "delivering", "delivered", "dead")
-
-
-class UnstorableEvent(Exception):
-    """The store refused this one event's data (e.g. a NUL in its id): retrying cannot help."""
 
 
 @dataclass(slots=True)
@@ -118,6 +118,20 @@ class EventStore(Protocol):
     async def stats(self, days: int) -> dict[str, Any]: ...
     async def expire(self, days: float) -> int:
         """Retention: delete delivered and dead events (and rejection counts) older than ``days``."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventStoreOptions:
+    """What an event store may be opened with besides its URL; each backend reads what applies."""
+
+    max_events: int = 10_000  # memory: events kept, the oldest dropped first
+    migrate: bool = True  # PostgreSQL: apply pending migrations on start
+    pool_size: int = 10  # PostgreSQL: connections
+    timeout: float = 5.0  # PostgreSQL: seconds per statement
+
+
+#: URL scheme -> ``factory(url, options, ledger)``; each backend module registers its own schemes.
+EVENT_STORES: Backends[Callable[[str, EventStoreOptions, StatsLedger | None], EventStore]] = Backends("event store")
 
 
 @dataclass(frozen=True, slots=True)

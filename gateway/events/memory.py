@@ -10,7 +10,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.events.base import EventFilter, EventRecord, Rejected
+from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions, Rejected
 from gateway.stats import StatsLedger
 
 
@@ -24,6 +24,11 @@ def matches(r: EventRecord, f: EventFilter) -> bool:
         and (f.until is None or r.received_at < f.until)
         and (f.before_id is None or r.id < f.before_id)
     )
+
+
+@EVENT_STORES.register("memory")
+def _open(url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> MemoryEventStore:
+    return MemoryEventStore(url, options.max_events, ledger)
 
 
 class MemoryEventStore:

@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from gateway.events.base import EventFilter, EventRecord, UnstorableEvent
-from gateway.stats import summarize
-from gateway.stores.base import StoreError
+from gateway.errors import StoreError, UnstorableEvent
+from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions
+from gateway.stats import StatsLedger, summarize
 
 log = logging.getLogger("gateway.events")
 _COLUMNS = (
@@ -79,6 +79,12 @@ def _errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
     return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@EVENT_STORES.register("postgresql", "postgres")
+def _open(url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> PostgresEventStore:
+    # The rejection counts live in the table: no in-process ledger.
+    return PostgresEventStore(url, migrate=options.migrate, pool_size=options.pool_size, timeout=options.timeout)
 
 
 class PostgresEventStore:

@@ -9,11 +9,10 @@ the same bytes can never succeed, so it is a 400, and its batch-mates are stored
 from __future__ import annotations
 
 from gateway.delivery import Delivery
-from gateway.errors import Rejection
-from gateway.events.base import EventStore, UnstorableEvent
-from gateway.pipeline.record import record_from
+from gateway.errors import Rejection, StoreError, UnstorableEvent
+from gateway.events.base import EventStore
 from gateway.pipeline.context import Reply, RequestContext
-from gateway.stores.base import StoreError
+from gateway.pipeline.record import record_from
 
 
 class Enqueue:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gateway.events.base import EventRecord
-from gateway.redact import redact_body, redact_event, stored_headers
 from gateway.pipeline.context import RequestContext
+from gateway.redact import redact_body, redact_event, stored_headers
 
 
 def record_from(ctx: RequestContext, status: str, redact_envelope: bool, lease: float = 0.0) -> EventRecord:

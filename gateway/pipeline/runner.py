@@ -12,8 +12,8 @@ from aiohttp import web
 from gateway import jsonutil
 from gateway.app_state import Services
 from gateway.errors import Rejection
-from gateway.pipeline.record import record_from
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.record import record_from
 from gateway.pipeline.stage import Stage
 from gateway.tracing import current_traceparent, new_traceparent
 

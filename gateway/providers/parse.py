@@ -8,10 +8,9 @@ import ipaddress
 import re
 from typing import Any
 
-from gateway.redact import parse_redact_path
-from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.handshakes import RESPONDERS
 from gateway.providers.keys import read_public_key, read_public_keys
+from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.schemes.adyen import SCHEMES
 from gateway.providers.spec import (
     ASYMMETRIC,
@@ -29,6 +28,7 @@ from gateway.providers.spec import (
     Template,
     TimestampSpec,
 )
+from gateway.redact import parse_redact_path
 from gateway.secrets import Secret
 from gateway.settings.reader import Reader
 

@@ -23,8 +23,8 @@ from multidict import CIMultiDictProxy
 
 from gateway import jsonutil
 from gateway.errors import Rejection
-from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.request import SignedRequest, getall, single_header, wire_bytes
+from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.schemes.adyen import SCHEMES
 from gateway.providers.spec import ProviderSpec, PublicKey, SignatureSpec, TimestampSpec
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.events import EVENT_STORES
 from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_duration, parse_networks, parse_provider, parse_rate
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import Secret, mask_url
@@ -31,14 +32,13 @@ from gateway.settings.model import (
     UpstreamSettings,
 )
 from gateway.settings.reader import Reader
+from gateway.stores import STORES
 
 TOP_KEYS = (
     "listen", "public_url", "upstream", "providers", "trusted_proxies", "limits", "rate_limits",
     "dedup", "state", "events", "management", "logging", "tracing", "shutdown",
     "url_from_forwarded_headers", "rotation_warn_after",
 )  # fmt: skip
-EVENT_SCHEMES = ("memory://", "postgresql://", "postgres://")
-STORE_SCHEMES = ("memory://", "redis://", "rediss://")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEMO_CONFIG = "demo.yaml"
 
@@ -214,8 +214,8 @@ def _queue(r: Reader) -> QueueSettings:
 def _events(r: Reader) -> EventsSettings:
     r.mapping(("url", "max_memory_events", "migrate_on_start", "retention_days", "pool_size", "timeout"))
     url = r.text("url", "memory://")
-    if not url.startswith(EVENT_SCHEMES):
-        r.fail(f"unsupported event store; supported: {', '.join(EVENT_SCHEMES)}", mask_url(url), "url")
+    if not EVENT_STORES.supports(url):
+        r.fail(f"unsupported event store; supported: {', '.join(EVENT_STORES.schemes)}", mask_url(url), "url")
     return EventsSettings(
         url=url,
         max_memory_events=r.integer("max_memory_events", 10_000),
@@ -294,8 +294,8 @@ def _limit(r: Reader, key: str, default: dict[str, Any]) -> Any:
 def _state(r: Reader) -> StateSettings:
     r.mapping(("url", "key_prefix", "timeout", "on_error"))
     url = r.text("url", "memory://")
-    if not url.startswith(STORE_SCHEMES):
-        r.fail(f"unsupported store; supported: {', '.join(STORE_SCHEMES)}", mask_url(url), "url")
+    if not STORES.supports(url):
+        r.fail(f"unsupported store; supported: {', '.join(STORES.schemes)}", mask_url(url), "url")
     policy = r.sub("on_error")
     policy.mapping(("dedup", "rate_limit"))
     return StateSettings(

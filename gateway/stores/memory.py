@@ -7,10 +7,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.stores.base import Claim, gcra
+from gateway.stores.base import STORES, Claim, StoreOptions, gcra
 
 _IN_FLIGHT = 0
 _DONE = 1
+
+
+@STORES.register("memory")
+def _open(url: str, options: StoreOptions) -> MemoryStore:
+    return MemoryStore(url, options.max_entries)
 
 
 class MemoryStore:

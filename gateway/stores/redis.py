@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from gateway.stores.base import Claim, StoreError
+from gateway.errors import StoreError
 from gateway.protocols.resp import RespError, RespPool
+from gateway.stores.base import STORES, Claim, StoreOptions
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
 _CLAIM_FN = """
@@ -82,6 +83,11 @@ class _Script:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
             return await pool.call("EVAL", self.source, len(keys), *keys, *args)
+
+
+@STORES.register("redis", "rediss")
+def _open(url: str, options: StoreOptions) -> RedisStore:
+    return RedisStore(url, prefix=options.key_prefix, timeout=options.timeout)
 
 
 class RedisStore:
