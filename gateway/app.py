@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import routes
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
 from gateway.errors import Rejection, StoreError
@@ -18,14 +19,14 @@ from gateway.forwarder import Forwarder
 from gateway.handlers import events, management, ops
 from gateway.metrics import Metrics
 from gateway.pipeline.body import expect_continue
-from gateway.pipeline.runner import PIPELINE, Pipeline, error_response
+from gateway.pipeline.runner import PIPELINE, Pipeline
 from gateway.pipeline.stage import default_stages
+from gateway.responses import error_response
 from gateway.settings.model import Settings
 from gateway.stats import StatsLedger
 from gateway.stores import StoreOptions, store_from_url
 from gateway.tracing import make_tracer
 
-API = "/payments/api/webhooks"
 log = logging.getLogger("gateway.app")
 
 
@@ -66,22 +67,23 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     app[PIPELINE] = pipeline
     r = app.router
     for method, path, handler in (
-        ("GET", f"{API}/providers/", management.providers),
-        ("GET", f"{API}/health/", management.health),
-        ("GET", f"{API}/stats/", management.stats),
-        ("GET", f"{API}/events/", events.list_events),
-        ("POST", f"{API}/events/replay/", events.replay_events),
-        ("GET", API + "/events/{id}/", events.show_event),
-        ("POST", API + "/events/{id}/replay/", events.replay_event),
-        ("GET", f"{API}/dead-letters/", events.list_dead),
-        ("DELETE", f"{API}/dead-letters/", events.purge_dead),
+        ("GET", routes.PROVIDERS, management.providers),
+        ("GET", routes.HEALTH, management.health),
+        ("GET", routes.STATS, management.stats),
+        ("GET", routes.EVENTS, events.list_events),
+        ("POST", routes.EVENTS_REPLAY, events.replay_events),
+        ("GET", routes.EVENT, events.show_event),
+        ("POST", routes.EVENT_REPLAY, events.replay_event),
+        ("GET", routes.DEAD_LETTERS, events.list_dead),
+        ("DELETE", routes.DEAD_LETTERS, events.purge_dead),
     ):
         r.add_route(method, path, json_safe(handler))
     expect = expect_continue(settings.providers)
-    r.add_route("*", API + "/{provider}/", pipeline.handle, expect_handler=expect)
-    r.add_route("*", API + "/{provider}", pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK, pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK.rstrip("/"), pipeline.handle, expect_handler=expect)
     for path, handler in (
-        ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
+        (routes.HEALTHZ, ops.healthz), (routes.READYZ, ops.readyz), (routes.METRICS, ops.metrics),
+        (routes.OPENAPI, ops.openapi),
     ):  # fmt: skip
         r.add_get(path, json_safe(handler))
     r.add_route("*", "/{tail:.*}", unmatched)

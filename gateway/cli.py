@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, routes
 from gateway.errors import ConfigError
 from gateway.providers.signer import sample_event, sign, sign_body
 from gateway.providers.spec import ProviderSpec
@@ -190,7 +190,7 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, 
     else:
         body, extra = sample_event(provider)
     base = (args.url or settings.public_url).rstrip("/")
-    url = f"{base}/payments/api/webhooks/{args.provider}/"
+    url = base + routes.webhook_path(args.provider)
     signed_url = settings.webhook_url(args.provider)
     try:
         body = sign_body(provider, body, secret_index=args.secret)

@@ -30,9 +30,10 @@ from jsonschema import Draft202012Validator
 
 from gateway.errors import ConfigError
 from gateway.events import EVENT_STORES
-from gateway.providers.parse import NAME_RE, PROVIDER_KEYS, RESERVED_NAMES, SIGNATURE_KEYS
+from gateway.providers.parse import PROVIDER_KEYS, SIGNATURE_KEYS
 from gateway.providers.schemes import nowpayments as canonical
 from gateway.providers.spec import PLACEHOLDERS
+from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.settings.loader import TOP_KEYS, build_settings, load_catalog, load_config
 from gateway.settings.model import Settings
 from gateway.stores import STORES

@@ -1,7 +1,8 @@
 """The event store: audit log, outbox and dead-letter queue in one table of events.
 
-Status of an event: ``queued`` (waiting for delivery, queue mode), ``delivering`` (a worker holds
-it until ``locked_until``), ``delivered``, ``dead`` (gave up after ``max_attempts``). Rejected
+Status of an event (``outcomes.EventStatus``): ``queued`` (waiting for delivery, queue mode),
+``delivering`` (a worker holds it until ``locked_until``), ``delivered``, ``dead`` (gave up after
+``max_attempts``). Rejected
 requests are not events: they are folded into per-minute counts by provider, source and code.
 """
 
@@ -16,8 +17,6 @@ from typing import Any, Protocol
 
 from gateway.stats import StatsLedger
 from gateway.stores.registry import Backends
-
-STATUSES = ("queued", "delivering", "delivered", "dead")
 
 
 @dataclass(slots=True)

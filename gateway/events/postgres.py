@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.errors import StoreError, UnstorableEvent
 from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions
+from gateway.outcomes import EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
 
 log = logging.getLogger("gateway.events")
@@ -424,4 +425,7 @@ def _record(row: Any) -> EventRecord:
 
 
 def _outcome(status: str) -> str:
-    return {"delivered": "forwarded", "dead": "dead"}.get(status, "queued")
+    """The stats outcome of a stored event: delivered ones were forwarded, the rest queued."""
+    if status == EventStatus.DELIVERED:
+        return Outcome.FORWARDED
+    return Outcome.DEAD if status == EventStatus.DEAD else Outcome.QUEUED

@@ -51,9 +51,6 @@ HANDSHAKE_KEYS = ("name", "when", "reply", "responder")
 DEFAULT_ROTATION_WARN = 7 * 24 * 3600.0
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-#: Management paths under /payments/api/webhooks/: no provider may take these names.
-RESERVED_NAMES = frozenset({"providers", "health", "stats", "events", "dead-letters", "replay"})
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 

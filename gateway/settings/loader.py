@@ -19,8 +19,9 @@ import yaml
 
 from gateway.errors import ConfigError
 from gateway.events import EVENT_STORES
-from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_duration, parse_networks, parse_provider, parse_rate
+from gateway.providers.parse import parse_duration, parse_networks, parse_provider, parse_rate
 from gateway.providers.spec import ProviderSpec
+from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.secrets import Secret, mask_url
 from gateway.settings.model import (
     DedupSettings,
