@@ -138,15 +138,21 @@ def _rotation(settings: Settings) -> list[str]:
     keys = [len(s.signature.secrets) + len(s.signature.public_keys) for s in settings.providers.values() if s.signature]
     if max(keys, default=0) < 2:
         return []
-    if settings.events.url.startswith(("postgresql://", "postgres://")):
+    if _is_postgres(settings.events.url):
         usage = asyncio.run(load_usage(settings.events.url, settings.events.timeout))
     else:
         usage = "events.url is not PostgreSQL (see webhook_gateway_signature_secret_matches_total)"
     return report(settings, usage, datetime.now(UTC))
 
 
+def _is_postgres(url: str) -> bool:
+    from gateway.events import EVENT_STORES, postgres
+
+    return EVENT_STORES.backend(url) is postgres.PostgresEventStore
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.events.url.startswith(("postgresql://", "postgres://")):
+    if not _is_postgres(settings.events.url):
         print("webhook-gateway: events.url is not PostgreSQL; nothing to migrate", file=sys.stderr)
         return 1
     return asyncio.run(_apply_migrations(settings.events.url))

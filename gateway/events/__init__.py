@@ -26,4 +26,4 @@ def event_store_from_url(
     url: str, options: EventStoreOptions | None = None, ledger: StatsLedger | None = None
 ) -> EventStore:
     """The event store for ``url``; ``ledger`` keeps the rejection counts of a store that has no table."""
-    return EVENT_STORES.factory(url)(url, options or EventStoreOptions(), ledger)
+    return EVENT_STORES.backend(url).open(url, options or EventStoreOptions(), ledger)

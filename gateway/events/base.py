@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -129,8 +128,17 @@ class EventStoreOptions:
     timeout: float = 5.0  # PostgreSQL: seconds per statement
 
 
-#: URL scheme -> ``factory(url, options, ledger)``; each backend module registers its own schemes.
-EVENT_STORES: Backends[Callable[[str, EventStoreOptions, StatsLedger | None], EventStore]] = Backends("event store")
+class EventBackend(Protocol):
+    """What ``EVENT_STORES`` holds: an event store class that opens from a URL and options."""
+
+    durable: bool  # survives a restart and is shared by replicas: queue mode needs it
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> EventStore: ...
+
+
+#: URL scheme -> event store class; each backend module registers its own schemes.
+EVENT_STORES: Backends[type[EventBackend]] = Backends("event store")
 
 
 @dataclass(frozen=True, slots=True)

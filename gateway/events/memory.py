@@ -28,10 +28,6 @@ def matches(r: EventRecord, f: EventFilter) -> bool:
 
 
 @EVENT_STORES.register("memory")
-def _open(url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> MemoryEventStore:
-    return MemoryEventStore(url, options.max_events, ledger)
-
-
 class MemoryEventStore:
     durable = False
 
@@ -43,6 +39,10 @@ class MemoryEventStore:
         self._rejections: dict[tuple[datetime, str, str, str], Rejected] = {}
         self._next_id = 1
         self.ledger = ledger
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> MemoryEventStore:
+        return cls(url, options.max_events, ledger)
 
     async def start(self) -> None:
         return None

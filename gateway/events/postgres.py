@@ -83,11 +83,6 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 
 @EVENT_STORES.register("postgresql", "postgres")
-def _open(url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> PostgresEventStore:
-    # The rejection counts live in the table: no in-process ledger.
-    return PostgresEventStore(url, migrate=options.migrate, pool_size=options.pool_size, timeout=options.timeout)
-
-
 class PostgresEventStore:
     durable = True
 
@@ -109,6 +104,11 @@ class PostgresEventStore:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.write_failures = 0
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> PostgresEventStore:
+        # The rejection counts live in the table: no in-process ledger.
+        return cls(url, migrate=options.migrate, pool_size=options.pool_size, timeout=options.timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

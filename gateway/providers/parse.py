@@ -10,8 +10,7 @@ from typing import Any
 
 from gateway.providers.handshakes import RESPONDERS
 from gateway.providers.keys import read_public_key, read_public_keys
-from gateway.providers.schemes import nowpayments as canonical
-from gateway.providers.schemes.adyen import SCHEMES
+from gateway.providers.schemes import CANONICALIZERS, NAMES, SCHEMES
 from gateway.providers.spec import (
     ASYMMETRIC,
     CONFIG_PLACEHOLDERS,
@@ -125,8 +124,8 @@ def parse_signature(r: Reader, secrets: tuple[Secret, ...], provider: Reader) ->
     if style == "list" and not keys:
         r.fail("is required when style is list", key="signature_keys")
     name = r.text("canonicalizer", "")
-    if name and name not in canonical.REGISTRY:
-        r.fail(f"unknown canonicalizer; known: {', '.join(sorted(canonical.REGISTRY))}", name, "canonicalizer")
+    if name and name not in NAMES:
+        r.fail(f"unknown canonicalizer; known: {', '.join(sorted(NAMES))}", name, "canonicalizer")
     scheme = SCHEMES.get(name)
     header = r.text("header", "") if scheme and not scheme.uses_header else r.text("header")
     payload = compile_template(r, r.text("payload", "{body}"))
@@ -159,7 +158,8 @@ def parse_signature(r: Reader, secrets: tuple[Secret, ...], provider: Reader) ->
         signature_keys=keys,
         timestamp_key=r.text("timestamp_key", ""),
         id_header=id_header,
-        canonicalizer=name,
+        canonicalizer=name if name in CANONICALIZERS else "",
+        scheme=name if name in SCHEMES else "",
         public_keys=public_keys,
         public_algorithm=public_algorithm,
         public_signature_keys=public_keys_names,
@@ -257,7 +257,7 @@ def parse_timestamp(r: Reader, signature: SignatureSpec | None) -> TimestampSpec
     source = r.text("from", "header", ("header", "signature", "json"))
     header = r.text("header") if source == "header" else ""
     path = parse_path(r, r.text("path")) if source == "json" else ()
-    scheme = SCHEMES.get(signature.canonicalizer) if signature else None
+    scheme = SCHEMES.get(signature.scheme) if signature else None
     if source == "signature" and not (signature and (signature.timestamp_key or (scheme and scheme.carries_timestamp))):
         r.fail("from: signature needs signature.timestamp_key", key="from")
     return TimestampSpec(

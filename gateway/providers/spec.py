@@ -87,7 +87,8 @@ class SignatureSpec:
     signature_keys: tuple[str, ...] = ()
     timestamp_key: str = ""
     id_header: str = ""
-    canonicalizer: str = ""
+    canonicalizer: str = ""  # a body canonicalizer: {body} is the body as re-serialized (schemes/template.py)
+    scheme: str = ""  # a scheme in code (schemes/): Twilio, Adyen, Mailgun; "" is the YAML template
     public_keys: tuple[PublicKey, ...] = ()
     public_algorithm: str = ""
     public_signature_keys: tuple[str, ...] = ()

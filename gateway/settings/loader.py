@@ -114,7 +114,7 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
     }
     upstream = _upstream(root.sub("upstream"))
     events = _events(root.sub("events"))
-    if upstream.mode == "queue" and not events.url.startswith(("postgresql://", "postgres://")):
+    if upstream.mode == "queue" and not EVENT_STORES.backend(events.url).durable:
         root.fail(
             "queue mode needs a durable event store: set events.url to postgresql://...", "queue", "upstream.mode"
         )

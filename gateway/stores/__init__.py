@@ -15,4 +15,4 @@ __all__ = ["STORES", "Claim", "Store", "StoreError", "StoreOptions", "memory", "
 
 def store_from_url(url: str, options: StoreOptions | None = None) -> Store:
     """The store for ``url``; ``ValueError`` for an unknown scheme (the loader refuses it first)."""
-    return STORES.factory(url)(url, options or StoreOptions())
+    return STORES.backend(url).open(url, options or StoreOptions())

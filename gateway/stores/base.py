@@ -7,7 +7,6 @@ Backends: ``memory://`` (this process only) and, later, Redis. Driver errors are
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,8 +60,15 @@ class StoreOptions:
     max_entries: int = 1_000_000  # memory: dedup entries kept before the oldest are trimmed
 
 
-#: URL scheme -> ``factory(url, options)``; each backend module registers its own schemes.
-STORES: Backends[Callable[[str, StoreOptions], Store]] = Backends("store")
+class Backend(Protocol):
+    """What ``STORES`` holds: a store class that opens from a URL and options."""
+
+    @classmethod
+    def open(cls, url: str, options: StoreOptions) -> Store: ...
+
+
+#: URL scheme -> store class; each backend module registers its own schemes.
+STORES: Backends[type[Backend]] = Backends("store")
 
 
 def gcra(tat: float, now: float, rate: float, burst: int) -> tuple[float, float]:

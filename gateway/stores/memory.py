@@ -14,10 +14,6 @@ _DONE = 1
 
 
 @STORES.register("memory")
-def _open(url: str, options: StoreOptions) -> MemoryStore:
-    return MemoryStore(url, options.max_entries)
-
-
 class MemoryStore:
     """A single-process store. Everything happens on the event loop, so each call is atomic."""
 
@@ -29,6 +25,10 @@ class MemoryStore:
         self._ids: dict[str, tuple[int, float, str]] = {}  # key -> (state, expires, token)
         self._buckets: dict[str, float] = {}  # key -> theoretical arrival time
         self.evictions = 0
+
+    @classmethod
+    def open(cls, url: str, options: StoreOptions) -> MemoryStore:
+        return cls(url, options.max_entries)
 
     async def claim(self, key: str, token: str, lease: float) -> Claim:
         now = time.monotonic()

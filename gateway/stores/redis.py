@@ -86,10 +86,6 @@ class _Script:
 
 
 @STORES.register("redis", "rediss")
-def _open(url: str, options: StoreOptions) -> RedisStore:
-    return RedisStore(url, prefix=options.key_prefix, timeout=options.timeout)
-
-
 class RedisStore:
     """A store on one Redis server (or a Cluster through a proxy); all keys under ``prefix``."""
 
@@ -106,6 +102,10 @@ class RedisStore:
         self._release = _Script(_RELEASE)
         self._take = _Script(_TAKE)
         self._admit = _Script(_ADMIT)
+
+    @classmethod
+    def open(cls, url: str, options: StoreOptions) -> RedisStore:
+        return cls(url, prefix=options.key_prefix, timeout=options.timeout)
 
     async def _call(self, script: _Script, key: str | tuple[str, ...], *args: object) -> Any:
         keys = [self.prefix + k for k in key] if isinstance(key, tuple) else [self.prefix + key]
