@@ -279,3 +279,20 @@ async def test_scripts_are_loaded_again_after_a_script_flush(redis_state, key):
     finally:
         await admin.aclose()
         await s.close()
+
+
+async def test_a_remote_store_runs_admit_as_one_stage_and_memory_runs_two(make_settings, redis_state):
+    """The fused rate limit + claim is a stage of the list (not work deferred through the
+    context): with Redis one ``admit`` stands where ``provider_rate`` and ``dedup`` stand in memory."""
+    from gateway.app import build_services
+    from gateway.pipeline.stage import default_stages
+
+    for state, expected in (
+        (redis_state, ["identify", "admit", "normalize"]),
+        ({"url": "memory://"}, ["identify", "provider_rate", "dedup", "normalize"]),
+    ):
+        services = build_services(make_settings(state=state))
+        names = [stage.name for stage in default_stages(services)]
+        await services.store.close()
+        start = names.index("identify")
+        assert names[start : start + len(expected)] == expected, names
