@@ -95,7 +95,10 @@ class Template(Scheme):
         if len(parts) != 1 or parts[0][0] != "body":
             signed_id = single_header(headers, spec.id_header) if spec.id_header else ""
             ts = timestamp or ""
-            payloads = tuple([render(spec, b, ts, signed_id, url, headers) for b in bodies])
+            if len(bodies) == 1:  # no comprehension for the usual single body
+                payloads = (render(spec, bodies[0], ts, signed_id, url, headers),)
+            else:  # a canonicalizer's several forms
+                payloads = tuple([render(spec, b, ts, signed_id, url, headers) for b in bodies])
         return (Part(tuple(signatures), payloads),), timestamp, bodies[0] if spec.canonicalizer else b""
 
     def sign_headers(
