@@ -29,8 +29,8 @@ from gateway.providers.spec import (
     Template,
     TimestampSpec,
 )
+from gateway.reader import Reader
 from gateway.secrets import Secret
-from gateway.settings.reader import Reader
 
 ALGORITHMS = ("hmac-sha1", "hmac-sha256", "hmac-sha512", "token", *ASYMMETRIC)
 ENCODINGS = ("hex", "base64", "base64url")
