@@ -100,11 +100,18 @@ def _collect(errors: Errors, rule: Rule, root: Reader, found: dict[str, Any]) ->
 
 
 class Rule:
-    """A check across settings, run only when the ``keys`` it reads were read without error."""
+    """A check across settings, run only when the ``keys`` it reads were read without error;
+    ``schema`` says the same in JSON Schema, where it can (it goes into the schema's ``allOf``)."""
 
-    def __init__(self, keys: tuple[str, ...], check: Callable[[Reader, dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        check: Callable[[Reader, dict[str, Any]], None],
+        schema: dict[str, Any] | None = None,
+    ) -> None:
         self.keys = keys
         self.check = check
+        self.schema = schema
 
     def __call__(self, root: Reader, found: dict[str, Any]) -> None:
         self.check(root, found)
@@ -135,7 +142,23 @@ def _otlp_installed(root: Reader, found: dict[str, Any]) -> None:
 
 RULES = (
     Rule(("upstream", "dedup"), _lease_outlives_upstream),
-    Rule(("upstream", "events"), _queue_needs_durable_events),
+    Rule(
+        ("upstream", "events"),
+        _queue_needs_durable_events,
+        {
+            "description": "Queue mode needs a durable event store.",
+            "if": {
+                "required": ["upstream"],
+                "properties": {"upstream": {"required": ["mode"], "properties": {"mode": {"const": "queue"}}}},
+            },
+            "then": {
+                "required": ["events"],
+                "properties": {
+                    "events": {"required": ["url"], "properties": {"url": {"pattern": "^postgres(ql)?://"}}}
+                },
+            },
+        },
+    ),
     Rule(("tracing",), _otlp_installed),
 )
 

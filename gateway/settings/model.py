@@ -231,15 +231,11 @@ class TracingSettings:
     service_name: str = setting("webhook-gateway", "`service.name` of the spans.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything ``load_config`` read and checked. ``file`` names where it came from."""
 
-    file: str
-    upstream: UpstreamSettings = section(doc="The internal API that receives the events (docs/events.md).")
-    providers: Mapping[str, ProviderSpec] = setting(
-        doc="Provider name → entry, at least one (see below).", schema={"$ref": "#/$defs/providers"}, by_loader=True
-    )
+    file: str  # where it was read from (not a key)
     host: str = setting("127.0.0.1", "Address to bind. Use `0.0.0.0` in a container.", key="listen.host")
     port: int = setting(8080, "TCP port, 0 to 65535 (0: any free port).", key="listen.port", minimum=0, maximum=65535)
     public_url: str = setting(
@@ -250,8 +246,12 @@ class Settings:
         schemes=HTTP_SCHEMES,
         shown_doc="`http://{host}:{port}`",
     )
+    upstream: UpstreamSettings = section(doc="The internal API that receives the events (docs/events.md).")
     events: EventsSettings = section(
         EventsSettings, "The event store: audit log, outbox (queue mode) and dead letters."
+    )
+    providers: Mapping[str, ProviderSpec] = setting(
+        doc="Provider name → entry, at least one (see below).", schema={"$ref": "#/$defs/providers"}, by_loader=True
     )
     trusted_proxies: tuple[Network, ...] = setting(
         (),
