@@ -319,6 +319,7 @@ DEFAULTS: dict[str, Callable[[Settings], Any]] = {
     "#/$defs/timestamp/properties/format": lambda s: provider(s).timestamp.format,
     "#/$defs/timestamp/properties/tolerance": lambda s: provider(s).timestamp.tolerance,
     "#/$defs/payment/properties/amount_unit": lambda s: provider(s).payment.amount_unit,
+    "#/$defs/provider/properties/min_secret_bytes": lambda s: provider(s).min_secret_bytes,
 }
 
 
