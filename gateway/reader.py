@@ -39,9 +39,10 @@ class Errors:
         self.found: list[ConfigError] = []
 
     def add(self, error: ConfigError) -> None:
-        """Record ``error``, unless its key has one already (a bad ``${VAR}`` is not also a bad URL)."""
+        """Record ``error``, unless its key, or a mapping holding it, has one already: a bad
+        ``${VAR}`` is not also a bad URL, and ``upstream: 5`` is not also a missing ``upstream.url``."""
         for one in error.errors if isinstance(error, ConfigErrors) else (error,):
-            if not any(seen.path == one.path for seen in self.found):
+            if not any(_within(one.path, seen.path) for seen in self.found):
                 self.found.append(one)
 
     def at(self, *paths: str) -> bool:
@@ -54,6 +55,10 @@ class Errors:
             raise self.found[0]
         if self.found:
             raise ConfigErrors(self.found)
+
+
+def _within(path: str, outer: str) -> bool:
+    return path == outer or (outer != "" and path.startswith((f"{outer}.", f"{outer}[")))
 
 
 class Reader:

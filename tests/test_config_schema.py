@@ -473,6 +473,18 @@ def example_nodes(path: tuple[str, ...]) -> Iterator[Any]:
         yield from (node if isinstance(node, list) else [node])
 
 
+def test_example_shows_every_gateway_setting() -> None:
+    example = read_yaml(EXAMPLE)
+    missing = []
+    for path in leaf_paths(Settings):
+        node = example
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None and path != ("providers",):
+            missing.append(".".join(path))
+    assert missing == [], "settings config/gateway.example.yaml does not show"
+
+
 def test_example_uses_every_key() -> None:
     sources: dict[str, list[tuple[str, ...]]] = {
         pointer: [tuple("*" if k == "custom" else k for k in path)] for path, pointer in SECTIONS.items()

@@ -154,6 +154,7 @@ class DedupSettings:
         3 * 24 * 3600.0,
         "Seconds (3 days) an accepted event id is remembered; a provider's `dedup_ttl` overrides it. Make it "
         "longer than the provider's retry window.",
+        shown=259200,
     )
     lease: float = setting(
         60.0,

@@ -154,18 +154,22 @@ def _rows(cls: type, node: Tree, path: str) -> list[str]:
     for key, value in node.items():
         where = f"{path}.{key}" if path else key
         if isinstance(value, dict):
-            rows.append(f"| `{where}` | | {GROUPS.get(where, '')} |")
+            rows.append(_row(where, "", GROUPS.get(where, "")))
             rows += _rows(cls, value, where)
             continue
         meta = meta_of(value)
         assert meta is not None
         kind = hints(cls)[value.name]
         if dataclasses.is_dataclass(kind):
-            rows.append(f"| `{where}` | {'*required*' if _required(value) else ''} | {meta.section_doc} |")
+            rows.append(_row(where, "*required*" if _required(value) else "", meta.section_doc))
             rows += _rows(kind, tree(kind), where)  # type: ignore[arg-type]
             continue
-        rows.append(f"| `{where}` | {_default_cell(value, meta)} | {meta.doc} |")
+        rows.append(_row(where, _default_cell(value, meta), meta.doc))
     return rows
+
+
+def _row(key: str, default: str, meaning: str) -> str:
+    return f"| `{key}` | {default} | {meaning} |".replace("|  |", "| |")
 
 
 def _default_cell(f: Field, meta: Meta) -> str:
