@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+# The module, not its names: gateway.events imports gateway.settings.model (which imports this)
+# while gateway.providers.parse is still loading; its functions are looked up when called.
 from gateway.providers import parse
 from gateway.providers.spec import Network, RateLimit
 from gateway.reader import Reader
