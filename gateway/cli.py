@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_config(args.config)
-    except ConfigError as exc:
-        print(f"webhook-gateway: config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # ConfigErrors: one line per error found in the file
+        for line in str(exc).splitlines():
+            print(f"webhook-gateway: config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
     result: int = args.func(settings, args)
     return result
@@ -124,9 +125,28 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
         scheme = _scheme(spec) if sig else "UNSIGNED (allow_unsigned)"
         ts = f", timestamp ±{spec.timestamp.tolerance:g}s" if spec.timestamp else ""
         print(f"  {name:<20} {settings.webhook_url(name)}  {scheme}{ts}")
+    for warning in secret_warnings(settings):
+        print(f"WARNING: {warning}")
     for line in _rotation(settings):
         print(line)
     return 0
+
+
+def secret_warnings(settings: Settings) -> list[str]:
+    """Secrets shorter than the provider documents (``min_secret_bytes``): guessable, or pasted cut
+    short. Only the secret's source and length are shown, never its value."""
+    out = []
+    for name, spec in settings.providers.items():
+        if not spec.signature or not spec.min_secret_bytes:
+            continue
+        for index, secret in enumerate(spec.signature.secrets):
+            size = len(secret.reveal())
+            if size < spec.min_secret_bytes:
+                out.append(
+                    f"providers.{name}.secrets[{index}] ({secret.label}) is {size} bytes; {spec.display_name} "
+                    f"documents at least {spec.min_secret_bytes}: generate a new one with the provider"
+                )
+    return out
 
 
 def _rotation(settings: Settings) -> list[str]:

@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "gateway.stats": 0,
     "gateway.logs": 0,
     "gateway.protocols": 0,
-    "gateway.settings.reader": 0,  # the typed YAML reader providers and settings both use
+    "gateway.reader": 0,  # the typed YAML reader providers and settings both use
     "gateway.providers": 1,
     "gateway.stores": 2,
     "gateway.events": 2,
@@ -166,7 +166,7 @@ def test_the_checker_catches_upward_imports(module: str, source: str, expected: 
     [
         ("gateway.pipeline.record", "from gateway.events.base import EventRecord"),
         ("gateway.settings.loader", "from gateway.stores import STORES"),
-        ("gateway.providers.parse", "from gateway.settings.reader import Reader"),
+        ("gateway.providers.parse", "from gateway.reader import Reader"),
         ("dashboard.views", "from gateway.app_state import Services"),
     ],
 )

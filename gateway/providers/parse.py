@@ -27,9 +27,9 @@ from gateway.providers.spec import (
     Template,
     TimestampSpec,
 )
+from gateway.reader import Reader
 from gateway.redact import parse_redact_path
 from gateway.secrets import Secret
-from gateway.settings.reader import Reader
 
 ALGORITHMS = ("hmac-sha1", "hmac-sha256", "hmac-sha512", "token", *ASYMMETRIC)
 ENCODINGS = ("hex", "base64", "base64url")
@@ -40,6 +40,7 @@ PROVIDER_KEYS = (
     "event_id", "event_type", "payment", "sample", "secrets", "allow_unsigned", "max_body_bytes",
     "ip_allowlist", "rate_limit", "dedup_ttl", "tested_with", "redact", "public_keys", "certificate",
     "webhook_id", "handshake", "shadow", "url_from_forwarded_headers", "rotation_warn_after",
+    "min_secret_bytes",
 )  # fmt: skip
 SIGNATURE_KEYS = (
     "algorithm", "header", "encoding", "prefix", "style", "item_separator", "kv_separator",
@@ -91,6 +92,7 @@ def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: 
             "url_from_forwarded_headers", defaults.get("url_from_forwarded_headers", False)
         ),
         rotation_warn_after=parse_duration(r, "rotation_warn_after", defaults.get("rotation_warn_after")),
+        min_secret_bytes=r.integer("min_secret_bytes", 0, minimum=0),
     )
 
 
