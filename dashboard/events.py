@@ -13,7 +13,8 @@ from dashboard.filters import RANGES, REJECTION_OUTCOMES, parse_query
 from dashboard.state import DASHBOARD, SESSION
 from dashboard.templating import render
 from gateway.errors import ERROR_STATUS, Rejection
-from gateway.events.base import STATUSES, EventRecord
+from gateway.events.base import EventRecord
+from gateway.outcomes import STATUSES
 from gateway.settings.model import Settings
 
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.errors import ERROR_STATUS, Rejection
-from gateway.events.base import STATUSES, EventFilter
+from gateway.events.base import EventFilter
+from gateway.outcomes import STATUSES
 from gateway.settings.model import Settings
 
 PAGE = 50

@@ -12,8 +12,7 @@ from aiohttp.typedefs import Handler
 from dashboard.auth import COOKIE
 from dashboard.state import DASHBOARD, SESSION, session_of
 from dashboard.templating import render
-from gateway.errors import Rejection
-from gateway.stores.base import StoreError
+from gateway.errors import Rejection, StoreError
 
 log = logging.getLogger("gateway.dashboard")
 PUBLIC = frozenset({"login", "login_submit", "static"})

@@ -19,9 +19,8 @@ from dashboard.auth import COOKIE
 from dashboard.guard import HEADERS
 from dashboard.state import DASHBOARD, SESSION
 from dashboard.templating import render
-from gateway.errors import Rejection
+from gateway.errors import Rejection, StoreError
 from gateway.events.base import EventFilter, EventRecord
-from gateway.stores.base import StoreError
 
 POLL = 0.5
 BACKLOG = 20

@@ -14,10 +14,9 @@ from dashboard.auth import fingerprint
 from dashboard.sampler import Counts, Sampler, minus, quantile
 from dashboard.state import Dashboard
 from gateway.app_state import Services
-from gateway.errors import ERROR_STATUS
+from gateway.commands.rotation import Usage, load_usage
+from gateway.errors import ERROR_STATUS, StoreError
 from gateway.handlers.management import health_report, provider_rows
-from gateway.providers.rotation import Usage, load_usage
-from gateway.stores.base import StoreError
 
 USAGE_TTL = 60.0
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.metrics import LATENCY_BUCKETS, Metrics
-from gateway.stats import ACCEPTED
+from gateway.outcomes import ANSWERED, Outcome
 
-OK_OUTCOMES = ACCEPTED | {"duplicate"}  # the provider got a 2xx: the /stats/ success rate's numerator
+OK_OUTCOMES = ANSWERED | {Outcome.DUPLICATE}  # the provider got a 2xx: the /stats/ success rate's numerator
 
 
 @dataclass(slots=True)

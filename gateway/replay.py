@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.app_state import Services
 from gateway.events.base import EventFilter
+from gateway.outcomes import Outcome
 from gateway.tracing import new_traceparent
 
 
@@ -20,9 +21,9 @@ async def replay_one(services: Services, record_id: int) -> dict[str, Any] | Non
     if services.delivery is not None:
         n = await services.events.requeue(EventFilter(limit=1), [record_id])
         services.delivery.notify()
-        return {"status": "queued" if n else "in_flight", "id": record_id}
+        return {"status": Outcome.QUEUED if n else "in_flight", "id": record_id}
     await services.forwarder.send(record.provider, record.event, new_traceparent())
-    return {"status": "forwarded", "id": record_id}
+    return {"status": Outcome.FORWARDED, "id": record_id}
 
 
 async def replay_matching(services: Services, flt: EventFilter) -> dict[str, Any]:
@@ -31,9 +32,9 @@ async def replay_matching(services: Services, flt: EventFilter) -> dict[str, Any
     if services.delivery is not None:
         n = await services.events.requeue(flt)
         services.delivery.notify()
-        return {"status": "queued", "count": n}
+        return {"status": Outcome.QUEUED, "count": n}
     delivered = 0
     for record in reversed(await services.events.list(flt)):
         await services.forwarder.send(record.provider, record.event, new_traceparent())
         delivered += 1
-    return {"status": "forwarded", "count": delivered}
+    return {"status": Outcome.FORWARDED, "count": delivered}

@@ -11,10 +11,11 @@ from aiohttp import web
 
 from gateway.app_state import Services
 from gateway.errors import Rejection
-from gateway.events.base import STATUSES, EventFilter, EventRecord
+from gateway.events.base import EventFilter, EventRecord
 from gateway.handlers.auth import managed
-from gateway.pipeline.runner import json_response
+from gateway.outcomes import STATUSES, EventStatus
 from gateway.replay import replay_matching, replay_one
+from gateway.responses import json_response
 
 MAX_LIMIT = 500
 FILTER_KEYS = frozenset({"provider", "status", "event_id", "event_type", "since", "until", "limit", "before_id"})
@@ -121,10 +122,10 @@ async def replay_events(request: web.Request, services: Services) -> web.Respons
 
 @managed
 async def list_dead(request: web.Request, services: Services) -> web.Response:
-    return json_response(200, _page(await services.events.list(parse_filter(request.query, "dead"))))
+    return json_response(200, _page(await services.events.list(parse_filter(request.query, EventStatus.DEAD))))
 
 
 @managed
 async def purge_dead(request: web.Request, services: Services) -> web.Response:
-    n = await services.events.purge(parse_filter(request.query, "dead"))
+    n = await services.events.purge(parse_filter(request.query, EventStatus.DEAD))
     return json_response(200, {"success": True, "purged": n})
