@@ -70,11 +70,11 @@ async def _tail(request: web.Request, response: web.StreamResponse, last: int | 
             rejected = await _new_rejections(dash.services.events, seen)
         except StoreError:
             fresh, rejected = [], []
+        for row in rejected:  # first: a count is per minute, so the exact times of events go on top
+            await response.write(_frame("rejected", row))
         for record in fresh:
             await response.write(_frame("webhook", _row(record), record.id))
             last = record.id
-        for row in rejected:
-            await response.write(_frame("rejected", row))
         quiet = 0.0 if fresh or rejected else quiet + POLL
         if quiet >= HEARTBEAT:
             await response.write(b": keep-alive\n\n")

@@ -157,7 +157,8 @@
         document.getElementById("live-empty")?.remove();
         const tr = document.createElement("tr");
         const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.append(td); return td; };
-        const time = (rejected ? String(ev.minute) : ev.received_at || "").replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z");
+        let time = (rejected ? String(ev.minute) : ev.received_at || "").replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z");
+        if (rejected) time = time.replace(/:00Z?$/, "") + " (minute)"; // a count per minute, not an instant
         cell(time, "nowrap small");
         cell(ev.provider);
         const folded = ["duplicate", "handshake"].includes(ev.code) ? ev.code : "rejected";
