@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import logs
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
 from gateway.errors import Rejection
@@ -51,6 +52,7 @@ def build_services(settings: Settings) -> Services:
 
 def build_app(settings: Settings, services: Services | None = None) -> web.Application:
     services = services or build_services(settings)
+    logs.guard_parser_errors()
     largest = max(p.max_body_bytes for p in settings.providers.values())
     app = web.Application(client_max_size=largest)
     app[SERVICES] = services
