@@ -51,7 +51,7 @@ class Pipeline:
             if ctx.reply is None:
                 raise RuntimeError("the pipeline ended without an answer")
         except Rejection as rej:
-            error = rej
+            error = _detached(rej)
         except asyncio.CancelledError:
             error = Rejection("shutting_down", "the gateway stopped before the event was delivered")
             raise
@@ -138,6 +138,15 @@ class Pipeline:
                 "reason": error.message if error else None,
             },
         )
+
+
+def _detached(rej: Rejection) -> Rejection:
+    """The rejection without its traceback and chained exceptions, which hold the frames of the
+    stages it passed through and so the request context: kept, they form a cycle (this frame ->
+    rejection -> traceback -> this frame) that only the cyclic collector frees, holding every
+    rejected body (up to 1 MiB each) until a full collection (issue 13)."""
+    rej.__traceback__ = rej.__context__ = rej.__cause__ = None
+    return rej
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
