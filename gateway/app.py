@@ -34,6 +34,7 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     ledger = StatsLedger()
     events = event_store_from_settings(settings.events, ledger)
+    events.on_audit_lost = lambda count, reason: metrics.audit_lost.labels(reason).inc(count)
     forwarder = Forwarder(settings.upstream, metrics)
     delivery = None
     if settings.upstream.mode == "queue":

@@ -276,6 +276,8 @@ DEFAULTS: dict[str, Callable[[Settings], Any]] = {
     "#/properties/upstream/properties/queue/properties/lease": lambda s: s.upstream.queue.lease,
     "#/properties/events/properties/url": lambda s: s.events.url,
     "#/properties/events/properties/max_memory_events": lambda s: s.events.max_memory_events,
+    "#/properties/events/properties/max_memory_bytes": lambda s: s.events.max_memory_bytes,
+    "#/properties/events/properties/redact_headers": lambda s: list(s.events.redact_headers),
     "#/properties/events/properties/migrate_on_start": lambda s: s.events.migrate_on_start,
     "#/properties/events/properties/retention_days": lambda s: s.events.retention_days,
     "#/properties/events/properties/pool_size": lambda s: s.events.pool_size,

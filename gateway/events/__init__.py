@@ -16,7 +16,7 @@ def event_store_from_settings(settings: EventsSettings, ledger: StatsLedger) -> 
         )
     from gateway.events.memory import MemoryEventStore
 
-    return MemoryEventStore(settings.url, settings.max_memory_events, ledger)
+    return MemoryEventStore(settings.url, settings.max_memory_events, ledger, settings.max_memory_bytes)
 
 
 __all__ = ["EventFilter", "EventRecord", "EventStore", "event_store_from_settings"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -85,6 +86,8 @@ class EventStore(Protocol):
 
     url: str
     durable: bool
+    #: Called with (count, reason) when audit copies given to ``submit`` cannot be written.
+    on_audit_lost: Callable[[int, str], None]
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -27,7 +28,7 @@ from gateway.stores.base import StoreError
 log = logging.getLogger("gateway.events")
 _COLUMNS = (
     "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event, "
-    "secret_index, locked_until, attempts"
+    "secret_index, locked_until, attempts, delivered_at"
 )
 # SQL built with f-strings below interpolates only constants and `_where` clauses made of fixed
 # column names with $n placeholders; every value travels as a bind parameter.
@@ -35,7 +36,7 @@ _INSERT = f"""
 INSERT INTO webhook_events ({_COLUMNS})
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
                      $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
-                     $12::timestamptz[], $13::int[])
+                     $12::timestamptz[], $13::int[], $14::timestamptz[])
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
 """  # noqa: S608
@@ -102,6 +103,8 @@ class PostgresEventStore:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.write_failures = 0
+        #: Told how many audit copies (``submit``) were lost and why; the app counts them in a metric.
+        self.on_audit_lost: Callable[[int, str], None] = lambda count, reason: None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -182,6 +185,8 @@ class PostgresEventStore:
         if len(self._pending) < 100_000:
             self._pending.append((record, None))
             self._wake.set()
+        else:
+            self._lost([(record, None)], "backlog")
 
     def record_rejection(self, provider: str, source: str, code: str) -> None:
         minute = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -200,6 +205,7 @@ class PostgresEventStore:
                     await self._write(batch)
                 except Exception as exc:  # the writer must outlive any one batch, or inserts hang
                     log.exception("event store write failed")
+                    self._lost(batch, "error")
                     _fail(batch, StoreError(f"postgresql: {type(exc).__name__}"))
             if self._folded and (time.monotonic() - last_fold >= 1.0 or self._closing):
                 last_fold = time.monotonic()
@@ -219,6 +225,7 @@ class PostgresEventStore:
                     await self._write([item])
                 return
             self.write_failures += 1
+            self._lost(batch, "refused" if _bad_data(exc) else "unavailable")
             _fail(batch, UnstorableEvent(str(exc)) if _bad_data(exc) else exc)
             return
         ids = {(row["provider"], row["event_id"]): row["id"] for row in rows}
@@ -228,6 +235,15 @@ class PostgresEventStore:
             if fut is not None and not fut.done():
                 fut.set_result(rec.id != 0)
 
+    def _lost(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]], reason: str) -> None:
+        """Audit copies of delivered events (no waiter to tell) that will never be written: logged
+        and counted, never silent. Inserts with a waiter fail their request instead (503/400)."""
+        lost = [rec for rec, fut in batch if fut is None]
+        if lost:
+            ids = [f"{rec.provider}/{rec.event_id}" for rec in lost[:10]]
+            log.error("audit rows lost", extra={"count": len(lost), "reason": reason, "events": ids})
+            self.on_audit_lost(len(lost), reason)
+
     async def _insert(self, recs: list[EventRecord]) -> Any:
         return await self._run(
             "fetch", _INSERT,
@@ -235,7 +251,7 @@ class PostgresEventStore:
             [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
             [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
             [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
-            [r.attempts for r in recs],
+            [r.attempts for r in recs], [r.delivered_at for r in recs],
         )  # fmt: skip
 
     async def _fold(self) -> None:

@@ -19,15 +19,15 @@ from gateway.stores.base import StoreError
 class Enqueue:
     name = "enqueue"
 
-    def __init__(self, events: EventStore, delivery: Delivery) -> None:
+    def __init__(self, events: EventStore, delivery: Delivery, redact_headers: tuple[str, ...]) -> None:
         self.events = events
         self.delivery = delivery
+        self.redact_headers = redact_headers
 
     async def __call__(self, ctx: RequestContext) -> None:
         leased = self.delivery.reserve()  # a free delivery slot: store it leased, deliver after commit
-        record = record_from(
-            ctx, "delivering" if leased else "queued", redact_envelope=False, lease=self.delivery.settings.lease
-        )
+        status = "delivering" if leased else "queued"
+        record = record_from(ctx, status, False, self.redact_headers, lease=self.delivery.settings.lease)
         stored = False
         try:
             stored = await self.events.insert(record)

@@ -106,7 +106,8 @@ class Pipeline:
         """The event store's copy: the delivered event (sync mode; queue mode stored it already),
         or one more in the folded count of rejections and duplicates."""
         if outcome == "forwarded":
-            self.services.events.submit(record_from(ctx, "delivered", redact_envelope=True))
+            patterns = self.services.settings.events.redact_headers
+            self.services.events.submit(record_from(ctx, "delivered", redact_envelope=True, redact_headers=patterns))
         elif outcome != "queued":
             self.services.events.record_rejection(ctx.provider_name, ctx.client_ip or ctx.request.remote or "", outcome)
 

@@ -22,6 +22,7 @@ from gateway.providers.parse import NAME_RE, RESERVED_NAMES, parse_duration, par
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import Secret, mask_url
 from gateway.settings.model import (
+    REDACT_HEADERS,
     DedupSettings,
     EventsSettings,
     QueueSettings,
@@ -39,6 +40,7 @@ TOP_KEYS = (
 )  # fmt: skip
 EVENT_SCHEMES = ("memory://", "postgresql://", "postgres://")
 STORE_SCHEMES = ("memory://", "redis://", "rediss://")
+HEADER_PATTERN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~?-]+")  # a header name's characters, plus ? and *
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEMO_CONFIG = "demo.yaml"
 
@@ -212,18 +214,32 @@ def _queue(r: Reader) -> QueueSettings:
 
 
 def _events(r: Reader) -> EventsSettings:
-    r.mapping(("url", "max_memory_events", "migrate_on_start", "retention_days", "pool_size", "timeout"))
+    r.mapping(
+        ("url", "max_memory_events", "max_memory_bytes", "redact_headers", "migrate_on_start", "retention_days",
+         "pool_size", "timeout")
+    )  # fmt: skip
     url = r.text("url", "memory://")
     if not url.startswith(EVENT_SCHEMES):
         r.fail(f"unsupported event store; supported: {', '.join(EVENT_SCHEMES)}", mask_url(url), "url")
     return EventsSettings(
         url=url,
         max_memory_events=r.integer("max_memory_events", 10_000),
+        max_memory_bytes=r.integer("max_memory_bytes", 64 * 1024 * 1024, minimum=1024 * 1024),
+        redact_headers=_header_patterns(r),
         migrate_on_start=r.boolean("migrate_on_start", True),
         retention_days=float(r.number("retention_days", 30.0)),
         pool_size=r.integer("pool_size", 10),
         timeout=float(r.number("timeout", 5.0)),
     )
+
+
+def _header_patterns(r: Reader) -> tuple[str, ...]:
+    patterns: tuple[str, ...] = r.strings("redact_headers", REDACT_HEADERS)
+    for pattern in patterns:
+        if not HEADER_PATTERN.fullmatch(pattern):
+            r.fail("must be header names or shell patterns of them (letters, digits, -, *, ?)", pattern,
+                   "redact_headers")  # fmt: skip
+    return tuple(p.lower() for p in patterns)
 
 
 def _providers(r: Reader, catalog: dict[str, Any], defaults: dict[str, Any]) -> dict[str, ProviderSpec]:

@@ -33,12 +33,19 @@ class QueueSettings:
     lease: float = 60.0  # a claimed event returns to the queue if its worker dies
 
 
+#: Header names (shell patterns, any case) masked in stored events besides the credentials that
+#: always are (Authorization, Cookie, Proxy-Authorization, X-API-Key, the signature header).
+REDACT_HEADERS = ("x-auth-token", "*-token", "*-secret", "*-signature*")
+
+
 @dataclass(frozen=True, slots=True)
 class EventsSettings:
     """The event store: audit log, outbox and dead letters."""
 
     url: str = "memory://"
     max_memory_events: int = 10_000
+    max_memory_bytes: int = 64 * 1024 * 1024  # the memory store's bound in bytes (bodies, envelopes)
+    redact_headers: tuple[str, ...] = REDACT_HEADERS
     migrate_on_start: bool = True
     retention_days: float = 30.0
     pool_size: int = 10
