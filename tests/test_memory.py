@@ -9,8 +9,13 @@ frees memory, so a context still alive after its answer is one such cycle.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 
+import aiohttp
+import helpers_proc as hp
+import helpers_services as hs
 import pytest
 
 from gateway.errors import Rejection
@@ -72,3 +77,63 @@ def test_max_memory_bytes_is_a_setting(kit):
     assert settings.events.max_memory_bytes == 2 * 1024 * 1024
     with pytest.raises(ConfigError, match=r"events\.max_memory_bytes: must be >= 1048576"):
         kit.build(kit.config_dict("http://127.0.0.1:9/", events={"max_memory_bytes": 1000}))
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return kib / 1024
+
+
+@pytest.mark.slow
+async def test_rss_plateaus_under_a_flood_of_maximum_size_rejected_bodies(tmp_path, kit, upstream):
+    """16 clients send 1 MiB bodies with bad signatures for 12 s to a gateway process. Before the
+    cycle was broken, every rejected body waited for a full collection: RSS rose by ~165 MiB in a
+    second and stayed there after the flood. Now what is held is bounded by what is in flight
+    (16 bodies, each read once and then parsed), flat over time, and given back afterwards."""
+    port = kit.free_port()
+    # No per-source limit: every body goes through signature verification (a 401), as an
+    # attacker's flood from many addresses would.
+    path = kit.write_config(tmp_path, upstream.url, listen={"port": port}, rate_limits={"per_source": None})
+    gw = await hp.GatewayProcess(path, port, tmp_path / "gateway.log").start()
+    assert gw.proc is not None
+    pid = gw.proc.pid
+    limit = kit.build(kit.config_dict(upstream.url)).providers["stripe"].max_body_bytes
+    body = b'{"id":"evt_flood","pad":"' + b"x" * (limit - 27) + b'"}'
+    assert len(body) == limit  # the largest body the gateway reads
+    headers = {"Stripe-Signature": "t=1,v1=00", "Content-Type": "application/json"}
+    statuses: dict[int, int] = {}
+    samples: list[float] = []
+    baseline = rss_mib(pid)
+    deadline = asyncio.get_running_loop().time() + 12
+
+    async def client() -> None:
+        async with aiohttp.ClientSession() as session:
+            while asyncio.get_running_loop().time() < deadline:
+                async with session.post(f"{gw.base}{kit.API}/stripe/", data=body, headers=headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+
+    async def sample() -> None:
+        while asyncio.get_running_loop().time() < deadline:
+            samples.append(rss_mib(pid))
+            await asyncio.sleep(0.25)
+
+    try:
+        await asyncio.gather(sample(), *(client() for _ in range(16)))
+        after = await settled_rss(pid, baseline + 30)
+    finally:
+        gw.stop()
+    assert set(statuses) == {401} and statuses[401] >= 200, statuses  # a real flood, all refused
+    first, second = samples[: len(samples) // 2], samples[len(samples) // 2 :]
+    summary = f"baseline {baseline:.0f} MiB, samples {[round(s) for s in samples]}, after {after:.0f} MiB"
+    assert max(samples) < baseline + 100, summary  # bounded by the bodies in flight
+    assert max(second) < max(first) + 15, summary  # a plateau, not a climb
+    assert after < baseline + 30, summary  # given back once the flood stops
+
+
+async def settled_rss(pid: int, target: float, timeout: float = 5.0) -> float:
+    """RSS once it is below ``target`` (polled), or what it is when ``timeout`` runs out."""
+    with contextlib.suppress(AssertionError):
+        await hs.eventually(lambda: rss_mib(pid) < target, timeout=timeout)
+    return rss_mib(pid)
