@@ -2,8 +2,9 @@
 
 Inserts from concurrent requests share one transaction (group commit). A store failure is 503,
 so the provider retries: never a 4xx, which would make it give up on an event we do not have.
-The one exception is an event whose own data the database refuses (a NUL in its id): a retry of
-the same bytes can never succeed, so it is a 400, and its batch-mates are stored regardless.
+Text the database cannot hold (a NUL in the id, a header that is not UTF-8) is stored escaped
+(``gateway.events.escape``). Should the database still refuse one record's data, a retry of the
+same bytes could never succeed: that is a 400, and its batch-mates are stored regardless.
 """
 
 from __future__ import annotations
