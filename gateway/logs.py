@@ -57,7 +57,8 @@ class ParserErrors(logging.Filter):
             record.client_ip = peer if isinstance(peer, str) else None
             record.msg, record.args = "request refused by the HTTP parser", ()
             record.exc_info, record.exc_text, record.stack_info = None, None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            if record.levelno > logging.WARNING:  # a client's error, not the gateway's; debug stays debug
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.status = exc.code
             record.error = type(exc).__name__
             record.reason = _REASON.sub("", re.split(r"[:'\"]", str(exc.message), maxsplit=1)[0]).strip()[:80]
