@@ -124,7 +124,7 @@ async def test_rss_plateaus_under_a_flood_of_maximum_size_rejected_bodies(tmp_pa
         after = await settled_rss(pid, baseline + 30)
     finally:
         gw.stop()
-    assert set(statuses) == {401} and statuses[401] >= 200, statuses  # a real flood, all refused
+    assert set(statuses) == {401} and statuses[401] >= 100, statuses  # a real flood (100+ MiB), all refused
     first, second = samples[: len(samples) // 2], samples[len(samples) // 2 :]
     summary = f"baseline {baseline:.0f} MiB, samples {[round(s) for s in samples]}, after {after:.0f} MiB"
     assert max(samples) < baseline + 100, summary  # bounded by the bodies in flight
