@@ -152,3 +152,23 @@ async def test_a_nul_in_a_management_filter_is_a_400_not_a_store_failure(pg_gate
     assert "store_errors_total{" not in gw.metrics_text()
     ready = await gw.client.get("/readyz")
     assert ready.status == 200 and (await ready.json())["checks"]["events"] is True
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("evt_1", "evt_1"),
+        ("ünïcode ✓", "ünïcode ✓"),  # valid Unicode is kept as it is
+        ("a\\b", "a\\b"),  # so is a backslash in text that needs no escaping
+        ("a\x00b", "a\\x00b"),
+        ("M\udcfcnchen", "M\\xfcnchen"),  # a Latin-1 byte, as aiohttp's surrogateescape holds it
+        ("\ud800x", "\\ud800x"),  # any other lone surrogate
+        ("a\\b\x00", "a\\\\b\\x00"),  # escaped text doubles its backslashes
+    ],
+)
+def test_storable_escapes_only_what_postgres_refuses(sent, stored):
+    from gateway.events.escape import storable
+
+    assert storable(sent) == stored
+    stored.encode("utf-8")  # always encodable, never a NUL
+    assert "\x00" not in stored

@@ -6,9 +6,11 @@ type may hold NUL (``\\u0000`` in its JSON). The event was verified and is forwa
 its stored copy is escaped instead of refused, because refusing it lost the audit row (sync
 mode) or answered 400 to a provider that never retries a 4xx (queue mode).
 
-Only text that needs it is changed, and then backslashes are doubled too, so an escaped value
-reads unambiguously: NUL becomes ``\\x00``, a byte that was not UTF-8 ``\\xNN``, any other
-lone surrogate ``\\udNNN``.
+Only text that needs it is changed (so ids, filters and headers as sent stay as they were), and
+then backslashes are doubled too, so an escaped value reads unambiguously: NUL becomes ``\\x00``,
+a byte that was not UTF-8 ``\\xNN``, any other lone surrogate ``\\udNNN``. The price of leaving
+ordinary text alone: an id that holds a NUL and one that holds the four characters ``\\x00`` in
+its place are stored alike (and would meet as one key); a provider would have to sign both.
 """
 
 from __future__ import annotations
