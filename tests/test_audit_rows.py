@@ -16,6 +16,8 @@ import logging
 import helpers_services as hs
 import pytest
 
+from gateway.app_state import SERVICES
+
 pg_database, pg_dsn, redis_state = hs.pg_database, hs.pg_dsn, hs.redis_state  # fixtures
 
 LATIN1_CITY = b"M\xfcnchen"  # "München" in Latin-1: not UTF-8
@@ -25,10 +27,12 @@ LATIN1_CITY = b"M\xfcnchen"  # "München" in Latin-1: not UTF-8
 def pg_gateway(make_gateway, pg_dsn, redis_state):
     """``await pg_gateway(mode)``: a gateway whose event store is this test's PostgreSQL database."""
 
-    async def make(mode: str = "sync", **overrides):
+    async def make(mode: str = "sync", events=None, **overrides):
         upstream = {"mode": mode, "queue": {"poll_interval": 0.05}} if mode == "queue" else {}
         state = redis_state if mode == "queue" else {}
-        return await make_gateway(upstream=upstream, state=state, events={"url": pg_dsn, "timeout": 2.0}, **overrides)
+        return await make_gateway(
+            upstream=upstream, state=state, events={"url": pg_dsn, "timeout": 2.0, **(events or {})}, **overrides
+        )
 
     return make
 
@@ -98,13 +102,35 @@ async def test_sync_mode_rows_have_delivered_at_in_the_memory_store(gateway, kit
     assert event["status"] == "delivered" and event["delivered_at"] is not None
 
 
+async def test_an_audit_row_written_during_a_postgres_outage_arrives_when_it_is_back(pg_gateway, kit, pg_dsn):
+    host_port = pg_dsn.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    proxy = await hs.TcpProxy(host, int(port)).start()
+    gw = await pg_gateway("sync", events={"url": pg_dsn.replace(host_port, f"127.0.0.1:{proxy.port}")})
+    store = gw.app[SERVICES].events
+    try:
+        await gw.deliver_ok("stripe", kit.stripe_body("evt_before_blip"))
+        await hs.eventually(lambda: _count(pg_dsn, 1))
+        await proxy.cut()
+        await gw.deliver_ok("stripe", kit.stripe_body("evt_during_blip"))  # sync mode: forwarded
+        await hs.eventually(lambda: store.write_failures >= 1)
+        await proxy.restore()
+        await hs.eventually(lambda: _count(pg_dsn, 2), timeout=15)
+    finally:
+        await proxy.cut()
+    assert "audit_rows_lost_total{" not in gw.metrics_text()
+
+
 async def test_an_audit_row_that_cannot_be_written_is_logged_and_counted(make_gateway, kit, caplog):
     dead = f"postgresql://gw@127.0.0.1:{kit.free_port()}/nowhere"  # nothing listens there
     gw = await make_gateway(events={"url": dead, "timeout": 0.5})
+    store = gw.app[SERVICES].events
     caplog.set_level(logging.ERROR, "gateway.events")
     await gw.deliver_ok("stripe", kit.stripe_body("evt_lost"))
+    await hs.eventually(lambda: store.write_failures >= 1)  # held, retried every second...
+    await store.close()  # ... until the gateway stops: then it is lost, and says so
     line = 'webhook_gateway_audit_rows_lost_total{reason="unavailable"} 1.0'
-    await hs.eventually(lambda: line in gw.metrics_text())
+    assert line in gw.metrics_text()
     [record] = [r for r in caplog.records if r.getMessage() == "audit rows lost"]
     assert record.count == 1 and record.events == ["stripe/evt_lost"]
 

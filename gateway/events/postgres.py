@@ -26,6 +26,9 @@ from gateway.stats import summarize
 from gateway.stores.base import StoreError
 
 log = logging.getLogger("gateway.events")
+#: Audit copies (sync mode) kept while PostgreSQL is unreachable, retried every second; beyond
+#: this many bytes of bodies and envelopes, new ones are lost (logged and counted).
+HOLD_BYTES = 64 * 1024 * 1024
 _COLUMNS = (
     "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event, "
     "secret_index, locked_until, attempts, delivered_at"
@@ -100,6 +103,9 @@ class PostgresEventStore:
         self._marker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._folded: dict[tuple[datetime, str, str, str], int] = defaultdict(int)
+        self._held: list[tuple[EventRecord, asyncio.Future[bool] | None]] = []  # see HOLD_BYTES
+        self._held_bytes = 0
+        self._held_until = 0.0
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.write_failures = 0
@@ -121,6 +127,8 @@ class PostgresEventStore:
         if self._writer is not None:
             await asyncio.wait([self._writer], timeout=self.timeout)
             self._writer.cancel()
+        self._lost(self._held, "unavailable")  # the store never came back
+        self._held, self._held_bytes = [], 0
         if self._marker is not None:
             await asyncio.wait([self._marker], timeout=self.timeout)
             self._marker.cancel()
@@ -199,6 +207,8 @@ class PostgresEventStore:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             self._wake.clear()
+            if self._held and time.monotonic() >= self._held_until:
+                self._pending[:0], self._held, self._held_bytes = self._held, [], 0
             while self._pending:
                 batch, self._pending = self._pending[: self.batch_max], self._pending[self.batch_max :]
                 try:
@@ -225,7 +235,10 @@ class PostgresEventStore:
                     await self._write([item])
                 return
             self.write_failures += 1
-            self._lost(batch, "refused" if _bad_data(exc) else "unavailable")
+            if _bad_data(exc):
+                self._lost(batch, "refused")
+            else:
+                self._hold(batch)
             _fail(batch, UnstorableEvent(str(exc)) if _bad_data(exc) else exc)
             return
         ids = {(row["provider"], row["event_id"]): row["id"] for row in rows}
@@ -234,6 +247,22 @@ class PostgresEventStore:
             rec.id = ids.get(key, 0) if first[key] is rec else 0
             if fut is not None and not fut.done():
                 fut.set_result(rec.id != 0)
+
+    def _hold(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]]) -> None:
+        """Keep the audit copies of a batch the store could not take, to retry in a second (an
+        insert with a waiter fails at once instead: its provider retries)."""
+        dropped = []
+        for rec, fut in batch:
+            if fut is not None:
+                continue
+            size = len(rec.body) + len(rec.event)
+            if self._closing or self._held_bytes + size > HOLD_BYTES:
+                dropped.append((rec, fut))
+            else:
+                self._held.append((rec, fut))
+                self._held_bytes += size
+        self._held_until = time.monotonic() + 1.0
+        self._lost(dropped, "unavailable")
 
     def _lost(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]], reason: str) -> None:
         """Audit copies of delivered events (no waiter to tell) that will never be written: logged
