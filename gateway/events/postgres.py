@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -264,7 +264,7 @@ class PostgresEventStore:
         self._held_until = time.monotonic() + 1.0
         self._lost(dropped, "unavailable")
 
-    def _lost(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]], reason: str) -> None:
+    def _lost(self, batch: Sequence[tuple[EventRecord, asyncio.Future[bool] | None]], reason: str) -> None:
         """Audit copies of delivered events (no waiter to tell) that will never be written: logged
         and counted, never silent. Inserts with a waiter fail their request instead (503/400)."""
         lost = [rec for rec, fut in batch if fut is None]
