@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "gateway.secrets": 0,
     "gateway.jsonutil": 0,
     "gateway.redact": 0,
+    "gateway.escape": 0,
     "gateway.stats": 0,
     "gateway.logs": 0,
     "gateway.protocols": 0,

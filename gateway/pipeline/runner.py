@@ -42,7 +42,7 @@ class Pipeline:
             if ctx.reply is None:
                 raise RuntimeError("the pipeline ended without an answer")
         except Rejection as rej:
-            error = rej
+            error = _detached(rej)
         except asyncio.CancelledError:
             error = Rejection("shutting_down", "the gateway stopped before the event was delivered")
             raise
@@ -97,7 +97,9 @@ class Pipeline:
         """The event store's copy: the delivered event (sync mode; queue mode stored it already),
         or one more in the folded count of rejections and duplicates."""
         if outcome == Outcome.FORWARDED:
-            self.services.events.submit(record_from(ctx, EventStatus.DELIVERED, redact_envelope=True))
+            patterns = self.services.settings.events.redact_headers
+            record = record_from(ctx, EventStatus.DELIVERED, redact_envelope=True, redact_headers=patterns)
+            self.services.events.submit(record)
         elif outcome != Outcome.QUEUED:
             self.services.events.record_rejection(ctx.provider_name, ctx.client_ip or ctx.request.remote or "", outcome)
 
@@ -129,6 +131,15 @@ class Pipeline:
                 "reason": error.message if error else None,
             },
         )
+
+
+def _detached(rej: Rejection) -> Rejection:
+    """The rejection without its traceback and chained exceptions, which hold the frames of the
+    stages it passed through and so the request context: kept, they form a cycle (this frame ->
+    rejection -> traceback -> this frame) that only the cyclic collector frees, holding every
+    rejected body (up to 1 MiB each) until a full collection (issue 13)."""
+    rej.__traceback__ = rej.__context__ = rej.__cause__ = None
+    return rej
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
