@@ -12,9 +12,11 @@ from gateway.delivery import Delivery
 from gateway.events.base import EventStore
 from gateway.forwarder import Forwarder
 from gateway.metrics import Metrics
+from gateway.observe import EventFeed
 from gateway.settings.model import Settings
 from gateway.stats import StatsLedger
 from gateway.stores import Store
+from gateway.tunnel import TunnelState
 
 
 @dataclass(eq=False)
@@ -31,6 +33,9 @@ class Services:
     draining: bool = False
     shutdown_deadline: float | None = None  # time.monotonic() by which the process should be gone
     last_event: dict[str, float] = field(default_factory=dict)
+    feed: EventFeed = field(default_factory=EventFeed)  # answered webhooks, for live watchers
+    tunnel: TunnelState | None = None  # webhook-gateway dev --ngrok: the public tunnel
+    pinned: dict[str, Any] = field(default_factory=dict)  # settings a config reload must keep
 
 
 SERVICES = web.AppKey("services", Services)

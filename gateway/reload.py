@@ -3,7 +3,8 @@
 The new file is loaded and checked in full first; if it is invalid the old config keeps serving
 and the reason is logged (and counted). Providers, secrets, limits, dedup and proxy settings take
 effect for the next request. What needs new connections or sockets (listen, state, events,
-upstream, tracing) is kept as it was and logged as "restart needed".
+upstream, tracing) is kept as it was and logged as "restart needed". Settings the process pinned
+at start (``Services.pinned``: ``dev --ngrok`` pins ``public_url`` to the tunnel) are kept too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def apply(app: web.Application, new: Settings) -> list[str]:
     services = app[SERVICES]
     old = services.settings
     pending = [key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)]
-    merged = dataclasses.replace(new, **{key: getattr(old, key) for key in RESTART_ONLY})
+    # What the process pinned for its whole life (dev's tunnel URL as public_url) wins over the file.
+    kept = {key: getattr(old, key) for key in RESTART_ONLY}
+    merged = dataclasses.replace(new, **{**kept, **services.pinned})
     services.settings = merged
     try:
         stages = tuple(default_stages(services))

@@ -51,6 +51,7 @@ class RequestContext:
     # run together with its claim when the store is remote (one round trip).
     deferred_rate: tuple[str, RateLimit, str] | None = None
     event: bytes = b""  # the normalized CloudEvents envelope
+    upstream_status: int = 0  # the upstream's 2xx, once forwarded (sync mode)
     traceparent: str = ""
     reply: Reply | None = None
     cleanups: list[Cleanup] = field(default_factory=list)

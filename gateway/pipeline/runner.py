@@ -13,6 +13,7 @@ from gateway import jsonutil
 from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.events.record import record_from
+from gateway.observe import Observed
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.stage import Stage
 from gateway.tracing import current_traceparent, new_traceparent
@@ -37,6 +38,7 @@ class Pipeline:
         self.services = services
         self.stages = tuple(stages)
         self.metrics = services.metrics
+        self.feed = services.feed
 
     async def handle(self, request: web.Request) -> web.Response:
         ctx = RequestContext(request=request, started=time.perf_counter())
@@ -122,6 +124,8 @@ class Pipeline:
             now = time.time()
             self.services.last_event[provider] = now
             self.metrics.child(self.metrics.last_event, provider).set(now)
+        if self.feed.subscribers:  # someone watches (webhook-gateway dev, a live tail): else no cost
+            self.feed.publish(_observed(ctx, error, outcome, seconds))
         if not log.isEnabledFor(logging.INFO):
             return
         log.info(
@@ -138,6 +142,23 @@ class Pipeline:
                 "reason": error.message if error else None,
             },
         )
+
+
+def _observed(ctx: RequestContext, error: Rejection | None, outcome: str, seconds: float) -> Observed:
+    signed = ctx.provider is None or ctx.provider.signature is not None
+    return Observed(
+        at=time.time(),
+        provider=ctx.provider_name,
+        event_type=ctx.event_type,
+        event_id=ctx.event_id,
+        outcome=outcome,
+        status=error.status if error else ctx.reply.status if ctx.reply else 500,
+        latency_ms=round(seconds * 1000, 3),
+        verified=ctx.secret_index >= 0 if signed else None,
+        upstream_status=ctx.upstream_status or None,
+        reason=error.message if error else "",
+        event=ctx.event if outcome in ACCEPTED else b"",
+    )
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
