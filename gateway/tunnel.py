@@ -12,6 +12,7 @@ the region, and whether the agent still lists the endpoint. It holds no token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ import yaml
 if TYPE_CHECKING:
     from pyngrok.conf import PyngrokConfig
 
-TOKEN_URL = "https://dashboard.ngrok.com/get-started/your-authtoken"
+TOKEN_URL = "https://dashboard.ngrok.com/get-started/your-authtoken"  # noqa: S105 (a web page)
 _CODE = re.compile(r"ERR_NGROK_\d+")
 
 
@@ -51,12 +52,12 @@ class TunnelState:
     forwards_to: str
     api_url: str  # the ngrok agent's local API
 
-    async def up(self, timeout: float = 1.0) -> bool:
-        """Whether the agent answers and still lists this tunnel's public URL."""
+    async def up(self) -> bool:
+        """Whether the agent answers (within a second) and still lists this tunnel's public URL."""
         import aiohttp
 
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as session:
                 for path in ("/api/endpoints", "/api/tunnels"):  # agent config v3, then v2
                     async with session.get(self.api_url + path) as resp:
                         if resp.status == 200:
@@ -110,10 +111,8 @@ class Tunnel:
         from pyngrok import ngrok
         from pyngrok.exception import PyngrokError
 
-        try:
+        with contextlib.suppress(PyngrokError, OSError):  # the agent is being killed anyway
             ngrok.disconnect(self.state.public_url, pyngrok_config=self._config)
-        except (PyngrokError, OSError):
-            pass  # the agent is being killed anyway
         ngrok.kill(pyngrok_config=self._config)
 
 
@@ -135,7 +134,9 @@ def open_tunnel(options: TunnelOptions, config: PyngrokConfig) -> Tunnel:
     from pyngrok import ngrok
     from pyngrok.exception import PyngrokError
 
-    host = "127.0.0.1" if options.host in ("", "0.0.0.0") else "[::1]" if options.host == "::" else options.host
+    # A gateway listening on every interface is reached by the agent on loopback.
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}  # noqa: S104
+    host = wildcard.get(options.host) or (f"[{options.host}]" if ":" in options.host else options.host)
     target = f"http://{host}:{options.port}"
     extra = {"url": f"https://{options.domain}"} if options.domain else {}
     try:

@@ -73,7 +73,12 @@ class Agent:
         wanted = options.get("url")
         if wanted and urlsplit(wanted).hostname.startswith("taken."):  # type: ignore[union-attr]
             err = TAKEN_ERROR.format(url=wanted).replace("\\n", "\n").replace("\\r", "\r")
-            return 502, {"error_code": 104, "status_code": 502, "msg": "failed to start tunnel", "details": {"err": err}}
+            return 502, {
+                "error_code": 104,
+                "status_code": 502,
+                "msg": "failed to start tunnel",
+                "details": {"err": err},
+            }
         upstream = options["upstream"]["url"]
         proxy = ThreadingHTTPServer(("127.0.0.1", 0), proxy_handler(upstream))
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
@@ -182,4 +187,3 @@ def main(mode: str, wrapper: str) -> None:
     log("client session established", obj="tunnels.session")
     log("tunnel session started", obj="tunnels.session")
     threading.Event().wait()  # until killed, as the agent runs
-
