@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,8 @@ class Services:
     last_event: dict[str, float] = field(default_factory=dict)
     feed: EventFeed = field(default_factory=EventFeed)  # answered webhooks, for live watchers
     tunnel: TunnelState | None = None  # webhook-gateway dev --ngrok: the public tunnel
-    pinned: dict[str, Any] = field(default_factory=dict)  # settings a config reload must keep
+    # Applied to every config this process loads, at start and on reload (dev --ngrok: the tunnel's URL).
+    overlay: Callable[[Settings], Settings] | None = None
 
 
 SERVICES = web.AppKey("services", Services)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gateway.secrets import mask_url
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 LOOPBACK = ("http://127.", "http://localhost", "http://[::1]")
+AGENT = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))  # the ngrok agent's side
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,14 +62,27 @@ def dev(settings: Settings, args: argparse.Namespace) -> int:
             return _fail(str(exc))
         if tunnel is None:
             return EXIT_USAGE
-        settings = dataclasses.replace(settings, public_url=tunnel.state.public_url)
+    overlay = through_tunnel(tunnel.state.public_url) if tunnel is not None else None
+    settings = overlay(settings) if overlay is not None else settings
     demo = args.config is None and args.forward_to is None
-    watch = Watch(settings, tunnel.state if tunnel else None, args.json, demo)
+    watch = Watch(settings, tunnel.state if tunnel else None, args.json, demo, overlay)
     try:
         return serve(settings, args.workers, demo, attach=watch.attach, log_level="warning", log_stream=sys.stderr)
     finally:
         if tunnel is not None:
             tunnel.close()
+
+
+def through_tunnel(public_url: str) -> Callable[[Settings], Settings]:
+    """What the tunnel changes in any config (at start and on each reload): ``public_url`` is the
+    tunnel's, and the local ngrok agent is a trusted proxy, so its ``X-Forwarded-For`` (the
+    provider's address) is what ``ip_allowlist`` and the per-source rate limit see."""
+
+    def overlay(settings: Settings) -> Settings:
+        trusted = settings.trusted_proxies + tuple(n for n in AGENT if n not in settings.trusted_proxies)
+        return dataclasses.replace(settings, public_url=public_url, trusted_proxies=trusted)
+
+    return overlay
 
 
 def _fail(message: str) -> int:
@@ -88,6 +104,11 @@ def _open(settings: Settings, args: argparse.Namespace) -> Tunnel | None:
     if find_authtoken(args.authtoken, os.environ, config_path) is None:
         print(no_token_help(settings, config_path), file=sys.stderr)
         return None
+    if not os.path.exists(config.ngrok_path):
+        from pyngrok import installer
+
+        installer._print_progress_enabled = False  # its progress, unterminated, on stdout: ours instead
+        print(f"webhook-gateway: downloading ngrok to {config.ngrok_path} (first use) ...", file=sys.stderr)
     quiet = logging.getLogger("pyngrok")
     quiet.setLevel(logging.CRITICAL + 1)  # a failure is reported in one line, not as ngrok's log lines
     try:
@@ -115,15 +136,22 @@ def no_token_help(settings: Settings, config_path: str) -> str:
 class Watch:
     """The banner and the per-event lines, in every serving process (banner: the primary only)."""
 
-    def __init__(self, settings: Settings, tunnel: TunnelState | None, as_json: bool, demo: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tunnel: TunnelState | None,
+        as_json: bool,
+        demo: bool,
+        overlay: Callable[[Settings], Settings] | None = None,
+    ) -> None:
         self.settings, self.tunnel, self.as_json, self.demo = settings, tunnel, as_json, demo
+        self.overlay = overlay
         self.out: TextIO = sys.stdout
         self.info: TextIO = sys.stderr if as_json else sys.stdout  # stdout stays pure JSON lines
 
     def attach(self, services: Services, primary: bool) -> Any:
         services.tunnel = self.tunnel
-        if self.tunnel is not None:
-            services.pinned["public_url"] = self.tunnel.public_url
+        services.overlay = self.overlay
         return self._run(services.feed.subscribe(maxsize=10_000), primary)
 
     async def _run(self, feed: Subscription, primary: bool) -> None:
@@ -170,6 +198,11 @@ def banner(settings: Settings, tunnel: TunnelState | None, demo: bool) -> str:
     if tunnel is not None:
         region = tunnel.region or "nearest"
         lines.append(f"  Tunnel:    {tunnel.public_url} -> {tunnel.forwards_to}  (ngrok, region {region})")
+        lines.append("  Public:    everything on this port, through the tunnel (the management API asks for its key)")
+        if settings.file.startswith("<"):
+            lines.append(
+                "  Note:      the demo config's secrets and API key are public: use --config for real webhooks"
+            )
     elif public.startswith(LOOPBACK):
         lines.append(f"  Local only: providers cannot reach {public}; add --ngrok for a public HTTPS URL")
     lines += [f"  Upstream:  {upstream}", f"  Dashboard: {public}/payments/admin/", ""]

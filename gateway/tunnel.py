@@ -123,10 +123,21 @@ def pyngrok_config(options: TunnelOptions) -> PyngrokConfig:
         from pyngrok.conf import PyngrokConfig
     except ImportError:
         raise TunnelError("pyngrok is not installed: pip install 'webhook-gateway[dev]'") from None
-    path = options.ngrok_path or os.environ.get("PYNGROK_NGROK_PATH") or shutil.which("ngrok")
+    path = options.ngrok_path or os.environ.get("PYNGROK_NGROK_PATH") or _installed_ngrok()
     if options.ngrok_path and not (os.path.isfile(path or "") and os.access(path or "", os.X_OK)):
         raise TunnelError(f"--ngrok-path {options.ngrok_path}: no executable ngrok there")
     return PyngrokConfig(ngrok_path=path, auth_token=options.authtoken, region=options.region)
+
+
+def _installed_ngrok() -> str | None:
+    """An ngrok binary on PATH; not pyngrok's own ``ngrok`` console script (a Python script that
+    would download ngrok and run it), which sits on PATH in an activated virtualenv."""
+    found = shutil.which("ngrok")
+    try:
+        with open(found or "", "rb") as f:
+            return found if f.read(2) != b"#!" else None
+    except OSError:
+        return None
 
 
 def open_tunnel(options: TunnelOptions, config: PyngrokConfig) -> Tunnel:

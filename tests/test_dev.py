@@ -25,7 +25,7 @@ import pytest
 import yaml
 from twilio.request_validator import RequestValidator
 
-from gateway.providers.signer import sign
+from gateway.providers.signer import sample_event, sign
 from gateway.tunnel import TOKEN_URL, find_authtoken
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,6 +34,7 @@ from fake_ngrok import make_fake, starts
 pytestmark = pytest.mark.slow
 TWILIO_TOKEN = "dev-twilio-auth-token-5e1f0c2a9b"
 NGROK_TOKEN = "test-ngrok-token-2c9e"
+PROVIDER_NET = "203.0.113.0/24"  # the fake agent's X-Forwarded-For is 203.0.113.7, as a provider's address
 
 
 class Dev:
@@ -106,7 +107,7 @@ def setup(kit: Any, tmp_path: Path, upstream: Any) -> dict[str, Any]:
     overrides = {
         "listen": {"host": "127.0.0.1", "port": port},
         "public_url": f"http://127.0.0.1:{port}",
-        "providers": {"twilio": {"secrets": [TWILIO_TOKEN]}},
+        "providers": {"twilio": {"secrets": [TWILIO_TOKEN]}, "github": {"ip_allowlist": [PROVIDER_NET]}},
     }
     data = kit.config_dict(upstream.url, **overrides)
     config = kit.write_config(tmp_path, upstream.url, **overrides)
@@ -187,6 +188,15 @@ async def test_dev_ngrok_banner_urls_event_lines_health_and_reload(kit, setup, e
         body, headers = twilio_post(urls["twilio"], "SM" + "1" * 32)
         assert (await post(urls["twilio"], body, headers))[0] == 200
         await dev.wait_line(r"twilio\s+delivered\s+SM1{32}\s+verified  upstream 204", start=ready)
+
+        # The agent is a trusted proxy: the provider's address (its X-Forwarded-For) meets ip_allowlist.
+        github = setup["settings"].providers["github"]
+        body, extra = sample_event(github)
+        headers = sign(github, body, urls["github"], headers=extra)
+        assert (await post(urls["github"], body, headers))[0] == 200
+        await dev.wait_line(rf"github\s+push\s+{extra['X-GitHub-Delivery']}\s+verified  upstream 204", start=ready)
+        status, answer = await post(setup["settings"].webhook_url("github"), body, headers)  # not via the tunnel
+        assert (status, answer["error"]["code"]) == (403, "ip_not_allowed")
 
         health = await get(f"{tunnel}/payments/api/webhooks/health/", kit.API_KEY)
         assert health["tunnel"] == {
@@ -283,6 +293,22 @@ async def test_dev_ngrok_taken_domain_is_one_line_and_the_agent_stops(setup, env
     while alive(started["pid"]) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not alive(started["pid"])
+
+
+async def test_dev_ngrok_without_binary_or_download_is_one_line_and_exit_2(kit, setup, env, tmp_path):
+    """No ngrok anywhere (pyngrok's own ``ngrok`` script on PATH does not count) and the download
+    fails: here it goes to a loopback proxy that refuses, so nothing leaves the machine."""
+    closed = f"http://127.0.0.1:{kit.free_port()}"
+    env = {k: v for k, v in env.items() if k.lower() != "no_proxy"}
+    env |= {"PATH": str(Path(sys.executable).parent), "https_proxy": closed, "HTTPS_PROXY": closed}
+    code, out, err = await finished("--config", str(setup["config"]), "--ngrok", env=env)
+    binary = tmp_path / "xdg" / "ngrok" / "ngrok"
+    assert code == 2 and out == ""
+    first, line = err.splitlines()
+    assert first == f"webhook-gateway: downloading ngrok to {binary} (first use) ..."
+    assert line.startswith(f"webhook-gateway: no ngrok binary at {binary} and it could not be downloaded (")
+    assert line.endswith("; install ngrok (https://ngrok.com/download) and pass --ngrok-path")
+    assert "Connection refused" in line and not binary.exists()
 
 
 @pytest.mark.parametrize(

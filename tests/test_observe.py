@@ -56,3 +56,13 @@ async def test_a_full_queue_drops_for_that_reader_only(gateway, kit):
             if len(got) == 5:
                 break
         assert got == [f"evt_drop_{i}" for i in range(5)]
+
+
+async def test_a_handshake_is_observed_as_one(gateway):
+    with gateway.app[SERVICES].feed.subscribe() as sub:
+        body = json.dumps({"type": "url_verification", "challenge": "c-4711", "token": "t"}).encode()
+        assert (await gateway.expect(200, "slack", body)) == {"challenge": "c-4711"}
+        seen = await sub.get()
+    assert (seen.provider, seen.outcome, seen.status, seen.verified, seen.event) == (
+        "slack", "handshake", 200, True, b"",
+    )  # fmt: skip
