@@ -15,9 +15,10 @@ import ipaddress
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TextIO
 
+from gateway.providers.spec import ProviderSpec
 from gateway.secrets import mask_url
 from gateway.settings.model import Settings
 from gateway.tunnel import TOKEN_URL, Tunnel, TunnelError, TunnelOptions, TunnelState, find_authtoken
@@ -46,13 +47,10 @@ def dev(settings: Settings, args: argparse.Namespace) -> int:
     """The ``dev`` command: returns the exit status (2 for bad options or a tunnel that cannot start)."""
     from gateway.cli import serve
 
-    if args.workers < 1:
-        return _fail("--workers must be >= 1")
-    if not args.ngrok and (args.domain or args.region or args.authtoken or args.ngrok_path):
-        return _fail("--domain, --region, --authtoken and --ngrok-path need --ngrok")
+    problem = _bad_options(args)
+    if problem:
+        return _fail(problem)
     if args.forward_to is not None:
-        if not args.forward_to.startswith(("http://", "https://")):
-            return _fail(f"--forward-to must start with http:// or https://, got {args.forward_to!r}")
         settings = dataclasses.replace(settings, upstream=dataclasses.replace(settings.upstream, url=args.forward_to))
     tunnel = None
     if args.ngrok:
@@ -71,6 +69,16 @@ def dev(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if tunnel is not None:
             tunnel.close()
+
+
+def _bad_options(args: argparse.Namespace) -> str:
+    if args.workers < 1:
+        return "--workers must be >= 1"
+    if not args.ngrok and (args.domain or args.region or args.authtoken or args.ngrok_path):
+        return "--domain, --region, --authtoken and --ngrok-path need --ngrok"
+    if args.forward_to is not None and not args.forward_to.startswith(("http://", "https://")):
+        return f"--forward-to must start with http:// or https://, got {args.forward_to!r}"
+    return ""
 
 
 def through_tunnel(public_url: str) -> Callable[[Settings], Settings]:
@@ -149,7 +157,8 @@ class Watch:
         self.out: TextIO = sys.stdout
         self.info: TextIO = sys.stderr if as_json else sys.stdout  # stdout stays pure JSON lines
 
-    def attach(self, services: Services, primary: bool) -> Any:
+    def attach(self, services: Services, primary: bool) -> Coroutine[Any, Any, None]:
+        """``server.Attach``: subscribe now (no answer missed), print from the returned coroutine."""
         services.tunnel = self.tunnel
         services.overlay = self.overlay
         return self._run(services.feed.subscribe(maxsize=10_000), primary)
@@ -214,7 +223,7 @@ def banner(settings: Settings, tunnel: TunnelState | None, demo: bool) -> str:
     return "\n".join(lines)
 
 
-def _secret_state(spec: Any) -> str:
+def _secret_state(spec: ProviderSpec) -> str:
     sig = spec.signature
     if sig is None:
         return "UNSIGNED (allow_unsigned)"
