@@ -58,6 +58,8 @@ def dev(settings: Settings, args: argparse.Namespace) -> int:
             tunnel = _open(settings, args)
         except TunnelError as exc:
             return _fail(str(exc))
+        except KeyboardInterrupt:  # Ctrl+C while ngrok starts (open_tunnel stopped the agent)
+            return 130
         if tunnel is None:
             return EXIT_USAGE
     overlay = through_tunnel(tunnel.state.public_url) if tunnel is not None else None

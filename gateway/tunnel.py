@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 TOKEN_URL = "https://dashboard.ngrok.com/get-started/your-authtoken"  # noqa: S105 (a web page)
 _CODE = re.compile(r"ERR_NGROK_\d+")
+AUTH_ERRORS = ("ERR_NGROK_4018", "ERR_NGROK_105")  # no (or an unverified) token; a malformed token
 
 
 class TunnelError(Exception):
@@ -157,6 +158,11 @@ def open_tunnel(options: TunnelOptions, config: PyngrokConfig) -> Tunnel:
         raise TunnelError(describe_failure(exc, config.ngrok_path, options.domain)) from None
     except OSError as exc:  # the binary exists but cannot run (wrong architecture, permissions)
         raise TunnelError(f"cannot run ngrok at {config.ngrok_path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:  # pyngrok reads ngrok's config file for tunnel definitions
+        raise TunnelError(f"ngrok's config file is not valid YAML: {_first_line(str(exc))}") from None
+    except BaseException:  # Ctrl+C while the agent starts: no agent left behind
+        ngrok.kill(pyngrok_config=config)
+        raise
     assert tunnel.public_url is not None and tunnel.api_url is not None  # pyngrok checks both
     return Tunnel(TunnelState(tunnel.public_url, options.region, target, tunnel.api_url), config)
 
@@ -177,9 +183,9 @@ def describe_failure(exc: Exception, ngrok_path: str, domain: str | None) -> str
         return f"ngrok refused {what}: {_first_line(err)}{f' ({code})' if code else ''}"
     if isinstance(exc, PyngrokNgrokError) and exc.ngrok_error:
         code = exc.ngrok_error_code or _code(exc.ngrok_error)
-        if code == "ERR_NGROK_4018":
+        if code in AUTH_ERRORS:
             return (
-                f"ngrok rejected the auth token (ERR_NGROK_4018): {_first_line(exc.ngrok_error)} "
+                f"ngrok rejected the auth token ({code}): {_first_line(exc.ngrok_error)} "
                 f"Check NGROK_AUTHTOKEN, --authtoken or `ngrok config add-authtoken`; your token: {TOKEN_URL}"
             )
         return f"ngrok failed to start: {_first_line(exc.ngrok_error)}{f' ({code})' if code else ''}"
