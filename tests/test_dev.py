@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 from twilio.request_validator import RequestValidator
 
 from gateway.providers.signer import sample_event, sign
@@ -34,6 +35,8 @@ from fake_ngrok import make_fake, starts
 pytestmark = pytest.mark.slow
 TWILIO_TOKEN = "dev-twilio-auth-token-5e1f0c2a9b"
 NGROK_TOKEN = "test-ngrok-token-2c9e"
+OPENAPI = yaml.safe_load((Path(__file__).parent.parent / "api" / "openapi.yaml").read_text("utf-8"))
+HEALTH_SCHEMA = OPENAPI["components"]["schemas"]["Health"]
 PROVIDER_NET = "203.0.113.0/24"  # the fake agent's X-Forwarded-For is 203.0.113.7, as a provider's address
 
 
@@ -199,6 +202,7 @@ async def test_dev_ngrok_banner_urls_event_lines_health_and_reload(kit, setup, e
         assert (status, answer["error"]["code"]) == (403, "ip_not_allowed")
 
         health = await get(f"{tunnel}/payments/api/webhooks/health/", kit.API_KEY)
+        Draft202012Validator(HEALTH_SCHEMA).validate(health)  # as documented in api/openapi.yaml
         assert health["tunnel"] == {
             "provider": "ngrok",
             "public_url": tunnel,
