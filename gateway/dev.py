@@ -219,8 +219,9 @@ def banner(settings: Settings, tunnel: TunnelState | None, demo: bool) -> str:
     lines += [f"  Upstream:  {upstream}", f"  Dashboard: {public}/payments/admin/", ""]
     lines.append("  Webhook URLs to paste into each provider's dashboard:")
     width = max(len(name) for name in settings.providers)
+    url_width = max(len(settings.webhook_url(name)) for name in settings.providers)
     for name, spec in settings.providers.items():
-        lines.append(f"    {name:<{width}}  {settings.webhook_url(name)}  {_secret_state(spec)}")
+        lines.append(f"    {name:<{width}}  {settings.webhook_url(name):<{url_width}}  {_secret_state(spec)}")
     lines += ["", "  Ready: one line per webhook below (Ctrl+C to stop)", ""]
     return "\n".join(lines)
 
