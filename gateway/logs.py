@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -30,8 +30,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stdout)
+def setup(level: str = "info", stream: TextIO | None = None) -> None:
+    """JSON lines at ``level`` and above to ``stream`` (stdout; ``dev`` keeps stdout for its own lines)."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.app_state import Services
 from gateway.errors import Rejection
+from gateway.observe import Observed
 from gateway.outcomes import ACCEPTED, EventStatus, Outcome
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.record import record_from
@@ -28,6 +29,7 @@ class Pipeline:
         self.services = services
         self.stages = tuple(stages)
         self.metrics = services.metrics
+        self.feed = services.feed
 
     async def handle(self, request: web.Request) -> web.Response:
         ctx = RequestContext(request=request, started=time.perf_counter())
@@ -115,6 +117,8 @@ class Pipeline:
             now = time.time()
             self.services.last_event[provider] = now
             self.metrics.child(self.metrics.last_event, provider).set(now)
+        if self.feed.subscribers:  # someone watches (webhook-gateway dev, a live tail): else no cost
+            self.feed.publish(_observed(ctx, error, outcome, seconds))
         if not log.isEnabledFor(logging.INFO):
             return
         log.info(
@@ -140,6 +144,23 @@ def _detached(rej: Rejection) -> Rejection:
     rejected body (up to 1 MiB each) until a full collection (issue 13)."""
     rej.__traceback__ = rej.__context__ = rej.__cause__ = None
     return rej
+
+
+def _observed(ctx: RequestContext, error: Rejection | None, outcome: str, seconds: float) -> Observed:
+    signed = ctx.provider is None or ctx.provider.signature is not None
+    return Observed(
+        at=time.time(),
+        provider=ctx.provider_name,
+        event_type=ctx.event_type,
+        event_id=ctx.event_id,
+        outcome=outcome,
+        status=error.status if error else ctx.reply.status if ctx.reply else 500,
+        latency_ms=round(seconds * 1000, 3),
+        verified=ctx.secret_index >= 0 if signed else None,
+        upstream_status=ctx.upstream_status or None,
+        reason=error.message if error else "",
+        event=ctx.event if outcome in ACCEPTED else b"",
+    )
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
