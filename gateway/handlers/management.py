@@ -78,6 +78,8 @@ async def health_report(services: Services) -> dict[str, Any]:
         "providers": [
             {"name": n, "last_event_at": _iso(services.last_event.get(n))} for n in services.settings.providers
         ],
+        # webhook-gateway dev --ngrok: where providers reach this process, and whether ngrok still lists it
+        "tunnel": await services.tunnel.describe() if services.tunnel is not None else None,
     }
     return body
 
