@@ -152,10 +152,10 @@ test: install-dev npm-oracles browser services ## Install test deps, start servi
 	exit $$rc
 
 # Both checkers always run, so one report shows every problem; either failing fails.
-lint: install-dev ## ruff check + mypy (strict, on gateway/)
+lint: install-dev ## ruff check + mypy (strict, on gateway/ and dashboard/)
 	@rc=0; \
 	echo ">> ruff check ."; $(BIN)/ruff check . || rc=1; \
-	echo ">> mypy gateway"; $(BIN)/mypy gateway || rc=1; \
+	echo ">> mypy gateway dashboard"; $(BIN)/mypy gateway dashboard || rc=1; \
 	exit $$rc
 
 # --- benchmark ----------------------------------------------------------------
