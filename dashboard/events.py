@@ -13,6 +13,7 @@ from dashboard.filters import RANGES, REJECTION_OUTCOMES, parse_query
 from dashboard.state import DASHBOARD, SESSION
 from dashboard.templating import render
 from gateway.errors import ERROR_STATUS, Rejection
+from gateway.events.attempts import Attempt
 from gateway.events.base import EventRecord
 from gateway.outcomes import STATUSES
 from gateway.settings.model import Settings
@@ -94,24 +95,33 @@ def verdict(settings: Settings, record: EventRecord, envelope: dict[str, Any]) -
 
 
 def timeline(record: EventRecord) -> list[dict[str, Any]]:
-    """What the store knows of the delivery: received, the attempts so far and the last error,
-    then delivered or dead. It keeps the count and the latest outcome, not every attempt."""
+    """The delivery as it happened: received, each try on the wire (time, status, latency, the
+    upstream's answer), then delivered, dead or the next attempt's time."""
     steps: list[dict[str, Any]] = [_step(record.received_at, "received and stored", "ok")]
-    if record.attempts:
+    for a in record.delivery_attempts:
+        steps.append(_attempt_step(a))
+    if record.attempts and not record.delivery_attempts:  # stored before attempts were recorded
         kind = "ok" if record.status == "delivered" else "bad" if record.last_error else "wait"
-        text = f"{record.attempts} delivery attempt{'s' if record.attempts != 1 else ''}"
-        steps.append({"at": None, "what": text, "detail": record.last_error, "kind": kind})
+        text = f"{record.attempts} delivery attempt{'s' if record.attempts != 1 else ''} (not recorded one by one)"
+        steps.append(_step(None, text, kind, record.last_error))
     if record.status == "delivered":
         steps.append(_step(record.delivered_at, "delivered to the upstream", "ok"))
     elif record.status == "dead":
-        steps.append({"at": None, "what": "dead letter: gave up", "detail": record.last_error, "kind": "bad"})
+        steps.append(_step(None, "dead letter: gave up", "bad", record.last_error))
     elif record.next_attempt_at is not None:
         steps.append(_step(record.next_attempt_at, f"next attempt ({record.status})", "wait"))
     return steps
 
 
 def _step(at: Any, what: str, kind: str, detail: str | None = None) -> dict[str, Any]:
-    return {"at": at, "what": what, "kind": kind, "detail": detail}
+    return {"at": at, "what": what, "kind": kind, "detail": detail, "result": None, "latency_ms": None, "response": ""}
+
+
+def _attempt_step(a: Attempt) -> dict[str, Any]:
+    answer = f"HTTP {a.status}" if a.status is not None else a.result.replace("_", " ")
+    kind = "ok" if a.result == "success" else "bad"
+    step = _step(a.at, f"attempt {a.number}: {answer}", kind, a.error)
+    return {**step, "latency_ms": a.latency_ms, "response": a.response, "result": a.result}
 
 
 def as_curl(settings: Settings, record: EventRecord) -> str:

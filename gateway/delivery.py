@@ -4,6 +4,7 @@ Workers claim due events (``FOR UPDATE SKIP LOCKED`` in PostgreSQL, so replicas 
 same claim twice), deliver each through the shared ``Forwarder``, then mark it delivered, due again
 after a backoff that honours the upstream's Retry-After, or dead after ``max_attempts``. A worker
 that dies leaves its claims to expire after ``lease`` seconds; another worker picks them up.
+Each try on the wire is kept with the event, written by the same statement that marks it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Mapping
 
 from gateway.errors import Rejection, StoreError
+from gateway.events.attempts import Tries
 from gateway.events.base import Backoff, EventRecord, EventStore
 from gateway.forwarder import Forwarder
 from gateway.metrics import Metrics
@@ -126,36 +128,37 @@ class Delivery:
 
     async def _deliver(self, record: EventRecord) -> None:
         spec = self.providers.get(record.provider)
+        tries = Tries(record.attempts)
         try:
-            await self.forwarder.send(record.provider, record.event, new_traceparent())
+            await self.forwarder.send(record.provider, record.event, new_traceparent(), tries)
         except Rejection as rej:
-            await self._failed(record, rej)
+            await self._failed(record, rej, tries)
             return
         except Exception as exc:  # a bug, not an answer: retry later rather than leave it leased
             log.exception("delivery failed", extra={"provider": record.provider, "event_id": record.event_id})
-            await self._failed(record, Rejection("internal_error", f"delivery failed: {type(exc).__name__}"))
+            await self._failed(record, Rejection("internal_error", f"delivery failed: {type(exc).__name__}"), tries)
             return
         redacted = redact_event(record.event, spec.redact) if spec and spec.redact else None
         try:
-            await self.events.mark_delivered(record.id, redacted, attempt=record.attempts)
+            await self.events.mark_delivered(record.id, redacted, attempt=record.attempts, tries=tries.items)
         except StoreError:
             # Delivered but not marked: the lease expires and it is delivered again. The upstream
             # sees the same CloudEvent id twice, which is why it must be idempotent on `id`.
             self.metrics.child(self.metrics.store_errors, "events", "mark_delivered").inc()
         self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DELIVERED).inc()
 
-    async def _failed(self, record: EventRecord, rej: Rejection) -> None:
+    async def _failed(self, record: EventRecord, rej: Rejection, tries: Tries) -> None:
         error = f"{rej.code}: {rej.message}"
         try:
             if record.attempts >= self.settings.max_attempts:
-                await self.events.mark_dead(record.id, error, attempt=record.attempts)
+                await self.events.mark_dead(record.id, error, attempt=record.attempts, tries=tries.items)
                 self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DEAD).inc()
                 where = {"provider": record.provider, "event_id": record.event_id, "error": error}
                 log.warning("dead letter", extra=where)
                 return
             retry_after = _retry_after(rej.headers.get("Retry-After") if rej.headers else None)
             delay = self.backoff.delay(record.attempts, retry_after)
-            await self.events.mark_retry(record.id, delay, error, attempt=record.attempts)
+            await self.events.mark_retry(record.id, delay, error, attempt=record.attempts, tries=tries.items)
             self.metrics.child(self.metrics.queue_deliveries, record.provider, "retry").inc()
         except StoreError:
             self.metrics.child(self.metrics.store_errors, "events", "mark_failed").inc()

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from gateway.errors import ProtocolError, Rejection
+from gateway.events.attempts import Tries
 from gateway.metrics import Metrics
 from gateway.protocols.http1 import Http1Pool
 from gateway.settings.model import UpstreamSettings
@@ -37,17 +38,20 @@ class Forwarder:
         if self.pool is not None:
             await self.pool.close()
 
-    async def send(self, provider: str, event: bytes, traceparent: str) -> int:
-        """POST ``event``; returns the upstream status on 2xx, else raises a ``Rejection``."""
+    async def send(self, provider: str, event: bytes, traceparent: str, tries: Tries | None = None) -> int:
+        """POST ``event``; returns the upstream status on 2xx, else raises a ``Rejection``.
+        ``tries``, when given, gets one :class:`~gateway.events.attempts.Attempt` per POST."""
         headers = {"traceparent": traceparent} if traceparent else None
         started = time.perf_counter()
         result = "error"
+        tries = tries if tries is not None else Tries()
         try:
             async with asyncio.timeout(self.settings.timeout):
-                status, retry_after = await self._post(event, headers)
+                status, retry_after = await self._post(event, headers, tries)
             result = "success" if 200 <= status < 300 else f"http_{status // 100}xx"
         except TimeoutError:
             result = "timeout"
+            tries.timeout(f"upstream_timeout: no answer within {self.settings.timeout:g} s")
             raise Rejection("upstream_timeout", "the upstream did not answer in time") from None
         except ProtocolError as exc:
             result = "invalid_response"
@@ -56,6 +60,7 @@ class Forwarder:
             result = "unreachable"
             raise Rejection("upstream_unavailable", f"the upstream is unreachable ({type(exc).__name__})") from None
         finally:
+            tries.failed("error", "the delivery was interrupted")  # a try still open: cancelled, or a bug
             self.metrics.child(self.metrics.forward_seconds, provider, result).observe(time.perf_counter() - started)
             if result == "success":
                 self.last_success = time.time()
@@ -68,16 +73,21 @@ class Forwarder:
             raise Rejection("upstream_unavailable", f"the upstream is busy (HTTP {status})", hint)
         raise Rejection("upstream_error", f"the upstream answered HTTP {status}")
 
-    async def _post(self, event: bytes, headers: dict[str, str] | None) -> tuple[int, str]:
+    async def _post(self, event: bytes, headers: dict[str, str] | None, tries: Tries) -> tuple[int, str]:
         assert self.pool is not None, "Forwarder.start() was not awaited"
         attempt = 0
         while True:
+            tries.begin()
             try:
                 response = await self.pool.post(event, headers)
-                return response.status, response.headers.get("retry-after", "")
-            except ProtocolError:
+            except ProtocolError as exc:
+                tries.failed("invalid_response", f"upstream_error: not valid HTTP ({exc})")
                 raise  # it answered, badly: sending again would not help
-            except OSError:
+            except OSError as exc:
+                tries.failed("unreachable", f"upstream_unavailable: {type(exc).__name__}")
                 if attempt >= self.settings.retries:
                     raise
                 attempt += 1
+                continue
+            tries.answered(response.status, response.body)
+            return response.status, response.headers.get("retry-after", "")

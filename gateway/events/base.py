@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import builtins
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.events.attempts import Attempt
 from gateway.stats import StatsLedger
 from gateway.stores.registry import Backends
 
@@ -39,6 +40,9 @@ class EventRecord:
     delivered_at: datetime | None = None
     id: int = 0
     secret_index: int | None = None  # which configured key verified it (for rotation checks)
+    #: Each try on the wire, oldest first: filled by ``get`` (not by ``list``), and given to
+    #: ``submit``/``insert`` for attempts made before the event was stored (sync mode).
+    delivery_attempts: builtins.list[Attempt] = field(default_factory=builtins.list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -105,17 +109,27 @@ class EventStore(Protocol):
         """Queued events due now (and expired leases), marked delivering until now + lease."""
 
     # ``attempt`` (from delivery) fences: nothing changes unless that attempt still holds the lease.
-    async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None: ...
-    async def mark_retry(self, record_id: int, delay: float, error: str, attempt: int | None = None) -> None: ...
-    async def mark_dead(self, record_id: int, error: str, attempt: int | None = None) -> None: ...
+    # ``tries`` are the delivery's tries on the wire, stored in the same write (fenced or not:
+    # they happened).
+    async def mark_delivered(
+        self, record_id: int, event: bytes | None = None, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None: ...
+    async def mark_retry(
+        self, record_id: int, delay: float, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None: ...
+    async def mark_dead(
+        self, record_id: int, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None: ...
 
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]: ...
-    async def get(self, record_id: int) -> EventRecord | None: ...
+    async def get(self, record_id: int) -> EventRecord | None:
+        """One event with its ``delivery_attempts`` (the newest ``KEEP_PER_EVENT``, oldest first)."""
+
     async def requeue(self, flt: EventFilter, ids: builtins.list[int] | None = None) -> int:
         """Set matching events back to queued, due now; returns how many."""
 
     async def purge(self, flt: EventFilter) -> int:
-        """Delete matching events; returns how many."""
+        """Delete matching events and their delivery attempts; returns how many."""
 
     async def stats(self, days: int) -> dict[str, Any]: ...
     async def count(self, flt: EventFilter) -> int:
@@ -128,7 +142,8 @@ class EventStore(Protocol):
         """Folded rejection counts, newest minute first; ``status`` filters by code."""
 
     async def expire(self, days: float) -> int:
-        """Retention: delete delivered and dead events (and rejection counts) older than ``days``."""
+        """Retention: delete delivered and dead events, rejection counts and delivery attempts
+        older than ``days``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """``memory://`` event store: the last ``max_events`` events of this process, for the audit API.
 
-Bounded in count and in bytes (``max_bytes``: bodies, envelopes and headers), so a flood of
-large webhooks cannot grow the process past the bound: the oldest events go first.
+Bounded in count and in bytes (``max_bytes``: bodies, envelopes, headers and delivery attempts),
+so a flood of large webhooks cannot grow the process past the bound: the oldest events go first.
+Each event keeps its newest ``KEEP_PER_EVENT`` delivery attempts.
 
 Not durable, so the config refuses queue mode on it (a 202 must mean the event is on disk).
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 import builtins
 import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.events.attempts import KEEP_PER_EVENT, Attempt
 from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions, Rejected, contains
 from gateway.outcomes import STATUSES, EventStatus
 from gateway.stats import StatsLedger
@@ -23,7 +25,8 @@ from gateway.stats import StatsLedger
 def _size(r: EventRecord) -> int:
     """What a record holds, roughly: its body and envelope plus its header text (a bound, not a
     measurement of Python's overhead, which is a few hundred bytes per record)."""
-    return len(r.body) + len(r.event) + sum(len(k) + len(v) for k, v in r.headers.items()) + 512
+    held = len(r.body) + len(r.event) + sum(len(k) + len(v) for k, v in r.headers.items()) + 512
+    return held + sum(a.size() for a in r.delivery_attempts)
 
 
 def matches(r: EventRecord, f: EventFilter) -> bool:
@@ -92,11 +95,25 @@ class MemoryEventStore:
         self._next_id += 1
         self._events[record.id] = record
         self._keys[key] = record.id
+        del record.delivery_attempts[:-KEEP_PER_EVENT]
         self.bytes += _size(record)
+        self._shrink()
+        return True
+
+    def _shrink(self) -> None:
         while len(self._events) > self.max_events or (self.bytes > self.max_bytes and len(self._events) > 1):
             _, old = self._events.popitem(last=False)
             self._forget(old)
-        return True
+
+    def _add_tries(self, record_id: int, tries: Sequence[Attempt]) -> None:
+        """Keep the delivery's tries with the event (the newest ``KEEP_PER_EVENT``), in the bound."""
+        r = self._events.get(record_id)
+        if r is None or not tries:
+            return
+        before = _size(r)
+        r.delivery_attempts = [*r.delivery_attempts, *tries][-KEEP_PER_EVENT:]
+        self.bytes += _size(r) - before
+        self._shrink()
 
     def _forget(self, record: EventRecord) -> None:
         self._keys.pop((record.provider, record.event_id), None)
@@ -137,7 +154,9 @@ class MemoryEventStore:
             return None
         return r
 
-    async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
+    async def mark_delivered(
+        self, record_id: int, event: bytes | None = None, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None:
         if r := self._fenced(record_id, attempt):
             self.bytes += len(event or r.event) - len(r.event)
             r.event = event or r.event
@@ -147,15 +166,22 @@ class MemoryEventStore:
                 None,
                 None,
             )
+        self._add_tries(record_id, tries)
 
-    async def mark_retry(self, record_id: int, delay: float, error: str, attempt: int | None = None) -> None:
+    async def mark_retry(
+        self, record_id: int, delay: float, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None:
         if r := self._fenced(record_id, attempt):
             r.status, r.last_error = EventStatus.QUEUED, error
             r.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+        self._add_tries(record_id, tries)
 
-    async def mark_dead(self, record_id: int, error: str, attempt: int | None = None) -> None:
+    async def mark_dead(
+        self, record_id: int, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None:
         if r := self._fenced(record_id, attempt):
             r.status, r.last_error, r.next_attempt_at = EventStatus.DEAD, error, None
+        self._add_tries(record_id, tries)
 
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:
         out = [r for r in reversed(self._events.values()) if matches(r, flt)]
@@ -215,6 +241,11 @@ class MemoryEventStore:
         for i in doomed:
             self._forget(self._events.pop(i))
         self._rejections = {k: v for k, v in self._rejections.items() if k[0] >= cutoff}
+        for r in self._events.values():  # as PostgreSQL does: attempts go by their own time
+            if r.delivery_attempts and r.delivery_attempts[0].at < cutoff:
+                before = _size(r)
+                r.delivery_attempts = [a for a in r.delivery_attempts if a.at >= cutoff]
+                self.bytes += _size(r) - before
         return len(doomed)
 
 

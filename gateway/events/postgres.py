@@ -5,6 +5,10 @@ ones queue up, and the writer takes them all in one ``INSERT ... SELECT FROM unn
 load that is one round trip for hundreds of events; when idle, an event is written at once.
 Rejections are folded in memory and upserted once a second. Delivery workers claim due events
 with ``FOR UPDATE SKIP LOCKED``, so any number of replicas share the outbox safely.
+
+Delivery attempts (``webhook_delivery_attempts``) ride in the statements that already run: sync
+mode's attempts in the group-committed insert of the audit copy, queue mode's in the batched
+delivered-mark and in the retry/dead updates (a data-modifying ``WITH``): no extra round trip.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from importlib import resources
 from typing import Any
 
 from gateway.errors import StoreError, UnstorableEvent
+from gateway.events.attempts import KEEP_PER_EVENT, Attempt
 from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions, Rejected
 from gateway.outcomes import STATUSES, EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
@@ -45,6 +50,35 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
 """  # noqa: S608
+_TRY_COLUMNS = "record_id, attempt, at, result, status, latency_ms, response, error"
+_TRY_TYPES = ("int", "timestamptz", "text", "smallint", "real", "text", "text")
+# Sync mode: the tries happened before the event had an id; they join the rows the insert returned.
+_INSERT_TRIED = f"""
+WITH ins AS ({_INSERT.strip()}),
+tries AS (
+    INSERT INTO webhook_delivery_attempts ({_TRY_COLUMNS})
+    SELECT ins.id, t.attempt, t.at, t.result, t.status, t.latency_ms, t.response, t.error
+    FROM unnest($15::text[], $16::text[], {", ".join(f"${17 + i}::{t}[]" for i, t in enumerate(_TRY_TYPES))})
+         AS t(provider, event_id, attempt, at, result, status, latency_ms, response, error)
+    JOIN ins ON ins.provider = t.provider AND ins.event_id = t.event_id)
+SELECT id, provider, event_id FROM ins
+"""  # noqa: S608
+
+
+def _with_tries(first: int) -> str:
+    """A ``WITH`` that inserts the tries bound from ``$first`` on (see :func:`_try_columns`)."""
+    params = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(("bigint", *_TRY_TYPES)))
+    return f"WITH tries AS (INSERT INTO webhook_delivery_attempts ({_TRY_COLUMNS}) SELECT * FROM unnest({params}))\n"
+
+
+def _try_columns(tries: Sequence[Attempt]) -> list[list[Any]]:
+    """The value columns of ``tries`` (after the key), as arrays for ``unnest``."""
+    return [
+        [a.number for a in tries], [a.at for a in tries], [a.result for a in tries], [a.status for a in tries],
+        [a.latency_ms for a in tries], [a.response for a in tries], [a.error for a in tries],
+    ]  # fmt: skip
+
+
 _FOLD = """
 INSERT INTO webhook_rejections (minute, provider, source, code, count)
 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[])
@@ -102,7 +136,7 @@ class PostgresEventStore:
         self._connecting = asyncio.Lock()
         self._last_attempt = 0.0
         self._pending: list[tuple[EventRecord, asyncio.Future[bool] | None]] = []
-        self._delivered: list[tuple[int, bytes | None, int | None, asyncio.Future[None]]] = []
+        self._delivered: list[tuple[int, bytes | None, int | None, Sequence[Attempt], asyncio.Future[None]]] = []
         self._marker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._folded: dict[tuple[datetime, str, str, str], int] = defaultdict(int)
@@ -282,14 +316,18 @@ class PostgresEventStore:
             self.on_audit_lost(len(lost), reason)
 
     async def _insert(self, recs: list[EventRecord]) -> Any:
-        return await self._run(
-            "fetch", _INSERT,
+        args = [
             [r.provider for r in recs], [r.event_id for r in recs], [r.event_type for r in recs],
             [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
             [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
             [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
             [r.attempts for r in recs], [r.delivered_at for r in recs],
-        )  # fmt: skip
+        ]  # fmt: skip
+        tried = [(r, a) for r in recs for a in r.delivery_attempts]
+        if not tried:  # queue mode's inserts: nothing was tried yet
+            return await self._run("fetch", _INSERT, *args)
+        keys = [[r.provider for r, _ in tried], [r.event_id for r, _ in tried]]
+        return await self._run("fetch", _INSERT_TRIED, *args, *keys, *_try_columns([a for _, a in tried]))
 
     async def _fold(self) -> None:
         folded, self._folded = self._folded, defaultdict(int)
@@ -309,12 +347,15 @@ class PostgresEventStore:
         rows = await self._run("fetch", _CLAIM, limit, float(lease))
         return [_record(row) for row in rows]
 
-    async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
+    async def mark_delivered(
+        self, record_id: int, event: bytes | None = None, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None:
         """Done; ``event`` replaces the stored envelope (its redacted form) when given. Batched
-        with every other delivery that finished meanwhile (one UPDATE for them all).
-        ``attempt`` fences: the row changes only if that attempt still holds the lease."""
+        with every other delivery that finished meanwhile (one UPDATE for them all, which also
+        inserts their ``tries``). ``attempt`` fences: the row changes only if that attempt still
+        holds the lease."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._delivered.append((record_id, event, attempt, future))
+        self._delivered.append((record_id, event, attempt, tries, future))
         if self._marker is None or self._marker.done():
             # Its own task, beside the insert writer: a slow UPDATE never delays a 202.
             self._marker = asyncio.create_task(self._mark_loop(), name="event-store-marker")
@@ -325,7 +366,14 @@ class PostgresEventStore:
             batch, self._delivered = self._delivered[: self.batch_max], self._delivered[self.batch_max :]
             try:
                 ids, events, attempts = [b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch]
-                await self._run("execute", _DELIVERED, ids, events, attempts)
+                tried = [(b[0], a) for b in batch for a in b[3]]
+                if tried:
+                    await self._run(
+                        "execute", _with_tries(4) + _DELIVERED, ids, events, attempts,
+                        [i for i, _ in tried], *_try_columns([a for _, a in tried]),
+                    )  # fmt: skip
+                else:
+                    await self._run("execute", _DELIVERED, ids, events, attempts)
             except Exception as exc:  # StoreError, or a bug: fail this batch, keep the loop's contract
                 error = exc if isinstance(exc, StoreError) else StoreError(f"postgresql: {type(exc).__name__}")
                 for *_, fut in batch:
@@ -336,17 +384,23 @@ class PostgresEventStore:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def mark_retry(self, record_id: int, delay: float, error: str, attempt: int | None = None) -> None:
-        await self._run(
-            "execute",
-            _RETRY, record_id, float(delay), error[:500], attempt,
-        )  # fmt: skip
+    async def mark_retry(
+        self, record_id: int, delay: float, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None:
+        await self._tried(_RETRY, [record_id, float(delay), error[:500], attempt], record_id, tries)
 
-    async def mark_dead(self, record_id: int, error: str, attempt: int | None = None) -> None:
-        await self._run(
-            "execute",
-            _DEAD, record_id, error[:500], attempt,
-        )  # fmt: skip
+    async def mark_dead(
+        self, record_id: int, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+    ) -> None:
+        await self._tried(_DEAD, [record_id, error[:500], attempt], record_id, tries)
+
+    async def _tried(self, query: str, args: list[Any], record_id: int, tries: Sequence[Attempt]) -> None:
+        """``query`` with ``args``, inserting ``tries`` in the same statement when there are any."""
+        if not tries:
+            await self._run("execute", query, *args)
+            return
+        prefix = _with_tries(len(args) + 1)
+        await self._run("execute", prefix + query, *args, [record_id] * len(tries), *_try_columns(tries))
 
     # -- management --------------------------------------------------------------------------
 
@@ -358,7 +412,17 @@ class PostgresEventStore:
 
     async def get(self, record_id: int) -> EventRecord | None:
         row = await self._run("fetchrow", "SELECT * FROM webhook_events WHERE id = $1", record_id)
-        return _record(row) if row else None
+        if not row:
+            return None
+        record = _record(row)
+        tries = await self._run(
+            "fetch",
+            f"SELECT {_TRY_COLUMNS} FROM webhook_delivery_attempts WHERE record_id = $1 "  # noqa: S608
+            f"ORDER BY at DESC, id DESC LIMIT {KEEP_PER_EVENT}",
+            record_id,
+        )
+        record.delivery_attempts = [_attempt(t) for t in reversed(tries)]
+        return record
 
     async def requeue(self, flt: EventFilter, ids: builtins.list[int] | None = None) -> int:
         where, args = _where(flt)
@@ -375,7 +439,13 @@ class PostgresEventStore:
 
     async def purge(self, flt: EventFilter) -> int:
         where, args = _where(flt)
-        rows = await self._run("fetch", f"DELETE FROM webhook_events WHERE {where} RETURNING id", *args)  # noqa: S608
+        rows = await self._run(
+            "fetch",
+            f"WITH gone AS (DELETE FROM webhook_events WHERE {where} RETURNING id), "  # noqa: S608
+            "tries AS (DELETE FROM webhook_delivery_attempts WHERE record_id IN (SELECT id FROM gone)) "
+            "SELECT id FROM gone",
+            *args,
+        )
         return len(rows)
 
     async def count(self, flt: EventFilter) -> int:
@@ -417,6 +487,8 @@ class PostgresEventStore:
             cutoff,
         )
         await self._run("execute", "DELETE FROM webhook_rejections WHERE minute < $1", cutoff)
+        # By time, not by event: webhook_events may be partitioned, and has no key to cascade from.
+        await self._run("execute", "DELETE FROM webhook_delivery_attempts WHERE at < $1", cutoff)
         return len(rows)
 
     async def stats(self, days: int) -> dict[str, Any]:
@@ -503,6 +575,13 @@ def _record(row: Any) -> EventRecord:
         client_ip=row["client_ip"], headers=json.loads(headers) if isinstance(headers, str) else dict(headers or {}),
         body=bytes(body) if body is not None else b"", event=bytes(row["event"]),
         secret_index=row.get("secret_index"),
+    )  # fmt: skip
+
+
+def _attempt(row: Any) -> Attempt:
+    return Attempt(
+        at=row["at"], number=row["attempt"], result=row["result"], latency_ms=round(float(row["latency_ms"]), 3),
+        status=row["status"], response=row["response"], error=row["error"],
     )  # fmt: skip
 
 

@@ -69,7 +69,13 @@ def detail(record: EventRecord) -> dict[str, Any]:
         body: Any = {"text": record.body.decode("utf-8")}
     except UnicodeDecodeError:
         body = {"base64": base64.b64encode(record.body).decode()}
-    return {**record.summary(), "headers": record.headers, "body": body, "event": json.loads(record.event)}
+    return {
+        **record.summary(),
+        "headers": record.headers,
+        "body": body,
+        "event": json.loads(record.event),
+        "delivery_attempts": [a.as_json() for a in record.delivery_attempts],
+    }
 
 
 def _page(records: list[EventRecord]) -> dict[str, Any]:

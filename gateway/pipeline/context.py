@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.events.attempts import Attempt
 from gateway.providers.spec import ProviderSpec
 
 #: Called by the runner once the request is answered; ``ok`` is True when the event was accepted.
@@ -49,6 +50,7 @@ class RequestContext:
     dedup_key: str = ""
     event: bytes = b""  # the normalized CloudEvents envelope
     upstream_status: int = 0  # the upstream's 2xx, once forwarded (sync mode)
+    attempts: list[Attempt] | None = None  # the forwarder's tries (sync mode), stored with the event
     traceparent: str = ""
     reply: Reply | None = None
     cleanups: list[Cleanup] = field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.events.attempts import Tries
 from gateway.forwarder import Forwarder
 from gateway.outcomes import Outcome
 from gateway.pipeline.context import Reply, RequestContext
@@ -14,6 +15,8 @@ class Forward:
         self.forwarder = forwarder
 
     async def __call__(self, ctx: RequestContext) -> None:
-        ctx.upstream_status = await self.forwarder.send(ctx.provider_name, ctx.event, ctx.traceparent)
+        tries = Tries()
+        ctx.attempts = tries.items
+        ctx.upstream_status = await self.forwarder.send(ctx.provider_name, ctx.event, ctx.traceparent, tries)
         body = {"success": True, "status": Outcome.FORWARDED, "event_id": ctx.event_id}
         ctx.reply = Reply(200, Outcome.FORWARDED, body)

@@ -46,4 +46,5 @@ def record_from(
         delivered_at=now if status == EventStatus.DELIVERED else None,
         attempts=1 if status in (EventStatus.DELIVERED, EventStatus.DELIVERING) else 0,
         secret_index=ctx.secret_index if ctx.secret_index >= 0 else None,
+        delivery_attempts=ctx.attempts or [],
     )
