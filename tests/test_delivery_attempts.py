@@ -106,7 +106,7 @@ async def test_a_queue_delivery_that_fails_twice_then_succeeds_shows_three_attem
     assert json.loads(tries[0]["response"]) == {"error": "scripted"}  # the upstream's own answer
     items = await timeline_items(gw, record_id)
     assert ["HTTP 500" in items[0], "HTTP 503" in items[1], "HTTP 204" in items[2]] == [True] * 3
-    assert '{&#34;error&#34;: &#34;scripted&#34;}' in items[0]  # the answer, HTML-escaped
+    assert "{&#34;error&#34;: &#34;scripted&#34;}" in items[0]  # the answer, HTML-escaped
     rows = await hs.pg_fetch(pg_dsn, "SELECT attempt, status FROM webhook_delivery_attempts WHERE record_id = $1 "
                                      "ORDER BY at", record_id)  # fmt: skip
     assert [(r["attempt"], r["status"]) for r in rows] == [(1, 500), (2, 503), (3, 204)]
@@ -207,7 +207,8 @@ async def test_the_delivered_mark_batch_carries_the_attempts(store):
 async def test_retention_deletes_attempts_by_time(store):
     r = rec("evt_old")
     assert await store.insert(r)
-    await store.mark_retry(r.id, 0.0, "x", tries=[attempt(1, age=timedelta(days=40)), attempt(2, age=timedelta(days=1))])
+    old, recent = attempt(1, age=timedelta(days=40)), attempt(2, age=timedelta(days=1))
+    await store.mark_retry(r.id, 0.0, "x", tries=[old, recent])
     await store.expire(30)  # the event is queued, so it stays; its old attempt goes by its own time
     got = await store.get(r.id)
     assert got is not None and [a.number for a in got.delivery_attempts] == [2]

@@ -68,7 +68,7 @@ SELECT id, provider, event_id FROM ins
 def _with_tries(first: int) -> str:
     """A ``WITH`` that inserts the tries bound from ``$first`` on (see :func:`_try_columns`)."""
     params = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(("bigint", *_TRY_TYPES)))
-    return f"WITH tries AS (INSERT INTO webhook_delivery_attempts ({_TRY_COLUMNS}) SELECT * FROM unnest({params}))\n"
+    return f"WITH tries AS (INSERT INTO webhook_delivery_attempts ({_TRY_COLUMNS}) SELECT * FROM unnest({params}))\n"  # noqa: S608
 
 
 def _try_columns(tries: Sequence[Attempt]) -> list[list[Any]]:
