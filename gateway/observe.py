@@ -13,13 +13,21 @@ Usage, inside the gateway's event loop::
         async for seen in feed:
             print(seen.provider, seen.outcome, seen.status)
 
-Each process has its own feed (``run --workers N``: each worker sees the requests it answered).
+Each process has its own feed (``run --workers N``: each worker sees the requests it answered;
+``EventFeed.partial`` is then True).
+
+Every published record gets ``seq``, a number that grows by one per record: it starts at the
+process's start time in microseconds, so numbers from an earlier process are smaller than any
+of this one's. A :class:`Ring` keeps the last few records for readers that reconnect (an SSE
+client's ``Last-Event-ID``): :meth:`Ring.since` gives what they missed, or says that it cannot.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, replace
 from types import TracebackType
 
 
@@ -38,6 +46,7 @@ class Observed:
     upstream_status: int | None = None  # the upstream's answer (sync mode, forwarded events)
     reason: str = ""  # the error message sent back, for rejections
     event: bytes = b""  # the CloudEvents envelope, for forwarded and queued events
+    seq: int = 0  # set by the feed: one more than the record published before it
 
 
 class Subscription:
@@ -78,6 +87,9 @@ class EventFeed:
 
     def __init__(self) -> None:
         self.subscribers: list[Subscription] = []  # the runner checks this before building a record
+        self.base = time.time_ns() // 1000  # seq numbers of this process are above it
+        self.seq = self.base  # the number of the last record published
+        self.partial = False  # True when this process is one of several (``run --workers N``)
 
     def subscribe(self, maxsize: int = 1000) -> Subscription:
         """A new reader; records published from now on reach it (at most ``maxsize`` unread)."""
@@ -90,6 +102,46 @@ class EventFeed:
             self.subscribers.remove(sub)
 
     def publish(self, seen: Observed) -> None:
-        """Hand ``seen`` to every subscriber without waiting (full queues drop it)."""
+        """Number ``seen`` and hand it to every subscriber without waiting (full queues drop it)."""
+        self.seq += 1
+        seen = replace(seen, seq=self.seq)
         for sub in self.subscribers:
             sub.offer(seen)
+
+    def attach(self, sub: Subscription) -> None:
+        """Subscribe ``sub`` (again): a :class:`Ring` reattached after a while."""
+        if sub not in self.subscribers:
+            self.subscribers.append(sub)
+
+
+class Ring(Subscription):
+    """The last ``size`` records (without their envelopes), for readers that reconnect.
+
+    While attached it costs what any subscriber costs (records are built); detached (``close``)
+    it keeps what it has and remembers that records from then on were never built.
+    """
+
+    def __init__(self, feed: EventFeed, size: int = 256) -> None:
+        super().__init__(feed, 1)
+        self.records: deque[Observed] = deque(maxlen=size)
+        self.blind_since: int | None = None  # the feed's seq when the ring last stopped watching
+
+    def offer(self, seen: Observed) -> None:
+        self.records.append(replace(seen, event=b"") if seen.event else seen)
+
+    def close(self) -> None:
+        super().close()
+        self.blind_since = self._feed.seq
+
+    def since(self, last: int) -> tuple[list[Observed], int | None]:
+        """The records after ``last`` this ring holds, and how many before them are gone: 0, a
+        count, or None when it cannot be known (records were not built, or ``last`` is not one
+        of this process's numbers: the gateway restarted, or another worker numbered it)."""
+        feed = self._feed
+        after = [r for r in self.records if r.seq > last]
+        if not feed.base <= last <= feed.seq:
+            return after, None
+        if self.blind_since is not None and self.blind_since >= last:  # unbuilt records after it
+            return after, None
+        first = after[0].seq if after else feed.seq + 1
+        return after, first - last - 1

@@ -298,7 +298,7 @@ async def test_the_migrate_command_applies_once(tmp_path, kit):
         script = Path(sys.executable).with_name("webhook-gateway")  # the installed console script
         cmd = [str(script), "migrate", "--config", str(config)]
         first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        assert (first.returncode, first.stdout.strip()) == (0, "applied: 001_events.sql, 002_secret_index.sql"), (
+        assert (first.returncode, first.stdout.strip()) == (0, "applied: 001_events.sql, 002_secret_index.sql, 005_delivery_attempts.sql"), (
             first.stderr
         )
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
