@@ -75,6 +75,8 @@ def mount(app: web.Application, services: Services, webhook_base: str = "") -> N
 async def _end_streams(app: web.Application) -> None:
     """Live tails would otherwise hold the drain open for the whole shutdown timeout."""
     app[DASHBOARD].closing.set()
+    if (tail := app[DASHBOARD].tail) is not None:
+        tail.shutdown()
 
 
 async def _sampling(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from aiohttp import web
 from dashboard.audit import AuditTrail
 from dashboard.auth import Session, Sessions
 from dashboard.sampler import Sampler
+from dashboard.tailhub import TailHub
 from gateway.app_state import Services
 
 
@@ -23,6 +24,7 @@ class Dashboard:
     webhook_base: str = ""  # where "send test webhook" posts: the gateway's own listener, on loopback
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set on shutdown: live streams end
     key_usage: tuple[float, Any] = (0.0, None)  # (when read, rotation Usage): cached for a minute
+    tail: TailHub | None = None  # the live tails' shared ring, made by the first tail
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)

@@ -66,6 +66,13 @@ class Subscription:
     async def get(self) -> Observed:
         return await self._queue.get()
 
+    def drain(self, limit: int) -> list[Observed]:
+        """Up to ``limit`` records that are already waiting, without waiting for more."""
+        out: list[Observed] = []
+        while len(out) < limit and not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        return out
+
     def close(self) -> None:
         self._feed.unsubscribe(self)
 

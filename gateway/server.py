@@ -48,6 +48,7 @@ async def _serve(
     settings: Settings, demo: bool, reuse_port: bool = False, attach: Attach | None = None, primary: bool = True
 ) -> int:
     services = build_services(settings)
+    services.feed.partial = reuse_port  # one of several workers: its feed holds only its own requests
     watch = attach(services, primary) if attach is not None else None
     runners: list[web.AppRunner] = []
     try:

@@ -322,7 +322,7 @@ async def test_replicas_migrating_a_fresh_database_together():
         for s in stores:
             await s.close()
         rows = await hs.pg_fetch(hs.dsn_for(name), "SELECT version FROM webhook_gateway_migrations")
-        assert [r["version"] for r in rows] == ["001_events.sql", "002_secret_index.sql"]
+        assert [r["version"] for r in rows] == ["001_events.sql", "002_secret_index.sql", "005_delivery_attempts.sql"]
     finally:
         hs.drop_database(name)
 
