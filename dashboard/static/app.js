@@ -145,33 +145,50 @@
         this.source = es;
         es.onopen = () => { this.state = "live"; this.stateClass = "good"; };
         es.onerror = () => { if (!this.paused) { this.state = "reconnecting"; this.stateClass = "wait"; } };
-        es.addEventListener("webhook", (e) => { this.last = e.lastEventId; this.add(JSON.parse(e.data), false); });
-        es.addEventListener("rejected", (e) => this.add(JSON.parse(e.data), true));
+        // Every numbered frame moves the cursor a resume starts from (backlog frames carry none).
+        const seen = (e) => { if (e.lastEventId) this.last = e.lastEventId; };
+        es.addEventListener("webhook", (e) => { seen(e); this.add(JSON.parse(e.data), false); });
+        es.addEventListener("rejected", (e) => { seen(e); this.add(JSON.parse(e.data), true); });
+        es.addEventListener("cursor", seen);
+        es.addEventListener("missed", (e) => this.note(JSON.parse(e.data).message));
         es.addEventListener("expired", () => { es.close(); this.state = "session expired"; this.stateClass = "bad"; });
       },
       pause() { this.paused = true; this.source?.close(); this.state = "paused"; this.stateClass = "wait"; },
       resume() { this.paused = false; this.state = "connecting"; this.connect(); },
       clear() { document.getElementById("live-rows").textContent = ""; },
+      note(text) { // a gap the tail cannot fill: said in place, where the rows are missing
+        const body = document.getElementById("live-rows");
+        const tr = document.createElement("tr"), td = document.createElement("td");
+        td.colSpan = 5; td.className = "muted small"; td.textContent = text; tr.className = "gap";
+        tr.append(td); body.prepend(tr);
+      },
       add(ev, rejected) {
         const body = document.getElementById("live-rows");
+        const key = rejected ? "" : `${ev.provider}/${ev.event_id}`;
+        // An event answered while the backlog was read arrives twice (stored, and from the feed).
+        if (key && [...body.rows].some((r) => r.dataset.key === key)) return;
         document.getElementById("live-empty")?.remove();
         const tr = document.createElement("tr");
         const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.append(td); return td; };
-        let time = (rejected ? String(ev.minute) : ev.received_at || "").replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z");
-        if (rejected) time = time.replace(/:00Z?$/, "") + " (minute)"; // a count per minute, not an instant
+        const perMinute = rejected && ev.minute; // a folded count from the store, not one request
+        let time = String(perMinute ? ev.minute : ev.received_at || "").replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z");
+        if (perMinute) time = time.replace(/:00Z?$/, "") + " (minute)";
         cell(time, "nowrap small");
         cell(ev.provider);
         const folded = ["duplicate", "handshake"].includes(ev.code) ? ev.code : "rejected";
-        cell(rejected ? `${ev.count} × ${folded}` : ev.event_type || "—", "mono small");
+        cell(perMinute ? `${ev.count} × ${folded}` : ev.event_type || (rejected ? folded : "—"), "mono small");
         const id = cell("", "mono small clip");
-        if (rejected) id.textContent = ev.source;
-        else { const a = document.createElement("a"); a.href = this.eventsUrl + ev.id + "/"; a.textContent = ev.event_id; id.append(a); }
+        if (perMinute) id.textContent = ev.source;
+        else if (rejected) { id.textContent = ev.event_id || ev.reason || ""; id.title = ev.reason || ""; }
+        else { const a = document.createElement("a"); a.href = this.eventsUrl + ev.path; a.textContent = ev.event_id; id.append(a); }
         const badge = document.createElement("span");
-        const kind = rejected ? (folded === "rejected" ? "bad" : "wait") : { delivered: "good", dead: "bad" }[ev.status] || "wait";
+        const outcome = rejected ? ev.code : ev.outcome || ev.status;
+        const kind = rejected ? (folded === "rejected" ? "bad" : "wait") : { delivered: "good", forwarded: "good", dead: "bad" }[outcome] || "wait";
         badge.className = "badge " + kind;
-        badge.textContent = rejected ? ev.code : ev.status;
+        badge.textContent = ev.http_status ? `${outcome} · ${ev.http_status}` : outcome;
         cell("").append(badge);
         tr.dataset.eventId = rejected ? "" : ev.event_id;
+        tr.dataset.key = key;
         body.prepend(tr);
         while (body.rows.length > 200) body.lastElementChild.remove();
       },
