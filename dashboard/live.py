@@ -85,9 +85,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         return not gone and dash.sessions.verify(token) is not None and not dash.closing.is_set()
 
     with contextlib.suppress(ConnectionError):  # the browser went away (closed the tab, paused the tail)
-        if dash.services.feed.partial:
-            if last is None:
-                await response.write(await backlog(dash.services.events, frame))
+        if dash.services.feed.partial:  # its first look (without an id) is the backlog
             await poll_tail(response, dash.services.events, last, frame, watching, dash.closing)
         else:
             await _feed_tail(dash, response, last, watching)

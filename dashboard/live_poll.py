@@ -45,7 +45,8 @@ async def poll_tail(
     response: web.StreamResponse, store: Any, last: int | None, frame: Frame, watching: Callable[[], bool],
     closing: asyncio.Event,
 ) -> None:  # fmt: skip
-    """Stored events as they arrive (their numbers as SSE ids), and rejection counts."""
+    """Stored events as they arrive (their numbers as SSE ids), and rejection counts; without
+    ``last``, the first look sends the newest events and the last two minutes' counts."""
     seen: dict[tuple[Any, ...], int] = {}
     quiet = 0.0
     while watching():
