@@ -130,6 +130,9 @@ async def test_filter_open_a_detail_and_replay_it(browser, site, kit):
     await expect(page.get_by_role("heading", name=re.compile(r"Event #1"))).to_be_visible()
     await expect(page.get_by_text(re.compile(r"^verified with key #0 \(fingerprint [0-9a-f]{8}\)$"))).to_be_visible()
     await expect(page.locator("#curl")).to_contain_text("curl -sS -X POST")
+    attempts = page.get_by_role("list", name="Delivery timeline").locator("li[data-attempt]")
+    await expect(attempts).to_have_count(1)  # sync mode: one POST, answered 204
+    await expect(attempts.first).to_contain_text(re.compile(r"attempt 1: HTTP 204 · \d+\.\d ms"))
     await page.get_by_role("button", name="Raw").click()
     await expect(page.locator("#body-raw")).to_be_visible()
     before = len(site.upstream.events)

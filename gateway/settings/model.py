@@ -112,8 +112,8 @@ class EventsSettings:
     )
     retention_days: float = setting(
         30.0,
-        "Delivered and dead events, and rejection counts, older than this are deleted (hourly). Queued events "
-        "are never deleted.",
+        "Delivered and dead events, rejection counts and delivery attempts older than this are deleted (hourly). "
+        "Queued events are never deleted.",
     )
     pool_size: int = setting(10, "PostgreSQL connections per process.")
     timeout: float = setting(5.0, "Seconds per event-store call.")
