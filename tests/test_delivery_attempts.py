@@ -264,3 +264,17 @@ def test_tries_time_each_post():
     assert [(a.number, a.result, a.status, len(a.response)) for a in tries.items] == [
         (4, "unreachable", None, 0), (4, "success", 200, SNIPPET_BYTES),
     ]  # fmt: skip
+
+
+async def test_a_sync_replay_adds_its_attempts_failed_or_not(make_gateway, pg_dsn, kit):
+    gw = await make_gateway(events={"url": pg_dsn})
+    await gw.deliver_ok("stripe", kit.stripe_body("evt_rp"))
+    record_id = await stored_id(gw, "evt_rp", "delivered")
+    key = {"X-API-Key": gw.settings.api_keys[0].reveal().decode()}
+    gw.upstream.then(500)
+    failed = await gw.client.post(f"{kit.API}/events/{record_id}/replay/", headers=key)
+    assert failed.status == 502
+    ok = await gw.client.post(f"{kit.API}/events/{record_id}/replay/", headers=key)
+    assert ok.status == 200
+    tries = (await detail(gw, kit, record_id))["delivery_attempts"]
+    assert [(t["attempt"], t["status"]) for t in tries] == [(1, 204), (2, 500), (3, 204)]

@@ -121,6 +121,9 @@ class EventStore(Protocol):
         self, record_id: int, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
     ) -> None: ...
 
+    async def add_attempts(self, record_id: int, tries: Sequence[Attempt]) -> None:
+        """Record tries that changed nothing else (a sync-mode replay), in one statement."""
+
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]: ...
     async def get(self, record_id: int) -> EventRecord | None:
         """One event with its ``delivery_attempts`` (the newest ``KEEP_PER_EVENT``, oldest first)."""

@@ -183,6 +183,9 @@ class MemoryEventStore:
             r.status, r.last_error, r.next_attempt_at = EventStatus.DEAD, error, None
         self._add_tries(record_id, tries)
 
+    async def add_attempts(self, record_id: int, tries: Sequence[Attempt]) -> None:
+        self._add_tries(record_id, tries)
+
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:
         out = [r for r in reversed(self._events.values()) if matches(r, flt)]
         return out[: flt.limit]

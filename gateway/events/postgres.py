@@ -394,6 +394,9 @@ class PostgresEventStore:
     ) -> None:
         await self._tried(_DEAD, [record_id, error[:500], attempt], record_id, tries)
 
+    async def add_attempts(self, record_id: int, tries: Sequence[Attempt]) -> None:
+        await self._tried("SELECT 1", [], record_id, tries)
+
     async def _tried(self, query: str, args: list[Any], record_id: int, tries: Sequence[Attempt]) -> None:
         """``query`` with ``args``, inserting ``tries`` in the same statement when there are any."""
         if not tries:
