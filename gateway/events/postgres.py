@@ -421,7 +421,7 @@ class PostgresEventStore:
         tries = await self._run(
             "fetch",
             f"SELECT {_TRY_COLUMNS} FROM webhook_delivery_attempts WHERE record_id = $1 "  # noqa: S608
-            f"ORDER BY at DESC, id DESC LIMIT {KEEP_PER_EVENT}",
+            f"ORDER BY at DESC LIMIT {KEEP_PER_EVENT}",
             record_id,
         )
         record.delivery_attempts = [_attempt(t) for t in reversed(tries)]
