@@ -73,6 +73,11 @@ class Metrics:
             f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
             ["provider", "result"], registry=r,
         )  # fmt: skip
+        self.connections_dropped = Counter(
+            f"{PREFIX}_connections_dropped_total",
+            "Client connections closed by a limit, by reason (header_timeout, connection_limit).",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
         )

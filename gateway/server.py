@@ -8,12 +8,15 @@ import logging
 import signal
 import sys
 import time
+from typing import Any
 
 import uvloop
 from aiohttp import web
 
 from gateway import reload
 from gateway.app import build_app, build_services
+from gateway.app_state import Services
+from gateway.connections import ConnectionLimits, GatewayRunner
 from gateway.demo import demo_upstream_app
 from gateway.settings.model import Settings
 
@@ -37,7 +40,7 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
         if demo:
             runners.append(await _start(demo_upstream_app(), "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
         app = build_app(settings, services)
-        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port)
+        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port, services)
         runners.append(gateway)
     except OSError as exc:
         print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
@@ -72,9 +75,19 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
 
 
 async def _start(
-    app: web.Application, host: str, port: int, shutdown_timeout: float, reuse_port: bool = False
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    reuse_port: bool = False,
+    services: Services | None = None,
 ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    """Serve ``app``; the gateway (``services`` given) with its connection limits."""
+    kwargs: dict[str, Any] = {"access_log": None, "handle_signals": False, "shutdown_timeout": shutdown_timeout}
+    if services is None:
+        runner = web.AppRunner(app, **kwargs)
+    else:
+        runner = GatewayRunner(app, connection_limits(services), **kwargs)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
@@ -82,6 +95,16 @@ async def _start(
         await runner.cleanup()
         raise
     return runner
+
+
+def connection_limits(services: Services) -> ConnectionLimits:
+    """The settings' header deadline and connection cap, counted in ``services.metrics``."""
+    metrics = services.metrics
+    return ConnectionLimits(
+        header_timeout=services.settings.header_timeout,
+        max_connections=services.settings.max_connections,
+        on_drop=lambda reason: metrics.child(metrics.connections_dropped, reason).inc(),
+    )
 
 
 def _tune_gc() -> None:

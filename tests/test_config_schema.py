@@ -282,6 +282,8 @@ DEFAULTS: dict[str, Callable[[Settings], Any]] = {
     "#/properties/events/properties/timeout": lambda s: s.events.timeout,
     "#/properties/limits/properties/max_body_bytes": lambda s: provider(s).max_body_bytes,
     "#/properties/limits/properties/body_timeout": lambda s: s.body_timeout,
+    "#/properties/limits/properties/header_timeout": lambda s: s.header_timeout,
+    "#/properties/limits/properties/max_connections": lambda s: s.max_connections,
     "#/properties/rate_limits/properties/per_source": lambda s: vars_of(s.per_source_limit),
     "#/properties/rate_limits/properties/per_provider": lambda s: vars_of(provider(s).rate_limit),
     "#/properties/dedup/properties/ttl": lambda s: provider(s).dedup_ttl,

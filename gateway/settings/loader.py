@@ -98,7 +98,7 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
     if not public_url.startswith(("http://", "https://")):
         root.fail("must start with http:// or https://", public_url, "public_url")
     limits = root.sub("limits")
-    limits.mapping(("max_body_bytes", "body_timeout"))
+    limits.mapping(("max_body_bytes", "body_timeout", "header_timeout", "max_connections"))
     rates = root.sub("rate_limits")
     rates.mapping(("per_source", "per_provider"))
     dedup = root.sub("dedup")
@@ -127,6 +127,8 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
         providers=_providers(root.sub("providers"), catalog, defaults),
         trusted_proxies=parse_networks(root.sub("trusted_proxies")),
         body_timeout=float(limits.number("body_timeout", 10.0)),
+        header_timeout=float(limits.number("header_timeout", 10.0)),
+        max_connections=limits.integer("max_connections", 1000, minimum=0),
         per_source_limit=_limit(rates, "per_source", {"rate": 100, "burst": 200}),
         dedup=DedupSettings(
             lease=_lease(dedup, upstream),

@@ -108,6 +108,8 @@ class Settings:
     providers: Mapping[str, ProviderSpec]
     trusted_proxies: tuple[Network, ...] = ()
     body_timeout: float = 10.0
+    header_timeout: float = 10.0  # seconds to receive a request's head (408 after)
+    max_connections: int = 1000  # open connections per process (0: no cap)
     per_source_limit: RateLimit | None = None
     dedup: DedupSettings = DedupSettings()
     state: StateSettings = StateSettings()
