@@ -39,6 +39,11 @@ class Metrics:
         self.dedup_hits = Counter(
             f"{PREFIX}_dedup_hits_total", "Verified copies of an event already accepted.", ["provider"], registry=r
         )
+        self.content_replays = Counter(
+            f"{PREFIX}_signed_content_replays_total",
+            "Verified requests whose signed content was accepted before under another event id.",
+            ["provider"], registry=r,
+        )  # fmt: skip
         self.rate_limited = Counter(
             f"{PREFIX}_rate_limited_total", "Requests refused by a rate limit, by scope (source or provider).",
             ["provider", "scope"], registry=r,

@@ -6,6 +6,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from dataclasses import replace
 from typing import Any
 
 from gateway.events.redact import parse_redact_path
@@ -41,6 +42,7 @@ PROVIDER_KEYS = (
     "event_id", "event_type", "payment", "sample", "secrets", "allow_unsigned", "max_body_bytes",
     "ip_allowlist", "rate_limit", "dedup_ttl", "tested_with", "redact", "public_keys", "certificate",
     "webhook_id", "handshake", "shadow", "url_from_forwarded_headers", "rotation_warn_after",
+    "dedup_signed_content",
 )  # fmt: skip
 SIGNATURE_KEYS = (
     "algorithm", "header", "encoding", "prefix", "style", "item_separator", "kv_separator",
@@ -70,7 +72,7 @@ def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: 
     if signature and signature.payload.kinds & {"timestamp"} and timestamp is None:
         r.fail("the signed payload uses {timestamp} but no timestamp is configured", key="timestamp")
     rate = r.sub("rate_limit")
-    return ProviderSpec(
+    spec = ProviderSpec(
         name=name,
         display_name=r.text("display_name", name),
         icon=r.text("icon", "🔔"),
@@ -96,6 +98,9 @@ def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: 
         ),
         rotation_warn_after=parse_duration(r, "rotation_warn_after", defaults.get("rotation_warn_after")),
     )
+    if signature is None:
+        return spec
+    return replace(spec, dedup_signed_content=r.boolean("dedup_signed_content", spec.replayable_under_new_id()))
 
 
 def parse_duration(r: Reader, key: str, default: Any) -> float:

@@ -43,6 +43,10 @@ class Verified:
     timestamp: float | None  # the signed timestamp (unix seconds), when the scheme has one
     signed_body: bytes = b""  # a body canonicalizer's form of the body, as signed (for content ids)
     document: Any = None  # the body parsed, when the timestamp had to be read from it
+    # Every candidate payload the signature was checked over: a function of the signed inputs
+    # only (body forms, signed timestamp, headers, URL), so the same signed content gives the
+    # same tuple (dedup's replay digest). References, not copies.
+    signed_payloads: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +106,7 @@ def verify(
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
     canonical_form = bodies[0] if spec.canonicalizer and scheme is None else b""
-    return Verified(index, ts, canonical_form, document)
+    return Verified(index, ts, canonical_form, document, tuple(p for part in parts for p in part.payloads))
 
 
 def _scheme_parts(
