@@ -47,7 +47,7 @@ PROVIDER_KEYS = (
 SIGNATURE_KEYS = (
     "algorithm", "header", "encoding", "prefix", "style", "item_separator", "kv_separator",
     "signature_keys", "timestamp_key", "id_header", "payload", "canonicalizer", "secret_encoding",
-    "public_key", "certificate_header", "certificate_hosts", "repeated",
+    "public_key", "certificate_header", "certificate_hosts", "repeated", "prefix_optional",
 )  # fmt: skip
 HANDSHAKE_KEYS = ("name", "when", "reply", "responder")
 DEFAULT_ROTATION_WARN = 7 * 24 * 3600.0
@@ -162,6 +162,7 @@ def parse_signature(r: Reader, secrets: tuple[Secret, ...], provider: Reader) ->
         secrets=tuple(decode_secret(r, s, encoding, i) for i, s in enumerate(secrets)),
         style=style,
         prefix=_raw_text(r, "prefix"),
+        prefix_optional=r.boolean("prefix_optional", False),
         item_separator=_raw_text(r, "item_separator", ","),
         kv_separator=_raw_text(r, "kv_separator", "="),
         signature_keys=keys,

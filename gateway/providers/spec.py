@@ -86,6 +86,7 @@ class SignatureSpec:
     secrets: tuple[Secret, ...]
     style: str = "plain"
     prefix: str = ""
+    prefix_optional: bool = False  # the header is accepted without its prefix too (Mollie's own library does)
     item_separator: str = ","
     kv_separator: str = "="
     signature_keys: tuple[str, ...] = ()
