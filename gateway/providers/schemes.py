@@ -136,15 +136,24 @@ class Adyen(RequestScheme):
     per NotificationRequestItem, base64 HMAC-SHA256 (hex key) of
     ``pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:success``
     in ``additionalData.hmacSignature``. Every item of a batch must verify (``Adyen.util`` checks
-    only the first: an unsigned item appended to a signed one would pass it)."""
+    only the first: an unsigned item appended to a signed one would pass it).
+
+    Platform webhooks (Balance Platform, Management API) sign the raw body instead: the same
+    base64 HMAC-SHA256 with a hex key, in the ``HmacSignature`` header (``Adyen.util``'s
+    ``is_valid_hmac_payload``). A request carrying that header is verified that way, else by
+    its items: one ``adyen`` entry takes both (list both HMAC keys under ``secrets``)."""
 
     name = "adyen"
-    describe = "per item: pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:success"  # noqa: E501
+    describe = "per item: pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:success; platform webhooks: the body, signature in HmacSignature"  # noqa: E501
     uses_header = False
+    platform_header = "HmacSignature"
     fields = ("pspReference", "originalReference", "merchantAccountCode", "merchantReference")
     tail = ("eventCode", "success")
 
     def parse(self, request: SignedRequest, header: str) -> Signed:
+        platform = request.optional_header(self.platform_header)
+        if platform is not None:
+            return Signed((SignedPart((platform,), (request.body,)),))
         items = _json_object(request.body).get("notificationItems")
         if not isinstance(items, list) or not items:
             raise Rejection("missing_signature", "the body has no notificationItems")
