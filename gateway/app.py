@@ -20,6 +20,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline.body import expect_continue
 from gateway.pipeline.runner import PIPELINE, Pipeline, error_response
 from gateway.pipeline.stage import default_stages
+from gateway.providers.parse import RESERVED_NAMES
 from gateway.settings.model import Settings
 from gateway.stats import StatsLedger
 from gateway.stores import StoreError, store_from_url
@@ -64,15 +65,18 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
         ("GET", f"{API}/stats/", management.stats),
         ("GET", f"{API}/events/", events.list_events),
         ("POST", f"{API}/events/replay/", events.replay_events),
-        ("GET", API + "/events/{id}/", events.show_event),
-        ("POST", API + "/events/{id}/replay/", events.replay_event),
+        ("GET", API + r"/events/{id:\d+}/", events.show_event),
+        ("POST", API + r"/events/{id:\d+}/replay/", events.replay_event),
         ("GET", f"{API}/dead-letters/", events.list_dead),
         ("DELETE", f"{API}/dead-letters/", events.purge_dead),
     ):
         r.add_route(method, path, json_safe(handler))
     expect = expect_continue(settings.providers)
-    r.add_route("*", API + "/{provider}/", pipeline.handle, expect_handler=expect)
-    r.add_route("*", API + "/{provider}", pipeline.handle, expect_handler=expect)
+    # A provider name is one path segment and never a management path's: another method on
+    # /health/ or /events/ is a 405 with that path's Allow, not a webhook for provider "health".
+    provider = "{provider:(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")(?:/|$))[^{}/]+}"
+    r.add_route("*", f"{API}/{provider}/", pipeline.handle, expect_handler=expect)
+    r.add_route("*", f"{API}/{provider}", pipeline.handle, expect_handler=expect)
     for path, handler in (
         ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
     ):  # fmt: skip
