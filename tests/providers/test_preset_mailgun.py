@@ -1,7 +1,9 @@
 """Mailgun: the body's ``signature`` object holds ``timestamp``, ``token`` and ``signature``, the
 hex HMAC-SHA256 (webhook signing key) of timestamp + token; ``parent-signature`` (the primary
-account's key) for a subaccount's domain. ``event-data`` is not signed: the token is the dedup
-key, so a captured signature is never accepted twice, and the timestamp must be recent.
+account's key) for a subaccount's domain. ``event-data`` is not signed: the event id is
+``event-data.id`` (a retry carries a new token), the signed timestamp + token are remembered
+beside it (``dedup_signed_content``), so a captured signature is never accepted twice, and the
+timestamp must be recent.
 
 Mailgun publishes no Python verifier: the oracle is an independent implementation of "Securing
 Webhooks" in Mailgun's docs (its Node snippet: ``createHmac('sha256', signingKey)
