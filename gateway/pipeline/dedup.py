@@ -37,33 +37,21 @@ class Dedup:
         self.policy = policy
 
     async def __call__(self, ctx: RequestContext) -> None:
-        provider = ctx.provider
-        assert provider is not None
         token = f"{random.getrandbits(64):016x}"  # tells our lease from another's; not a secret
         content = content_key(ctx)
         deadline = time.monotonic() + self.settings.inflight_wait
         pause = 0.01
         first = True
         while True:
-            if first and ctx.deferred_rate is not None:
-                state = await self._admit(ctx, token)  # the provider rate limit and the claim, one round trip
-            else:
-                state = await self._claim(ctx.dedup_key, token)
+            state, keys, replay = await self._round(ctx, token, content, first)
             first = False
-            keys: tuple[str, ...] = (ctx.dedup_key,)
-            replay = False
-            if state is Claim.CLAIMED and content:
-                state, keys, replay = await self._claim_content(ctx, token, content)
             if state is None:
                 return  # store down, policy open: forward without dedup (counted)
             if state is Claim.CLAIMED:
                 ctx.cleanups.append(functools.partial(self._settle, keys, token))
                 return
             if state is Claim.DONE:
-                hits = self.metrics.content_replays if replay else self.metrics.dedup_hits
-                self.metrics.child(hits, provider.name).inc()
-                body = {"success": True, "status": "duplicate", "event_id": ctx.event_id}
-                ctx.reply = Reply(200, "duplicate", body)
+                self._duplicate(ctx, replay)
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -72,6 +60,25 @@ class Dedup:
                 )
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.2)
+
+    async def _round(
+        self, ctx: RequestContext, token: str, content: str, first: bool
+    ) -> tuple[Claim | None, tuple[str, ...], bool]:
+        """One try: the id's claim (with the deferred provider rate limit the first time, one
+        round trip), then the signed content's; ``(state, keys held, replay)``."""
+        if first and ctx.deferred_rate is not None:
+            state = await self._admit(ctx, token)
+        else:
+            state = await self._claim(ctx.dedup_key, token)
+        if state is Claim.CLAIMED and content:
+            return await self._claim_content(ctx, token, content)
+        return state, (ctx.dedup_key,), False
+
+    def _duplicate(self, ctx: RequestContext, replay: bool) -> None:
+        assert ctx.provider is not None
+        hits = self.metrics.content_replays if replay else self.metrics.dedup_hits
+        self.metrics.child(hits, ctx.provider.name).inc()
+        ctx.reply = Reply(200, "duplicate", {"success": True, "status": "duplicate", "event_id": ctx.event_id})
 
     async def _claim_content(
         self, ctx: RequestContext, token: str, content: str
