@@ -4,14 +4,16 @@ aiohttp bounds how long an idle keep-alive connection lives, but not how long a 
 to send a request's head: a client sending one header line every few seconds holds a connection
 (and a file descriptor) for as long as it likes, and a few hundred of them exhaust the process.
 
-:class:`GuardedHandler` adds one timer per connection, with no work per request on the hot path:
+:class:`GuardedHandler` adds at most one timer per connection, and nothing per request on the
+hot path (a head that arrives whole in one read, as webhooks do, arms no timer):
 
-* armed when the connection opens (the first head must arrive within ``header_timeout``), and
-  again on the first byte after a response (a keep-alive connection may idle, then must send its
-  next head in time; idling itself is bounded by aiohttp's keep-alive timeout);
-* cancelled as soon as the parser has a whole message head (``data_received`` sees the request
-  count move), so the body is bounded by the pipeline's own ``limits.body_timeout`` instead;
-* on expiry: ``408 header_timeout`` as JSON, and the connection is closed.
+* the clock starts when the connection opens (the first head is due within ``header_timeout``),
+  or, on a kept-alive connection, at the first bytes of a head that did not complete in the read
+  that brought them (idling between requests is bounded by the keep-alive timeout instead);
+* it stops when the parser has a whole message head (``data_received`` sees the request count
+  move), so the body is bounded by the pipeline's own ``limits.body_timeout``;
+* the timer is lazy (never cancelled, re-armed only for a head still pending): on expiry with
+  the head still incomplete, ``408 header_timeout`` as JSON, and the connection is closed.
 
 A connection beyond ``max_connections`` (per process) is answered ``503 too_many_connections``
 with Retry-After and closed at once, before any request is read. Both are counted in
@@ -27,7 +29,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
 
 from gateway import jsonutil
 from gateway.errors import ERROR_STATUS
@@ -63,13 +64,13 @@ def _answer(code: str, message: str, headers: dict[str, str] | None = None) -> b
 class GuardedHandler(RequestHandler):
     """aiohttp's connection protocol, with the head deadline and the connection cap."""
 
-    __slots__ = ("_awaiting_head", "_head_timer", "_limits")
+    __slots__ = ("_head_since", "_head_timer", "_limits")
 
     def __init__(self, manager: web.Server, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
         self._head_timer: asyncio.TimerHandle | None = None
-        self._awaiting_head = True
+        self._head_since = 0.0  # loop time the pending head began; 0.0: no head pending
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -78,45 +79,44 @@ class GuardedHandler(RequestHandler):
         if limits.max_connections and limits.open > limits.max_connections:
             self._drop("connection_limit", "too_many_connections", "the gateway has too many open connections")
             return
-        self._arm()
+        self._head_since = self._loop.time()  # the first head is due from the connection's start
+        self._arm(self._head_since)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._limits.open -= 1
-        self._disarm()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._awaiting_head and self._head_timer is None:
-            self._arm()  # the first byte of the next request on a kept-alive connection
-        count = self._request_count
-        super().data_received(data)
-        if self._request_count != count:  # the parser has a whole head (or answered a bad one)
-            self._awaiting_head = False
-            self._disarm()
-
-    async def finish_response(
-        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
-    ) -> tuple[web.StreamResponse, bool]:
-        result = await super().finish_response(request, resp, start_time)
-        # The next bytes start a new head, unless one is queued already (pipelining) or the body
-        # is still arriving (aiohttp reads and drops the rest of an unread body, time-bounded).
-        self._awaiting_head = not self._messages and request.content.is_eof()
-        return result
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._head_timer = self._loop.call_later(self._limits.header_timeout, self._head_timed_out)
-
-    def _disarm(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        super().connection_lost(exc)
 
-    def _head_timed_out(self) -> None:
+    def data_received(self, data: bytes) -> None:
+        count = self._request_count
+        super().data_received(data)
+        if self._request_count != count:  # the parser has a whole head (or answered a bad one)
+            self._head_since = 0.0
+        elif not self._head_since and not self._request_in_progress and not self._messages:
+            # No request pending or running: these are the first bytes of the next head, and
+            # it did not complete in this chunk. (A whole head in one chunk, the usual case,
+            # costs no timer at all.)
+            self._head_since = self._loop.time()
+            if self._head_timer is None:
+                self._arm(self._head_since)
+
+    def _arm(self, since: float) -> None:
+        self._head_timer = self._loop.call_at(since + self._limits.header_timeout, self._check_head)
+
+    def _check_head(self) -> None:
+        """Lazy: the timer is not cancelled when a head completes; it finds no head pending, or
+        a later one (re-armed for that one's deadline), or this one late (408)."""
         self._head_timer = None
-        if self._awaiting_head and not self._force_close:
-            message = f"the request head did not arrive within {self._limits.header_timeout:g}s"
-            self._drop("header_timeout", "header_timeout", message)
+        since = self._head_since
+        if not since or self._force_close:
+            return
+        if self._loop.time() - since < self._limits.header_timeout:
+            self._arm(since)
+            return
+        message = f"the request head did not arrive within {self._limits.header_timeout:g}s"
+        self._drop("header_timeout", "header_timeout", message)
 
     def _drop(self, reason: str, code: str, message: str) -> None:
         if self.transport is not None:
