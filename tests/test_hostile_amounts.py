@@ -5,6 +5,7 @@ provider's value byte for byte."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from decimal import Decimal, localcontext
 
@@ -70,3 +71,32 @@ def test_amount_normalization_is_bounded_for_any_shape(value, unit, currency):
     with localcontext(prec=200):
         original = Decimal(repr(value) if isinstance(value, float) else str(value))
         assert Decimal(result) == original.scaleb(-exponent)
+
+
+def _shapes(rng: random.Random, n: int) -> list[object]:
+    """Amounts as a hostile sender would shape them: strings and raw JSON numbers."""
+    digits = lambda k: "".join(rng.choice("0123456789") for _ in range(k))  # noqa: E731
+    out: list[object] = []
+    for _ in range(n):
+        mantissa = rng.choice(["", "-", "+", " "]) + digits(rng.randrange(0, 40)) + rng.choice(["", "." + digits(8)])
+        exponent = rng.choice(["", f"e{rng.randrange(-10**9, 10**9)}", f"E+{rng.randrange(10**6)}", "e", "e-"])
+        text = mantissa + exponent
+        number = rng.choice([rng.uniform(-1e300, 1e300), rng.randrange(-(10**40), 10**40)])
+        out.append(rng.choice([text, text * rng.randrange(1, 4), number]))
+    return out
+
+
+async def test_signed_events_with_random_amount_shapes_are_all_forwarded(gateway, kit):
+    """Through the whole pipeline: whatever the amount, the event is forwarded (never a 5xx or
+    a 4xx for a correctly signed event), and the normalized amount is absent or exact."""
+    rng = random.Random("amount-shapes")
+    for n, value in enumerate(_shapes(rng, 120)):
+        doc = json.loads(kit.stripe_body(f"evt_shape_{n}"))
+        doc["data"]["object"].update(amount=value, amount_received=value)
+        body = json.dumps(doc).encode()
+        data = await gateway.expect(200, "stripe", body)
+        assert data["status"] == "forwarded", (value, data)
+        amount = gateway.upstream.events[-1].event["data"]["payment"]["amount"]
+        if amount is not None:
+            assert _PLAIN.match(amount) and len(amount) <= 120, (value, amount)
+    assert len(gateway.upstream.events) == 120
