@@ -100,3 +100,15 @@ async def test_signed_events_with_random_amount_shapes_are_all_forwarded(gateway
         if amount is not None:
             assert _PLAIN.match(amount) and len(amount) <= 120, (value, amount)
     assert len(gateway.upstream.events) == 120
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" + b"0" * 400, b"0." + b"0" * 400 + b"1e-999"])
+async def test_a_number_beyond_a_double_is_valid_json_and_forwarded(gateway, kit, number):
+    """orjson refuses numbers beyond a double's range; they are valid JSON, so a signed event
+    carrying one is forwarded (byte for byte) with the amount left out, not refused with 400."""
+    body = kit.stripe_body(f"evt_double_{len(number)}_{number[:2].decode()}").replace(b":2000,", b":" + number + b",")
+    await gateway.deliver_ok("stripe", body)
+    received = gateway.upstream.events[-1]
+    amount = received.event["data"]["payment"]["amount"]
+    assert amount is None or Decimal(amount) == 0
+    assert received.raw.endswith(b'"payload":' + body + b"}}")
