@@ -9,6 +9,11 @@ import asyncio
 import helpers_services as hs
 import pytest
 
+from gateway.app_state import SERVICES
+from gateway.pipeline.runner import PIPELINE
+from gateway.stores import Claim, StoreError
+from gateway.stores.memory import MemoryStore
+
 redis_state = hs.redis_state  # fixture
 
 BODY = b'{"ref":"refs/heads/main","after":"8f1c2e","repository":{"full_name":"acme/app"}}'
@@ -115,3 +120,33 @@ def test_defaults_follow_what_the_signature_covers(make_settings):
     # GitHub and Shopify take their id from an unsigned header; Stripe, Slack and NOWPayments
     # (ids inside the signed body) and Standard Webhooks (webhook-id is signed) do not need it.
     assert on == {"github", "shopify"}
+
+
+class FlakyDigestStore(MemoryStore):
+    """A real memory store whose digest claims fail while ``down`` (a store error mid-request)."""
+
+    down = True
+
+    async def claim(self, key: str, token: str, lease: float) -> Claim:
+        if self.down and ":signed:" in key:
+            raise StoreError("digest claim failed")
+        return await super().claim(key, token, lease)
+
+
+@pytest.mark.parametrize("policy", ["closed", "open"])
+async def test_a_store_error_on_the_digest_claim_follows_the_dedup_policy(make_gateway, policy):
+    gw = await make_gateway(state={"on_error": {"dedup": policy}})
+    store = FlakyDigestStore()
+    gw.app[SERVICES].store = store
+    for stage in gw.app[PIPELINE].stages:  # the stages got the store in their constructors
+        if hasattr(stage, "store"):
+            stage.store = store
+    resp = await gw.post("github", BODY, gh("delivery-1"))
+    if policy == "closed":
+        assert resp.status == 503 and (await resp.json())["error"]["code"] == "store_unavailable"
+        store.down = False  # the id claim was released: the provider's retry goes through
+        data = await gw.expect(200, "github", BODY, gh("delivery-1"))
+        assert data["status"] == "forwarded"
+    else:
+        assert (await resp.json())["status"] == "forwarded"  # open: the id claim alone
+    assert f'webhook_gateway_store_errors_total{{concern="dedup",policy="{policy}"}} 1.0' in gw.metrics_text()
