@@ -10,37 +10,42 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import logs, routes
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
-from gateway.errors import Rejection
-from gateway.events import event_store_from_settings
+from gateway.errors import Rejection, StoreError
+from gateway.events import EventStoreOptions, event_store_from_url
 from gateway.forwarder import Forwarder
 from gateway.handlers import events, management, ops
 from gateway.metrics import Metrics
 from gateway.pipeline.body import expect_continue
-from gateway.pipeline.runner import PIPELINE, Pipeline, error_response
+from gateway.pipeline.runner import PIPELINE, Pipeline
 from gateway.pipeline.stage import default_stages
-from gateway.providers.parse import RESERVED_NAMES
+from gateway.responses import error_response
 from gateway.settings.model import Settings
 from gateway.stats import StatsLedger
-from gateway.stores import StoreError, store_from_url
+from gateway.stores import StoreOptions, store_from_url
 from gateway.tracing import make_tracer
 
-API = "/payments/api/webhooks"
 log = logging.getLogger("gateway.app")
 
 
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     ledger = StatsLedger()
-    events = event_store_from_settings(settings.events, ledger)
+    ev = settings.events
+    options = EventStoreOptions(
+        ev.max_memory_events, ev.migrate_on_start, ev.pool_size, ev.timeout, ev.max_memory_bytes
+    )
+    events = event_store_from_url(ev.url, options, ledger)
+    events.on_audit_lost = lambda count, reason: metrics.audit_lost.labels(reason).inc(count)
     forwarder = Forwarder(settings.upstream, metrics)
     delivery = None
     if settings.upstream.mode == "queue":
         delivery = Delivery(events, forwarder, settings.upstream.queue, settings.providers, metrics)
     return Services(
         settings=settings,
-        store=store_from_url(settings.state, settings.dedup.max_entries),
+        store=store_from_url(settings.state.url, _store_options(settings)),
         forwarder=forwarder,
         metrics=metrics,
         events=events,
@@ -50,8 +55,14 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+def _store_options(settings: Settings) -> StoreOptions:
+    state = settings.state
+    return StoreOptions(key_prefix=state.key_prefix, timeout=state.timeout, max_entries=settings.dedup.max_entries)
+
+
 def build_app(settings: Settings, services: Services | None = None) -> web.Application:
     services = services or build_services(settings)
+    logs.guard_parser_errors()
     largest = max(p.max_body_bytes for p in settings.providers.values())
     app = web.Application(client_max_size=largest)
     app[SERVICES] = services
@@ -60,25 +71,23 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     app[PIPELINE] = pipeline
     r = app.router
     for method, path, handler in (
-        ("GET", f"{API}/providers/", management.providers),
-        ("GET", f"{API}/health/", management.health),
-        ("GET", f"{API}/stats/", management.stats),
-        ("GET", f"{API}/events/", events.list_events),
-        ("POST", f"{API}/events/replay/", events.replay_events),
-        ("GET", API + r"/events/{id:\d+}/", events.show_event),
-        ("POST", API + r"/events/{id:\d+}/replay/", events.replay_event),
-        ("GET", f"{API}/dead-letters/", events.list_dead),
-        ("DELETE", f"{API}/dead-letters/", events.purge_dead),
+        ("GET", routes.PROVIDERS, management.providers),
+        ("GET", routes.HEALTH, management.health),
+        ("GET", routes.STATS, management.stats),
+        ("GET", routes.EVENTS, events.list_events),
+        ("POST", routes.EVENTS_REPLAY, events.replay_events),
+        ("GET", routes.EVENT, events.show_event),
+        ("POST", routes.EVENT_REPLAY, events.replay_event),
+        ("GET", routes.DEAD_LETTERS, events.list_dead),
+        ("DELETE", routes.DEAD_LETTERS, events.purge_dead),
     ):
         r.add_route(method, path, json_safe(handler))
     expect = expect_continue(settings.providers)
-    # A provider name is one path segment and never a management path's: another method on
-    # /health/ or /events/ is a 405 with that path's Allow, not a webhook for provider "health".
-    provider = "{provider:(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")(?:/|$))[^{}/]+}"
-    r.add_route("*", f"{API}/{provider}/", pipeline.handle, expect_handler=expect)
-    r.add_route("*", f"{API}/{provider}", pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK_ROUTE, pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK_ROUTE.rstrip("/"), pipeline.handle, expect_handler=expect)
     for path, handler in (
-        ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
+        (routes.HEALTHZ, ops.healthz), (routes.READYZ, ops.readyz), (routes.METRICS, ops.metrics),
+        (routes.OPENAPI, ops.openapi),
     ):  # fmt: skip
         r.add_get(path, json_safe(handler))
     r.add_route("*", "/{tail:.*}", unmatched)

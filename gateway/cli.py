@@ -1,4 +1,4 @@
-"""``webhook-gateway run|check|sign|send``. Config errors print one line and exit 2."""
+"""``webhook-gateway run|dev|check|sign|send|migrate``. Config errors print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from gateway import __version__
+from gateway import __version__, routes
+from gateway.dev import add_arguments, dev
 from gateway.errors import ConfigError
 from gateway.providers.signer import sample_event, sign, sign_body
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import mask_url
 from gateway.settings.loader import load_config
 from gateway.settings.model import Settings
+
+if TYPE_CHECKING:
+    from gateway.server import Attach
 
 EXIT_CONFIG = 2
 
@@ -26,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_config(args.config)
-    except ConfigError as exc:
-        print(f"webhook-gateway: config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # ConfigErrors: one line per error found in the file
+        for line in str(exc).splitlines():
+            print(f"webhook-gateway: config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
     result: int = args.func(settings, args)
     return result
@@ -46,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", _run, "serve webhooks")
     run.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    add_arguments(command("dev", dev, "serve webhooks for local development: a public ngrok tunnel, a line per event"))
     command("check", _check, "validate a config and list its providers")
     command("migrate", _migrate, "apply the event store's SQL migrations (PostgreSQL)")
     for name, func, text in (
@@ -62,11 +69,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    if args.workers < 1:
+    return serve(settings, args.workers, demo=args.config is None)
+
+
+def serve(
+    settings: Settings,
+    workers: int,
+    demo: bool,
+    attach: Attach | None = None,
+    log_level: str | None = None,
+    log_stream: TextIO | None = None,
+) -> int:
+    """``run`` (and ``dev``, with its ``attach`` and logs at ``log_level`` to ``log_stream``)."""
+    if workers < 1:
         print("webhook-gateway: --workers must be >= 1", file=sys.stderr)
         return EXIT_CONFIG
     parent = os.getpid()
-    if args.workers > 1:
+    if workers > 1:
         from gateway.workers import prepare_multiprocess_metrics
 
         metrics_dir = prepare_multiprocess_metrics()  # before prometheus_client is first imported
@@ -78,13 +97,13 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             )
     from gateway import logs, server
 
-    logs.setup(settings.log_level)
+    logs.setup(log_level or settings.log_level, log_stream)
     for warning in startup_warnings(settings):
         print(f"webhook-gateway: WARNING: {warning}", file=sys.stderr)
     try:
-        return server.run(settings, demo=args.config is None, workers=args.workers)
+        return server.run(settings, demo=demo, workers=workers, attach=attach)
     finally:
-        if args.workers > 1 and os.getpid() == parent:
+        if workers > 1 and os.getpid() == parent:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
@@ -124,29 +143,54 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
         scheme = _scheme(spec) if sig else "UNSIGNED (allow_unsigned)"
         ts = f", timestamp ±{spec.timestamp.tolerance:g}s" if spec.timestamp else ""
         print(f"  {name:<20} {settings.webhook_url(name)}  {scheme}{ts}")
+    for warning in secret_warnings(settings):
+        print(f"WARNING: {warning}")
     for line in _rotation(settings):
         print(line)
     return 0
+
+
+def secret_warnings(settings: Settings) -> list[str]:
+    """Secrets shorter than the provider documents (``min_secret_bytes``): guessable, or pasted cut
+    short. Only the secret's source and length are shown, never its value."""
+    out = []
+    for name, spec in settings.providers.items():
+        if not spec.signature or not spec.min_secret_bytes:
+            continue
+        for index, secret in enumerate(spec.signature.secrets):
+            size = len(secret.reveal())
+            if size < spec.min_secret_bytes:
+                out.append(
+                    f"providers.{name}.secrets[{index}] ({secret.label}) is {size} bytes; {spec.display_name} "
+                    f"documents at least {spec.min_secret_bytes}: generate a new one with the provider"
+                )
+    return out
 
 
 def _rotation(settings: Settings) -> list[str]:
     """Keys that can be retired, from the event store's record of which key matched."""
     from datetime import UTC, datetime
 
-    from gateway.providers.rotation import load_usage, report
+    from gateway.commands.rotation import load_usage, report
 
     keys = [len(s.signature.secrets) + len(s.signature.public_keys) for s in settings.providers.values() if s.signature]
     if max(keys, default=0) < 2:
         return []
-    if settings.events.url.startswith(("postgresql://", "postgres://")):
+    if _is_postgres(settings.events.url):
         usage = asyncio.run(load_usage(settings.events.url, settings.events.timeout))
     else:
         usage = "events.url is not PostgreSQL (see webhook_gateway_signature_secret_matches_total)"
     return report(settings, usage, datetime.now(UTC))
 
 
+def _is_postgres(url: str) -> bool:
+    from gateway.events import EVENT_STORES, postgres
+
+    return EVENT_STORES.backend(url) is postgres.PostgresEventStore
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.events.url.startswith(("postgresql://", "postgres://")):
+    if not _is_postgres(settings.events.url):
         print("webhook-gateway: events.url is not PostgreSQL; nothing to migrate", file=sys.stderr)
         return 1
     return asyncio.run(_apply_migrations(settings.events.url))
@@ -190,7 +234,7 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, 
     else:
         body, extra = sample_event(provider)
     base = (args.url or settings.public_url).rstrip("/")
-    url = f"{base}/payments/api/webhooks/{args.provider}/"
+    url = base + routes.webhook_path(args.provider)
     signed_url = settings.webhook_url(args.provider)
     try:
         body = sign_body(provider, body, secret_index=args.secret)

@@ -83,6 +83,11 @@ class Metrics:
             "Client connections closed by a limit, by reason (header_timeout, connection_limit).",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.audit_lost = Counter(
+            f"{PREFIX}_audit_rows_lost_total",
+            "Audit rows of forwarded events (sync mode) that could not be written, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
         )

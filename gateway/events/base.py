@@ -1,7 +1,8 @@
 """The event store: audit log, outbox and dead-letter queue in one table of events.
 
-Status of an event: ``queued`` (waiting for delivery, queue mode), ``delivering`` (a worker holds
-it until ``locked_until``), ``delivered``, ``dead`` (gave up after ``max_attempts``). Rejected
+Status of an event (``outcomes.EventStatus``): ``queued`` (waiting for delivery, queue mode),
+``delivering`` (a worker holds it until ``locked_until``), ``delivered``, ``dead`` (gave up after
+``max_attempts``). Rejected
 requests are not events: they are folded into per-minute counts by provider, source and code.
 """
 
@@ -9,15 +10,13 @@ from __future__ import annotations
 
 import builtins
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-STATUSES = ("queued", "delivering", "delivered", "dead")
-
-
-class UnstorableEvent(Exception):
-    """The store refused this one event's data (e.g. a NUL in its id): retrying cannot help."""
+from gateway.stats import StatsLedger
+from gateway.stores.registry import Backends
 
 
 @dataclass(slots=True)
@@ -85,6 +84,8 @@ class EventStore(Protocol):
 
     url: str
     durable: bool
+    #: Called with (count, reason) when audit copies given to ``submit`` cannot be written.
+    on_audit_lost: Callable[[int, str], None]
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -118,6 +119,30 @@ class EventStore(Protocol):
     async def stats(self, days: int) -> dict[str, Any]: ...
     async def expire(self, days: float) -> int:
         """Retention: delete delivered and dead events (and rejection counts) older than ``days``."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventStoreOptions:
+    """What an event store may be opened with besides its URL; each backend reads what applies."""
+
+    max_events: int = 10_000  # memory: events kept, the oldest dropped first
+    migrate: bool = True  # PostgreSQL: apply pending migrations on start
+    pool_size: int = 10  # PostgreSQL: connections
+    timeout: float = 5.0  # PostgreSQL: seconds per statement
+    max_bytes: int = 64 * 1024 * 1024  # memory: bytes of stored bodies and headers, the oldest dropped first
+
+
+class EventBackend(Protocol):
+    """What ``EVENT_STORES`` holds: an event store class that opens from a URL and options."""
+
+    durable: bool  # survives a restart and is shared by replicas: queue mode needs it
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> EventStore: ...
+
+
+#: URL scheme -> event store class; each backend module registers its own schemes.
+EVENT_STORES: Backends[type[EventBackend]] = Backends("event store")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 """``memory://`` event store: the last ``max_events`` events of this process, for the audit API.
 
+Bounded in count and in bytes (``max_bytes``: bodies, envelopes and headers), so a flood of
+large webhooks cannot grow the process past the bound: the oldest events go first.
+
 Not durable, so the config refuses queue mode on it (a 202 must mean the event is on disk).
 """
 
@@ -7,11 +10,19 @@ from __future__ import annotations
 
 import builtins
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.events.base import EventFilter, EventRecord, Rejected
+from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions, Rejected
+from gateway.outcomes import EventStatus
 from gateway.stats import StatsLedger
+
+
+def _size(r: EventRecord) -> int:
+    """What a record holds, roughly: its body and envelope plus its header text (a bound, not a
+    measurement of Python's overhead, which is a few hundred bytes per record)."""
+    return len(r.body) + len(r.event) + sum(len(k) + len(v) for k, v in r.headers.items()) + 512
 
 
 def matches(r: EventRecord, f: EventFilter) -> bool:
@@ -26,17 +37,31 @@ def matches(r: EventRecord, f: EventFilter) -> bool:
     )
 
 
+@EVENT_STORES.register("memory")
 class MemoryEventStore:
     durable = False
 
-    def __init__(self, url: str = "memory://", max_events: int = 10_000, ledger: StatsLedger | None = None) -> None:
+    def __init__(
+        self,
+        url: str = "memory://",
+        max_events: int = 10_000,
+        ledger: StatsLedger | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.url = url
         self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the stored size of the events kept (see ``_size``)
         self._events: OrderedDict[int, EventRecord] = OrderedDict()
         self._keys: dict[tuple[str, str], int] = {}
         self._rejections: dict[tuple[datetime, str, str, str], Rejected] = {}
         self._next_id = 1
         self.ledger = ledger
+        self.on_audit_lost: Callable[[int, str], None] = lambda count, reason: None  # never: all in memory
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> MemoryEventStore:
+        return cls(url, options.max_events, ledger, options.max_bytes)
 
     async def start(self) -> None:
         return None
@@ -58,10 +83,15 @@ class MemoryEventStore:
         self._next_id += 1
         self._events[record.id] = record
         self._keys[key] = record.id
-        while len(self._events) > self.max_events:
+        self.bytes += _size(record)
+        while len(self._events) > self.max_events or (self.bytes > self.max_bytes and len(self._events) > 1):
             _, old = self._events.popitem(last=False)
-            self._keys.pop((old.provider, old.event_id), None)
+            self._forget(old)
         return True
+
+    def _forget(self, record: EventRecord) -> None:
+        self._keys.pop((record.provider, record.event_id), None)
+        self.bytes -= _size(record)
 
     def submit(self, record: EventRecord) -> None:
         """Audit copy of a delivered event (sync mode)."""
@@ -79,12 +109,12 @@ class MemoryEventStore:
         now = datetime.now(UTC)
         out = []
         for r in self._events.values():
-            if r.status == "queued":
+            if r.status == EventStatus.QUEUED:
                 due = r.next_attempt_at is None or r.next_attempt_at <= now
             else:
-                due = r.status == "delivering" and (r.locked_until is None or r.locked_until <= now)
+                due = r.status == EventStatus.DELIVERING and (r.locked_until is None or r.locked_until <= now)
             if due:
-                r.status = "delivering"
+                r.status = EventStatus.DELIVERING
                 r.attempts += 1
                 r.locked_until = now + timedelta(seconds=lease)
                 out.append(r)
@@ -94,23 +124,29 @@ class MemoryEventStore:
 
     def _fenced(self, record_id: int, attempt: int | None) -> EventRecord | None:
         r = self._events.get(record_id)
-        if r is None or (attempt is not None and (r.status != "delivering" or r.attempts != attempt)):
+        if r is None or (attempt is not None and (r.status != EventStatus.DELIVERING or r.attempts != attempt)):
             return None
         return r
 
     async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
         if r := self._fenced(record_id, attempt):
+            self.bytes += len(event or r.event) - len(r.event)
             r.event = event or r.event
-            r.status, r.delivered_at, r.next_attempt_at, r.last_error = "delivered", datetime.now(UTC), None, None
+            r.status, r.delivered_at, r.next_attempt_at, r.last_error = (
+                EventStatus.DELIVERED,
+                datetime.now(UTC),
+                None,
+                None,
+            )
 
     async def mark_retry(self, record_id: int, delay: float, error: str, attempt: int | None = None) -> None:
         if r := self._fenced(record_id, attempt):
-            r.status, r.last_error = "queued", error
+            r.status, r.last_error = EventStatus.QUEUED, error
             r.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
 
     async def mark_dead(self, record_id: int, error: str, attempt: int | None = None) -> None:
         if r := self._fenced(record_id, attempt):
-            r.status, r.last_error, r.next_attempt_at = "dead", error, None
+            r.status, r.last_error, r.next_attempt_at = EventStatus.DEAD, error, None
 
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:
         out = [r for r in reversed(self._events.values()) if matches(r, flt)]
@@ -122,8 +158,8 @@ class MemoryEventStore:
     async def requeue(self, flt: EventFilter, ids: builtins.list[int] | None = None) -> int:
         n = 0
         for r in self._events.values():
-            if (ids is None or r.id in ids) and matches(r, flt) and r.status != "delivering":
-                r.status, r.next_attempt_at, r.attempts = "queued", datetime.now(UTC), 0
+            if (ids is None or r.id in ids) and matches(r, flt) and r.status != EventStatus.DELIVERING:
+                r.status, r.next_attempt_at, r.attempts = EventStatus.QUEUED, datetime.now(UTC), 0
                 n += 1
         return n
 
@@ -131,7 +167,7 @@ class MemoryEventStore:
         doomed = [r for r in self._events.values() if matches(r, flt)]
         for r in doomed:
             del self._events[r.id]
-            self._keys.pop((r.provider, r.event_id), None)
+            self._forget(r)
         return len(doomed)
 
     async def stats(self, days: int) -> dict[str, Any]:
@@ -141,9 +177,12 @@ class MemoryEventStore:
     async def expire(self, days: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=days)
         flt = EventFilter(until=cutoff)
-        doomed = [r.id for r in self._events.values() if matches(r, flt) and r.status in ("delivered", "dead")]
+        doomed = [
+            r.id
+            for r in self._events.values()
+            if matches(r, flt) and r.status in (EventStatus.DELIVERED, EventStatus.DEAD)
+        ]
         for i in doomed:
-            r = self._events.pop(i)
-            self._keys.pop((r.provider, r.event_id), None)
+            self._forget(self._events.pop(i))
         self._rejections = {k: v for k, v in self._rejections.items() if k[0] >= cutoff}
         return len(doomed)

@@ -12,7 +12,7 @@ from gateway import __version__
 from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.handlers.auth import managed
-from gateway.pipeline.runner import json_response
+from gateway.responses import json_response
 from gateway.secrets import mask_url
 
 
@@ -73,6 +73,8 @@ async def health(request: web.Request, services: Services) -> web.Response:
         "providers": [
             {"name": n, "last_event_at": _iso(services.last_event.get(n))} for n in services.settings.providers
         ],
+        # webhook-gateway dev --ngrok: where providers reach this process, and whether ngrok still lists it
+        "tunnel": await services.tunnel.describe() if services.tunnel is not None else None,
     }
     return json_response(200, body)
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.app_state import SERVICES
-from gateway.pipeline.runner import json_response
+from gateway.responses import json_response
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -21,8 +21,9 @@ import time
 
 from gateway.errors import Rejection
 from gateway.metrics import Metrics
+from gateway.outcomes import Outcome
 from gateway.pipeline.context import Reply, RequestContext
-from gateway.pipeline.ratelimit import rate_limited, store_unavailable
+from gateway.pipeline.ratelimit import store_unavailable
 from gateway.settings.model import DedupSettings
 from gateway.stores import Claim, Store, StoreError
 
@@ -41,10 +42,12 @@ class Dedup:
         content = content_key(ctx)
         deadline = time.monotonic() + self.settings.inflight_wait
         pause = 0.01
-        first = True
+        state = await self._first_claim(ctx, token)
         while True:
-            state, keys, replay = await self._round(ctx, token, content, first)
-            first = False
+            keys: tuple[str, ...] = (ctx.dedup_key,)
+            replay = False
+            if state is Claim.CLAIMED and content:
+                state, keys, replay = await self._claim_content(ctx, token, content)
             if state is None:
                 return  # store down, policy open: forward without dedup (counted)
             if state is Claim.CLAIMED:
@@ -60,31 +63,21 @@ class Dedup:
                 )
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.2)
-
-    async def _round(
-        self, ctx: RequestContext, token: str, content: str, first: bool
-    ) -> tuple[Claim | None, tuple[str, ...], bool]:
-        """One try: the id's claim (with the deferred provider rate limit the first time, one
-        round trip), then the signed content's; ``(state, keys held, replay)``."""
-        if first and ctx.deferred_rate is not None:
-            state = await self._admit(ctx, token)
-        else:
             state = await self._claim(ctx.dedup_key, token)
-        if state is Claim.CLAIMED and content:
-            return await self._claim_content(ctx, token, content)
-        return state, (ctx.dedup_key,), False
 
     def _duplicate(self, ctx: RequestContext, replay: bool) -> None:
         assert ctx.provider is not None
         hits = self.metrics.content_replays if replay else self.metrics.dedup_hits
         self.metrics.child(hits, ctx.provider.name).inc()
-        ctx.reply = Reply(200, "duplicate", {"success": True, "status": "duplicate", "event_id": ctx.event_id})
+        body = {"success": True, "status": Outcome.DUPLICATE, "event_id": ctx.event_id}
+        ctx.reply = Reply(200, Outcome.DUPLICATE, body)
 
     async def _claim_content(
         self, ctx: RequestContext, token: str, content: str
     ) -> tuple[Claim | None, tuple[str, ...], bool]:
-        """With the event id claimed, claim the signed content's digest too. Taken: the id claim
-        goes back (a replay under a fresh id is not a new event; a copy in flight is waited for)."""
+        """With the event id claimed, claim the signed content's digest too; ``(state, keys held,
+        replay)``. Taken: the id claim goes back (a replay under a fresh id is not a new event; a
+        copy in flight is waited for)."""
         try:
             state = await self._claim(content, token)
         except Rejection:  # store down, policy closed: 503, and our id claim must not linger
@@ -97,23 +90,9 @@ class Dedup:
         await self._settle((ctx.dedup_key,), token, ctx, False)
         return state, (), state is Claim.DONE
 
-    async def _admit(self, ctx: RequestContext, token: str) -> Claim | None:
-        """The provider rate limit that stage 6 deferred to us, then the claim, in one store call."""
-        assert ctx.deferred_rate is not None and ctx.provider is not None
-        key, limit, rate_policy = ctx.deferred_rate
-        try:
-            retry_after, state = await self.store.admit(
-                key, limit.rate, limit.burst, ctx.dedup_key, token, self.settings.lease
-            )
-        except StoreError:
-            self.metrics.child(self.metrics.store_errors, "rate_limit", rate_policy).inc()
-            if rate_policy == "closed":
-                raise store_unavailable("rate-limit") from None
-            return await self._claim(ctx.dedup_key, token)  # its own policy applies
-        if retry_after:
-            self.metrics.child(self.metrics.rate_limited, ctx.provider.name, "provider").inc()
-            raise rate_limited(retry_after, "for this provider")
-        return state
+    async def _first_claim(self, ctx: RequestContext, token: str) -> Claim | None:
+        """The first try; ``Admit`` fuses the provider rate limit into it."""
+        return await self._claim(ctx.dedup_key, token)
 
     async def _claim(self, key: str, token: str) -> Claim | None:
         try:

@@ -22,7 +22,7 @@ SYMMETRIC = ("hmac-sha1", "hmac-sha256", "hmac-sha512", "token")
 ASYMMETRIC = ("ed25519", "ecdsa-p256-sha256", "rsa-sha256")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-#: Request canonicalizers (``gateway/providers/schemes.py``) by whether their signature covers the
+#: Schemes in code (``gateway/providers/schemes/``) by whether their signature covers the
 #: whole body: Twilio signs every form parameter (or the body's SHA-256); Adyen signs a few fields
 #: of each item and Mailgun only a timestamp and a token, so the rest of their bodies is unsigned.
 SIGNS_BODY = {"twilio": True, "adyen": False, "mailgun": False}
@@ -92,7 +92,8 @@ class SignatureSpec:
     signature_keys: tuple[str, ...] = ()
     timestamp_key: str = ""
     id_header: str = ""
-    canonicalizer: str = ""
+    canonicalizer: str = ""  # a body canonicalizer: {body} is the body as re-serialized (schemes/template.py)
+    scheme: str = ""  # a scheme in code (schemes/): Twilio, Adyen, Mailgun; "" is the YAML template
     public_keys: tuple[PublicKey, ...] = ()
     public_algorithm: str = ""
     public_signature_keys: tuple[str, ...] = ()
@@ -183,6 +184,7 @@ class ProviderSpec:
     shadow: bool = False  # verification failures are counted and logged, and the event forwarded
     url_from_forwarded_headers: bool = False  # the signed URL from X-Forwarded-Proto/-Host of a trusted proxy
     rotation_warn_after: float = 7 * 24 * 3600.0  # `check` warns when a non-first key is unused this long
+    min_secret_bytes: int = 0  # the shortest key the provider documents; `check` warns below it
     # Remember the digest of the signed content too (for dedup_ttl): a second event id over the
     # same signed bytes is a replay. On by default where the event id is not signed.
     dedup_signed_content: bool = False
@@ -195,7 +197,7 @@ class ProviderSpec:
         sig = self.signature
         if sig is None or sig.algorithm == "token":
             return False
-        scheme = SIGNS_BODY.get(sig.canonicalizer)
+        scheme = SIGNS_BODY.get(sig.scheme)
         body_signed = scheme if scheme is not None else "body" in sig.payload.kinds
         signed_headers = {name.lower() for kind, name in sig.payload.parts if kind == "header"}
         if "id" in sig.payload.kinds and sig.id_header:
