@@ -83,8 +83,8 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     ):
         r.add_route(method, path, json_safe(handler))
     expect = expect_continue(settings.providers)
-    r.add_route("*", routes.WEBHOOK, pipeline.handle, expect_handler=expect)
-    r.add_route("*", routes.WEBHOOK.rstrip("/"), pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK_ROUTE, pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK_ROUTE.rstrip("/"), pipeline.handle, expect_handler=expect)
     for path, handler in (
         (routes.HEALTHZ, ops.healthz), (routes.READYZ, ops.readyz), (routes.METRICS, ops.metrics),
         (routes.OPENAPI, ops.openapi),

@@ -39,6 +39,11 @@ class Metrics:
         self.dedup_hits = Counter(
             f"{PREFIX}_dedup_hits_total", "Verified copies of an event already accepted.", ["provider"], registry=r
         )
+        self.content_replays = Counter(
+            f"{PREFIX}_signed_content_replays_total",
+            "Verified requests whose signed content was accepted before under another event id.",
+            ["provider"], registry=r,
+        )  # fmt: skip
         self.rate_limited = Counter(
             f"{PREFIX}_rate_limited_total", "Requests refused by a rate limit, by scope (source or provider).",
             ["provider", "scope"], registry=r,
@@ -72,6 +77,11 @@ class Metrics:
         self.queue_deliveries = Counter(
             f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
             ["provider", "result"], registry=r,
+        )  # fmt: skip
+        self.connections_dropped = Counter(
+            f"{PREFIX}_connections_dropped_total",
+            "Client connections closed by a limit, by reason (header_timeout, connection_limit).",
+            ["reason"], registry=r,
         )  # fmt: skip
         self.audit_lost = Counter(
             f"{PREFIX}_audit_rows_lost_total",

@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "gateway.app": 6,
     "gateway.reload": 6,
     "gateway.server": 6,
+    "gateway.connections": 6,  # the server's connection limits: head deadline, connection cap
     "gateway.workers": 6,
     "gateway.demo": 6,
     "gateway.cli": 6,

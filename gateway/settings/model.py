@@ -331,6 +331,19 @@ class Settings:
         "Seconds to receive the whole body (408 after): slow uploads cannot hold a worker.",
         key="limits.body_timeout",
     )
+    header_timeout: float = setting(
+        10.0,
+        "Seconds from a connection's start (or, kept alive, from the first bytes of its next request) to a "
+        "complete request line and headers: 408 `header_timeout` and the connection closes after.",
+        key="limits.header_timeout",
+    )
+    max_connections: int = setting(
+        1000,
+        "Open client connections per process; one more is answered 503 `too_many_connections` (Retry-After) "
+        "and closed before a request is read. `0`: no cap. Keep it below the process's file-descriptor limit.",
+        key="limits.max_connections",
+        minimum=0,
+    )
     per_source_limit: RateLimit | None = setting(
         RateLimit(rate=100.0, burst=200),
         "Per client address (IPv6 per /64), before the signature is checked: a cheap shield against floods of "
