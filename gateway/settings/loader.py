@@ -297,11 +297,16 @@ def _state(r: Reader) -> StateSettings:
     url = r.text("url", "memory://")
     if not STORES.supports(url):
         r.fail(f"unsupported store; supported: {', '.join(STORES.schemes)}", mask_url(url), "url")
+    prefix = _raw_prefix(r)
+    problem = STORES.backend(url).check(url, prefix)  # seeds, database, prefix: without connecting
+    if problem is not None:
+        key, message = problem
+        r.fail(message, mask_url(url) if key == "url" else prefix, key)
     policy = r.sub("on_error")
     policy.mapping(("dedup", "rate_limit"))
     return StateSettings(
         url=url,
-        key_prefix=_raw_prefix(r),
+        key_prefix=prefix,
         timeout=float(r.number("timeout", 0.5)),
         dedup_on_error=policy.text("dedup", "closed", ("open", "closed")),
         rate_limit_on_error=policy.text("rate_limit", "open", ("open", "closed")),

@@ -1,0 +1,149 @@
+"""A Redis Cluster client on the lean RESP pool: one ``RespPool`` per node, commands routed by slot.
+
+``redis+cluster://[user:password@]host:port,host:port`` names seed nodes (``rediss+cluster://``
+for TLS; the scheme alisaifee/limits and Gitea use). The client asks a node for the slot map
+(``CLUSTER SLOTS``: every Redis since 3.0 answers it), sends each command to the primary that owns
+its key's slot, and follows the cluster's answers:
+
+- ``-MOVED slot host:port``: the slot has a new owner for good: send there and reload the map;
+- ``-ASK slot host:port``: the slot is being migrated and this key already left: send ``ASKING``
+  then the command to the target, without touching the map;
+- ``-TRYAGAIN`` (a multi-key call caught half-way through a migration) and ``-CLUSTERDOWN``
+  (no primary for the slot yet, e.g. during a failover): wait a little, reload, try again;
+- a refused or reset connection (a primary died): reload the map from any node that answers
+  and try again, so the call lands on the promoted replica once the cluster has elected it.
+
+Every call, redirects and retries included, is bounded by ``timeout`` and at most ``attempts``
+sends; then the last error is raised (``RespError``, ``OSError`` or ``TimeoutError``, as from
+``RespPool``) and the caller applies its failure policy. A retry after a lost connection may run
+a command twice (the reply, not the command, may be what was lost): the caller's commands must
+tolerate that (the gateway's scripts do: see ``gateway.stores.redis_cluster``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.protocols.resp import RespError, RespPool
+from gateway.protocols.slots import Node, key_slot, parse_cluster_url, parse_slots, routing_key
+
+_BACKOFF = 0.02  # seconds before retrying after a failure; doubles per attempt
+_RETRY_LATER = ("TRYAGAIN", "CLUSTERDOWN")
+
+
+class ClusterClient:
+    """Connections to every node of one Redis Cluster; ``call`` as ``RespPool.call``."""
+
+    def __init__(self, url: str, *, timeout: float = 0.5, max_connections: int = 64, attempts: int = 5) -> None:
+        self.config = parse_cluster_url(url)
+        self.timeout = timeout
+        self.attempts = attempts
+        self.max_connections = max_connections  # per node
+        self.owners: list[Node | None] = []  # slot -> primary; empty until the first load
+        self.refreshes = 0  # how many times the map was loaded (tests and metrics read it)
+        self._pools: dict[Node, RespPool] = {}
+        self._loading: asyncio.Task[None] | None = None
+        self._stale = True
+
+    async def call(self, *args: Any) -> Any:
+        """One command to the primary of its key's slot (any node for a keyless one)."""
+        key = routing_key(args)
+        slot = None if key is None else key_slot(key if isinstance(key, bytes) else str(key))
+        async with asyncio.timeout(self.timeout):
+            return await self._send(slot, args)
+
+    async def _send(self, slot: int | None, args: tuple[Any, ...]) -> Any:
+        asking: Node | None = None
+        for attempt in range(self.attempts):
+            node = asking or await self._target(slot, attempt)
+            try:
+                pool = self._pool(node)
+                return await (pool.call_asking(*args) if asking else pool.call(*args))
+            except RespError as exc:
+                asking = await self._redirected(exc, node, attempt)
+            except TimeoutError:
+                self._stale = True  # a node that hangs may be gone: reload before the next call
+                raise
+            except OSError:
+                if attempt + 1 == self.attempts:
+                    raise
+                asking = None
+                await self._recover(attempt)
+        raise RespError(f"CLUSTERDOWN no answer after {self.attempts} attempts")
+
+    async def _redirected(self, exc: RespError, node: Node, attempt: int) -> Node | None:
+        """Where the next attempt goes after an error reply (``None``: the map's owner), or
+        re-raise an error that no retry can fix."""
+        word, *rest = str(exc).split(" ")
+        last = attempt + 1 == self.attempts
+        if word == "ASK" and not last:
+            return _address(rest[1], node)
+        if word == "MOVED" and not last:
+            self._stale = True
+            await self._load()
+            self.owners[int(rest[0])] = _address(rest[1], node)  # even if the map lags behind
+            return None
+        if word in _RETRY_LATER and not last:
+            await self._recover(attempt)
+            return None
+        raise exc
+
+    async def _recover(self, attempt: int) -> None:
+        """After a failure: wait a little (the cluster may be electing a primary), reload."""
+        await asyncio.sleep(_BACKOFF * 2**attempt)
+        self._stale = True
+        await self._load()
+
+    async def _target(self, slot: int | None, attempt: int) -> Node:
+        if self._stale or not self.owners:
+            await self._load()
+        if slot is None:  # keyless: another primary on each attempt
+            primaries = sorted({owner for owner in self.owners if owner is not None})
+            if not primaries:
+                raise RespError("CLUSTERDOWN no slot is served")
+            return primaries[attempt % len(primaries)]
+        owner = self.owners[slot]
+        if owner is None:
+            raise RespError(f"CLUSTERDOWN Hash slot {slot} not served")
+        return owner
+
+    async def _load(self) -> None:
+        """Reload the slot map; one load at a time, shared by every caller that needs it."""
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.get_running_loop().create_task(self._load_from_any())
+        await asyncio.shield(self._loading)
+
+    async def _load_from_any(self) -> None:
+        known = [owner for owner in dict.fromkeys(self.owners) if owner is not None]
+        error: BaseException = ConnectionError("no node of the cluster answered CLUSTER SLOTS")
+        for node in dict.fromkeys([*known, *self.config.seeds]):
+            try:
+                reply = await self._pool(node).call("CLUSTER", "SLOTS")
+            except (RespError, OSError, TimeoutError) as exc:
+                error = exc
+                continue
+            self.owners, self._stale = parse_slots(reply, node), False
+            self.refreshes += 1
+            return
+        raise error
+
+    def _pool(self, node: Node) -> RespPool:
+        pool = self._pools.get(node)
+        if pool is None:  # kept for the client's life: a cluster has few nodes, and in-flight
+            # calls may still hold connections of a node that left the map
+            url = self.config.node_url(node)
+            pool = self._pools[node] = RespPool(url, timeout=self.timeout, max_connections=self.max_connections)
+        return pool
+
+    async def close(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+        for pool in self._pools.values():
+            await pool.close()
+
+
+def _address(text: str, asked: Node) -> Node:
+    """``host:port`` of a redirect; an empty host is the node that answered."""
+    host, _, port = text.rpartition(":")
+    return (host.strip("[]") or asked[0], int(port))

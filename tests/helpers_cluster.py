@@ -1,0 +1,154 @@
+"""A private Redis Cluster on loopback ports, started and torn down by the tests that use it.
+
+``RedisCluster(primaries=3, replicas=1).start()`` runs ``redis-server --cluster-enabled yes`` per
+node (each in its own directory of one temp dir, nothing persisted), joins them with
+``redis-cli --cluster create ... --cluster-yes`` and waits until every node reports
+``cluster_state:ok`` and agrees on the slot map. A short ``cluster-node-timeout`` makes a failover
+take about two seconds. Every wait is bounded; a missing binary fails the test (``unavailable``).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from helpers_services import unavailable
+
+Node = tuple[str, int]
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} (binary, Debian package redis-server / redis-tools)", FileNotFoundError(name))
+    assert found is not None
+    return found
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port(taken: set[int]) -> int:
+    """A port whose cluster bus port (+10000) is free too."""
+    for _ in range(1000):
+        port = random.randint(20000, 55000)
+        if port not in taken and port + 10000 not in taken and _free(port) and _free(port + 10000):
+            taken.update((port, port + 10000))
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll ``check()`` until truthy (exceptions count as not yet); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except Exception:  # a node still starting or electing: not yet
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+class RedisCluster:
+    def __init__(self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
+        self.primaries, self.replicas, self.node_timeout_ms = primaries, replicas, node_timeout_ms
+        taken: set[int] = set()
+        self.ports = [free_cluster_port(taken) for _ in range(primaries * (1 + replicas))]
+        self.dir = Path(tempfile.mkdtemp(prefix="gw-cluster-"))
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        """Two seeds: the client finds the rest."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
+
+    def start(self) -> RedisCluster:
+        try:
+            for port in self.ports:
+                self.start_node(port)
+            nodes = [f"127.0.0.1:{port}" for port in self.ports]
+            create = [_binary("redis-cli"), "--cluster", "create", *nodes]
+            create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            subprocess.run(create, check=True, timeout=60, capture_output=True)
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_node(self, port: int) -> None:
+        node_dir = self.dir / str(port)
+        node_dir.mkdir(exist_ok=True)
+        args = [_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir)]
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        args += ["--cluster-node-timeout", str(self.node_timeout_ms), "--save", "", "--appendonly", "no"]
+        self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.client(port).ping(), f"redis-server on {port} answers", 10)
+
+    def client(self, port: int) -> Any:
+        """A plain redis-py client of one node (the tests' independent view, not the gateway's)."""
+        import redis
+
+        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+
+    def info(self, port: int) -> dict[str, str]:
+        with self.client(port) as c:
+            text = c.execute_command("CLUSTER", "INFO")
+        text = text.decode() if isinstance(text, bytes) else text
+        return dict(line.split(":", 1) for line in text.split() if ":" in line)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Every live node: state ok, every slot assigned, all of them known."""
+        live = len(self.procs)
+
+        def healthy() -> bool:
+            infos = [self.info(port) for port in self.procs]
+            return all(
+                i["cluster_state"] == "ok" and i["cluster_slots_assigned"] == "16384" and int(i["cluster_known_nodes"]) >= live
+                for i in infos
+            )
+
+        wait_for(healthy, "cluster_state:ok on every node", timeout)
+
+    def slots(self, port: int | None = None) -> list[tuple[int, int, Node, list[Node]]]:
+        """``CLUSTER SLOTS`` as one node sees it: ``(start, end, primary, replicas)``."""
+        with self.client(port or next(iter(self.procs))) as c:
+            reply = c.execute_command("CLUSTER", "SLOTS")
+        if isinstance(reply, dict):  # redis-py may parse it into {(start, end): {...}}
+            raise TypeError("unexpected CLUSTER SLOTS shape")
+        return [(s, e, (p[0].decode(), p[1]), [(r[0].decode(), r[1]) for r in rest]) for s, e, p, *rest in reply]
+
+    def owner(self, slot: int, port: int | None = None) -> int:
+        """The port of the primary that serves ``slot``."""
+        return next(p[1] for s, e, p, _ in self.slots(port) if s <= slot <= e)
+
+    def node_id(self, port: int) -> str:
+        with self.client(port) as c:
+            return str(c.execute_command("CLUSTER", "MYID").decode())
+
+    def kill(self, port: int) -> None:
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            self.kill(port)
+        shutil.rmtree(self.dir, ignore_errors=True)
