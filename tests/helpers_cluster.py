@@ -16,12 +16,54 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from helpers_services import unavailable
 
 Node = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certs(directory: Path) -> Certs:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost, signed by it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    until = now + datetime.timedelta(days=1)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(until)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(until)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False).sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    out = Certs(directory / "ca.pem", directory / "node.pem", directory / "node.key")
+    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = serialization.PrivateFormat.TraditionalOpenSSL
+    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, pem, serialization.NoEncryption()))
+    return out
 
 
 def _binary(name: str) -> str:
@@ -66,25 +108,45 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         time.sleep(0.05)
 
 
+async def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """``wait_for`` inside a test's event loop: polls without blocking the gateway under test."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except Exception:  # a node still starting or electing: not yet
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
 class RedisCluster:
-    def __init__(self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
+    def __init__(self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 1000, tls: bool = False) -> None:
         self.primaries, self.replicas, self.node_timeout_ms = primaries, replicas, node_timeout_ms
         taken: set[int] = set()
         self.ports = [free_cluster_port(taken) for _ in range(primaries * (1 + replicas))]
         self.dir = Path(tempfile.mkdtemp(prefix="gw-cluster-"))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.tls = make_certs(self.dir) if tls else None
 
     @property
     def url(self) -> str:
         """Two seeds: the client finds the rest."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
+        scheme = "rediss+cluster" if self.tls else "redis+cluster"
+        return f"{scheme}://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
 
     def start(self) -> RedisCluster:
         try:
             for port in self.ports:
                 self.start_node(port)
             nodes = [f"127.0.0.1:{port}" for port in self.ports]
-            create = [_binary("redis-cli"), "--cluster", "create", *nodes]
+            create = [_binary("redis-cli"), *(["--tls", "--cacert", str(self.tls.ca)] if self.tls else [])]
+            create += ["--cluster", "create", *nodes]
             create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
             subprocess.run(create, check=True, timeout=60, capture_output=True)
             self.wait_healthy()
@@ -97,6 +159,10 @@ class RedisCluster:
         node_dir = self.dir / str(port)
         node_dir.mkdir(exist_ok=True)
         args = [_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir)]
+        if self.tls:  # TLS only: clients, the cluster bus and replication
+            args[1:3] = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes", "--tls-replication", "yes"]
+            args += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
+            args += ["--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
         args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         args += ["--cluster-node-timeout", str(self.node_timeout_ms), "--save", "", "--appendonly", "no"]
         self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,7 +172,8 @@ class RedisCluster:
         """A plain redis-py client of one node (the tests' independent view, not the gateway's)."""
         import redis
 
-        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
+        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2, **tls)
 
     def info(self, port: int) -> dict[str, str]:
         with self.client(port) as c:
@@ -120,12 +187,14 @@ class RedisCluster:
 
         def healthy() -> bool:
             infos = [self.info(port) for port in self.procs]
-            return all(
-                i["cluster_state"] == "ok" and i["cluster_slots_assigned"] == "16384" and int(i["cluster_known_nodes"]) >= live
-                for i in infos
+            ok = ("ok", "16384")
+            return all((i["cluster_state"], i["cluster_slots_assigned"]) == ok for i in infos) and all(
+                int(i["cluster_known_nodes"]) >= live for i in infos
             )
 
         wait_for(healthy, "cluster_state:ok on every node", timeout)
+        if self.replicas:  # and each primary's replicas in sync (CLUSTER SLOTS lists only those)
+            wait_for(lambda: all(len(r) == self.replicas for *_, r in self.slots()), "replicas in sync", timeout)
 
     def slots(self, port: int | None = None) -> list[tuple[int, int, Node, list[Node]]]:
         """``CLUSTER SLOTS`` as one node sees it: ``(start, end, primary, replicas)``."""

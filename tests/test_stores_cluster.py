@@ -199,3 +199,30 @@ async def test_a_gateway_on_the_cluster_forwards_once_and_answers_duplicates(clu
         keys = [k.decode() for k in c.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)]
     assert any(k.startswith(prefix + "dd:{stripe}:") for k in keys)
     assert prefix + "rl:prov:{stripe}" in keys
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+async def test_rediss_cluster_speaks_tls_to_every_node(monkeypatch):
+    """``rediss+cluster://``: a cluster that listens (and gossips and replicates) over TLS only,
+    its certificates issued by a CA the process trusts (``SSL_CERT_FILE``), as in production."""
+    tls_cluster = RedisCluster(primaries=3, replicas=0, node_timeout_ms=3000, tls=True).start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls_cluster.tls.ca))
+        s = store_from_url(tls_cluster.url, StoreOptions(key_prefix="tls:", timeout=2.0))
+        plain = store_from_url(tls_cluster.url.replace("rediss+", "redis+"), StoreOptions(timeout=0.5))
+        try:
+            async with asyncio.timeout(30):
+                tags = tags_on_every_primary(tls_cluster)
+                for tag in tags.values():
+                    admitted = await s.admit(f"rl:prov:{{{tag}}}", 10, 5, f"dd:{{{tag}}}:1", "t", 30)
+                    assert admitted == (0.0, Claim.CLAIMED)
+                assert len(set(s._pool.owners)) == 3
+                assert await s.ping() is True
+                assert await plain.ping() is False  # no plaintext port to talk to
+        finally:
+            await s.close()
+            await plain.close()
+    finally:
+        tls_cluster.stop()
