@@ -29,7 +29,7 @@ from gateway.protocols.resp import RespError, RespPool
 from gateway.protocols.slots import Node, key_slot, parse_cluster_url, parse_slots, routing_key
 
 _BACKOFF = 0.02  # seconds before retrying after a failure; doubles per attempt
-_RETRY_LATER = ("TRYAGAIN", "CLUSTERDOWN")
+_RETRY_LATER = ("TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN")
 
 
 class ClusterClient:
@@ -44,7 +44,8 @@ class ClusterClient:
         self.refreshes = 0  # how many times the map was loaded (tests and metrics read it)
         self._pools: dict[Node, RespPool] = {}
         self._loading: asyncio.Task[None] | None = None
-        self._stale = True
+        self._stale = False  # the map may be out of date: reload it
+        self._suspects: set[Node] = set()  # nodes whose last call failed
 
     async def call(self, *args: Any) -> Any:
         """One command to the primary of its key's slot (any node for a keyless one)."""
@@ -59,18 +60,28 @@ class ClusterClient:
             node = asking or await self._target(slot, attempt)
             try:
                 pool = self._pool(node)
-                return await (pool.call_asking(*args) if asking else pool.call(*args))
+                reply = await (pool.call_asking(*args) if asking else pool.call(*args))
             except RespError as exc:
                 asking = await self._redirected(exc, node, attempt)
-            except TimeoutError:
-                self._stale = True  # a node that hangs may be gone: reload before the next call
+                continue
+            except (TimeoutError, asyncio.CancelledError):
+                self._suspect(node)  # a node that hangs may be gone: reload, in the background
                 raise
             except OSError:
+                self._suspect(node)
                 if attempt + 1 == self.attempts:
                     raise
                 asking = None
                 await self._recover(attempt)
+                continue
+            if self._suspects:
+                self._suspects.discard(node)
+            return reply
         raise RespError(f"CLUSTERDOWN no answer after {self.attempts} attempts")
+
+    def _suspect(self, node: Node) -> None:
+        self._suspects.add(node)
+        self._stale = True
 
     async def _redirected(self, exc: RespError, node: Node, attempt: int) -> Node | None:
         """Where the next attempt goes after an error reply (``None``: the map's owner), or
@@ -96,8 +107,10 @@ class ClusterClient:
         await self._load()
 
     async def _target(self, slot: int | None, attempt: int) -> Node:
-        if self._stale or not self.owners:
+        if not self.owners:
             await self._load()
+        elif self._stale:  # route by the map we have (a wrong owner answers -MOVED) while it reloads
+            self._start_load()
         if slot is None:  # keyless: another primary on each attempt
             primaries = sorted({owner for owner in self.owners if owner is not None})
             if not primaries:
@@ -109,15 +122,22 @@ class ClusterClient:
         return owner
 
     async def _load(self) -> None:
-        """Reload the slot map; one load at a time, shared by every caller that needs it."""
+        """Reload the slot map and wait for it."""
+        await asyncio.shield(self._start_load())
+
+    def _start_load(self) -> asyncio.Task[None]:
+        """One load at a time, shared by every caller that needs it (and kept by reference)."""
         if self._loading is None or self._loading.done():
             self._loading = asyncio.get_running_loop().create_task(self._load_from_any())
-        await asyncio.shield(self._loading)
+            self._loading.add_done_callback(_retrieve)
+        return self._loading
 
     async def _load_from_any(self) -> None:
+        """Ask the nodes we know, then the seeds; nodes that failed lately last."""
         known = [owner for owner in dict.fromkeys(self.owners) if owner is not None]
+        candidates = list(dict.fromkeys([*known, *self.config.seeds]))
         error: BaseException = ConnectionError("no node of the cluster answered CLUSTER SLOTS")
-        for node in dict.fromkeys([*known, *self.config.seeds]):
+        for node in sorted(candidates, key=lambda node: node in self._suspects):
             try:
                 reply = await self._pool(node).call("CLUSTER", "SLOTS")
             except (RespError, OSError, TimeoutError) as exc:
@@ -141,6 +161,12 @@ class ClusterClient:
             self._loading.cancel()
         for pool in self._pools.values():
             await pool.close()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A background load that failed is only a missed refresh; the next call tries again."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _address(text: str, asked: Node) -> Node:
