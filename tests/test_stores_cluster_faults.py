@@ -8,6 +8,8 @@ wait is for a condition (a node's view of the slot map, a key on a replica), bou
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 
 import pytest
@@ -186,3 +188,41 @@ async def _deliver_until_done(gw, kit, pending) -> tuple[list[str], int]:
         refused += 1
         queue.append(event)
     return forwarded, refused
+
+
+async def test_a_primary_that_hangs_is_replaced_and_calls_stay_bounded(replicated):
+    """SIGSTOP: the primary's connections stay open and silent (a partition, not a refusal).
+    Each call to its slot fails within the store's timeout; calls to other primaries' slots go
+    on; once the replica is elected, the map reloaded in the background sends calls there."""
+    cluster = replicated
+    slot = key_slot("hung")
+    primary = cluster.owner(slot)
+    replica = replica_of(cluster, primary)
+    other = next(p[1] for _, _, p, _ in cluster.slots() if p[1] != primary)
+    other_tag = next(f"o{i}" for i in range(10_000) if cluster.owner(key_slot(f"o{i}")) == other)
+    s = store_from_url(cluster.url, StoreOptions(key_prefix=PREFIX, timeout=0.5))
+    try:
+        async with asyncio.timeout(60):
+            assert await s.claim("dd:{hung}:0", "a", 60) is Claim.CLAIMED
+            cluster.procs[primary].send_signal(signal.SIGSTOP)
+            failures, slowest, others_served = 0, 0.0, 0
+            while True:
+                started = time.monotonic()
+                try:
+                    assert await s.claim(f"dd:{{hung}}:{failures + 1}", "a", 60) is Claim.CLAIMED
+                    break
+                except StoreError:
+                    failures += 1
+                    slowest = max(slowest, time.monotonic() - started)
+                    # The other primaries answer until the hung one is marked failed; then, with
+                    # cluster-require-full-coverage (the default), -CLUSTERDOWN until the election.
+                    with contextlib.suppress(StoreError):
+                        assert await s.claim(f"dd:{{{other_tag}}}:{failures}", "a", 60) is Claim.CLAIMED
+                        others_served += 1
+        assert failures > 0 and slowest < 0.5 + 0.3
+        assert others_served > 0
+        assert s._pool.owners[slot] == ("127.0.0.1", replica)
+    finally:
+        cluster.procs[primary].send_signal(signal.SIGCONT)
+        await s.close()
+
