@@ -46,76 +46,85 @@ class ClusterClient:
         self._loading: asyncio.Task[None] | None = None
         self._stale = False  # the map may be out of date: reload it
         self._suspects: set[Node] = set()  # nodes whose last call failed
+        self._primaries: list[Node] = []  # the owners in the map, for keyless commands
 
     async def call(self, *args: Any) -> Any:
         """One command to the primary of its key's slot (any node for a keyless one)."""
         key = routing_key(args)
         slot = None if key is None else key_slot(key if isinstance(key, bytes) else str(key))
-        async with asyncio.timeout(self.timeout):
-            return await self._send(slot, args)
-
-    async def _send(self, slot: int | None, args: tuple[Any, ...]) -> Any:
-        asking: Node | None = None
-        for attempt in range(self.attempts):
-            node = asking or await self._target(slot, attempt)
+        started = asyncio.get_running_loop().time()
+        node = self._owner(slot) if self.owners and not self._stale else None
+        if node is not None:  # the common case: one send, bounded by the node's pool
             try:
-                pool = self._pool(node)
-                reply = await (pool.call_asking(*args) if asking else pool.call(*args))
-            except RespError as exc:
-                asking = await self._redirected(exc, node, attempt)
-                continue
-            except (TimeoutError, asyncio.CancelledError):
-                self._suspect(node)  # a node that hangs may be gone: reload, in the background
+                return await self._send(node, args)
+            except TimeoutError:
                 raise
-            except OSError:
-                self._suspect(node)
-                if attempt + 1 == self.attempts:
-                    raise
-                asking = None
-                await self._recover(attempt)
-                continue
-            if self._suspects:
-                self._suspects.discard(node)
-            return reply
-        raise RespError(f"CLUSTERDOWN no answer after {self.attempts} attempts")
+            except (RespError, OSError) as exc:
+                failure: tuple[BaseException, Node] | None = (exc, node)
+        else:
+            failure = None
+        async with asyncio.timeout_at(started + self.timeout):  # redirects and retries: within it too
+            return await self._retry(slot, args, failure)
 
-    def _suspect(self, node: Node) -> None:
-        self._suspects.add(node)
-        self._stale = True
+    async def _retry(self, slot: int | None, args: tuple[Any, ...], failure: tuple[BaseException, Node] | None) -> Any:
+        for attempt in range(1 if failure else 0, self.attempts):
+            asking = await self._next(*failure, attempt) if failure else None
+            if not self.owners:
+                await self._load()
+            elif self._stale:  # route by the map we have (a wrong owner answers -MOVED) while it reloads
+                self._start_load()
+            node = asking or self._owner(slot, attempt)
+            try:
+                return await self._send(node, args, asking is not None)
+            except TimeoutError:
+                raise
+            except (RespError, OSError) as exc:
+                failure = (exc, node)
+        assert failure is not None
+        raise failure[0]
 
-    async def _redirected(self, exc: RespError, node: Node, attempt: int) -> Node | None:
-        """Where the next attempt goes after an error reply (``None``: the map's owner), or
-        re-raise an error that no retry can fix."""
-        word, *rest = str(exc).split(" ")
-        last = attempt + 1 == self.attempts
-        if word == "ASK" and not last:
-            return _address(rest[1], node)
-        if word == "MOVED" and not last:
+    async def _send(self, node: Node, args: tuple[Any, ...], asking: bool = False) -> Any:
+        """One send to ``node``; a node that refuses or hangs becomes a suspect (the map reloads)."""
+        try:
+            pool = self._pool(node)
+            reply = await (pool.call_asking(*args) if asking else pool.call(*args))
+        except (OSError, asyncio.CancelledError):  # TimeoutError is an OSError
+            self._suspects.add(node)
             self._stale = True
+            raise
+        if self._suspects:
+            self._suspects.discard(node)
+        return reply
+
+    async def _next(self, exc: BaseException, node: Node, attempt: int) -> Node | None:
+        """After a failed attempt: where the next one goes (``None``: the map's owner), after a
+        reload or a pause if the failure asks for one; re-raise what no retry can fix."""
+        if isinstance(exc, OSError):  # refused or reset: the node may be gone for good
+            await self._recover(attempt)
+            return None
+        word, *rest = str(exc).split(" ")
+        if word == "ASK":
+            return _address(rest[1], node)
+        if word == "MOVED":
             await self._load()
             self.owners[int(rest[0])] = _address(rest[1], node)  # even if the map lags behind
             return None
-        if word in _RETRY_LATER and not last:
+        if word in _RETRY_LATER:
             await self._recover(attempt)
             return None
         raise exc
 
     async def _recover(self, attempt: int) -> None:
         """After a failure: wait a little (the cluster may be electing a primary), reload."""
-        await asyncio.sleep(_BACKOFF * 2**attempt)
+        await asyncio.sleep(_BACKOFF * 2 ** (attempt - 1))
         self._stale = True
         await self._load()
 
-    async def _target(self, slot: int | None, attempt: int) -> Node:
-        if not self.owners:
-            await self._load()
-        elif self._stale:  # route by the map we have (a wrong owner answers -MOVED) while it reloads
-            self._start_load()
+    def _owner(self, slot: int | None, attempt: int = 0) -> Node:
         if slot is None:  # keyless: another primary on each attempt
-            primaries = sorted({owner for owner in self.owners if owner is not None})
-            if not primaries:
+            if not self._primaries:
                 raise RespError("CLUSTERDOWN no slot is served")
-            return primaries[attempt % len(primaries)]
+            return self._primaries[attempt % len(self._primaries)]
         owner = self.owners[slot]
         if owner is None:
             raise RespError(f"CLUSTERDOWN Hash slot {slot} not served")
@@ -144,6 +153,7 @@ class ClusterClient:
                 error = exc
                 continue
             self.owners, self._stale = parse_slots(reply, node), False
+            self._primaries = sorted({owner for owner in self.owners if owner is not None})
             self.refreshes += 1
             return
         raise error
