@@ -9,8 +9,9 @@ Everything runs on loopback against private servers this script starts and stops
 1. **Redis server CPU per webhook**: a webhook costs the store three script calls (source
    ``take``, fused ``admit``, ``commit``). The server's own CPU time (``INFO cpu``) over the calls
    it ran (``INFO commandstats``), so other load on the machine hardly moves it.
-2. **Gateway-side CPU per store call**, one server vs a 3-primary cluster (``time.process_time``
-   of this process over the calls made): what slot routing adds.
+2. **Gateway-side CPU per store call** (``time.process_time`` of this process over the calls made),
+   under the webhook mix against one server and against a 3-primary cluster, and an A/B of the
+   same GET on the same node through ``RespPool`` and through ``ClusterClient``: what routing adds.
 3. **Redis memory per remembered event id** (``used_memory`` before and after N committed ids
    with Stripe-shaped ids under the default prefix).
 4. **memory:// bytes per remembered id** in one gateway process (``tracemalloc``).
@@ -115,9 +116,38 @@ def memory_per_id(port: int, n: int = 100_000) -> dict[str, float]:
 def measure_cluster(seconds: float, concurrency: int) -> dict[str, Any]:
     cluster = RedisCluster(primaries=3, replicas=0, node_timeout_ms=3000).start()
     try:
-        return asyncio.run(webhook_load(cluster.url, seconds, concurrency))
+        result = asyncio.run(webhook_load(cluster.url, seconds, concurrency))
+        result["routing_overhead"] = asyncio.run(routing_overhead(cluster))
+        return result
     finally:
         cluster.stop()
+
+
+async def routing_overhead(cluster: RedisCluster, calls: int = 20_000, concurrency: int = 16) -> dict[str, float]:
+    """Client CPU per GET on one node: straight through its RespPool vs routed by ClusterClient
+    (same node, same key, alternating 3 times; medians)."""
+    from gateway.protocols.cluster import ClusterClient
+    from gateway.protocols.resp import RespPool
+    from gateway.protocols.slots import key_slot
+
+    direct = RespPool(f"redis://127.0.0.1:{cluster.owner(key_slot('a'))}/0")
+    routed = ClusterClient(cluster.url)
+
+    async def run(client: Any) -> float:
+        async def worker() -> None:
+            for _ in range(calls // concurrency):
+                await client.call("GET", "{a}x")
+
+        await client.call("GET", "{a}x")
+        cpu = time.process_time()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return (time.process_time() - cpu) / calls * 1e6
+
+    pairs = [(await run(direct), await run(routed)) for _ in range(3)]
+    await direct.close()
+    await routed.close()
+    pool_us, cluster_us = (sorted(x)[1] for x in zip(*pairs, strict=True))
+    return {"resp_pool_cpu_us_per_call": pool_us, "cluster_client_cpu_us_per_call": cluster_us}
 
 
 def memory_store_bytes(n: int = 200_000) -> dict[str, float]:
