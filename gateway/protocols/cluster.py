@@ -53,7 +53,7 @@ class ClusterClient:
         key = routing_key(args)
         slot = None if key is None else key_slot(key if isinstance(key, bytes) else str(key))
         started = asyncio.get_running_loop().time()
-        node = self._owner(slot) if self.owners and not self._stale else None
+        node = self.owners[slot] if slot is not None and self.owners and not self._stale else None
         if node is not None:  # the common case: one send, bounded by the node's pool
             try:
                 return await self._send(node, args)
@@ -73,7 +73,11 @@ class ClusterClient:
                 await self._load()
             elif self._stale:  # route by the map we have (a wrong owner answers -MOVED) while it reloads
                 self._start_load()
-            node = asking or self._owner(slot, attempt)
+            try:
+                node = asking or self._owner(slot, attempt)
+            except RespError as exc:  # no owner for the slot (yet): as -CLUSTERDOWN
+                failure = (exc, self.config.seeds[0])
+                continue
             try:
                 return await self._send(node, args, asking is not None)
             except TimeoutError:
