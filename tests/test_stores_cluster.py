@@ -14,6 +14,7 @@ import asyncio
 import re
 import uuid
 
+import helpers_services as hs
 import pytest
 from helpers_cluster import RedisCluster
 from test_stores_memory import (  # noqa: F401
@@ -30,7 +31,7 @@ from test_stores_redis import (  # noqa: F401
 
 from gateway.errors import ConfigError
 from gateway.protocols.slots import key_slot, parse_cluster_url, routing_key
-from gateway.stores import Claim, StoreOptions, store_from_url
+from gateway.stores import Claim, StoreError, StoreOptions, store_from_url
 from gateway.stores.redis_cluster import RedisClusterStore
 
 pytestmark = pytest.mark.slow
@@ -182,6 +183,26 @@ async def test_a_seed_that_is_down_is_skipped(cluster, prefix):
         assert await s.claim("dd:{x}:1", "t", 30) is Claim.CLAIMED
     finally:
         await s.close()
+
+
+async def test_a_seed_that_hangs_costs_the_first_call_only(cluster, prefix):
+    """The first seed accepts connections and never answers (a partition). The first call fails
+    at its timeout; the map load it started goes on to the next seed in the background, and the
+    hung seed is asked last from then on."""
+    proxy = await hs.TcpProxy("127.0.0.1", cluster.ports[0]).start()
+    await proxy.freeze()
+    url = f"redis+cluster://127.0.0.1:{proxy.port},127.0.0.1:{cluster.ports[1]}"
+    s = store_from_url(url, StoreOptions(key_prefix=prefix, timeout=0.3))
+    try:
+        async with asyncio.timeout(10):
+            with pytest.raises(StoreError):
+                await s.claim("dd:{x}:1", "t", 30)
+            await hs.eventually(lambda: len(s._pool.owners) == 16384)
+            assert await s.claim("dd:{x}:1", "t", 30) is Claim.CLAIMED
+            assert ("127.0.0.1", proxy.port) in s._pool._suspects
+    finally:
+        await s.close()
+        await proxy.cut()
 
 
 # --------------------------------------------------------------------------- the gateway

@@ -153,7 +153,8 @@ class ClusterClient:
         for node in sorted(candidates, key=lambda node: node in self._suspects):
             try:
                 reply = await self._pool(node).call("CLUSTER", "SLOTS")
-            except (RespError, OSError, TimeoutError) as exc:
+            except (RespError, OSError) as exc:  # TimeoutError included: asked last next time
+                self._suspects.add(node)
                 error = exc
                 continue
             self.owners, self._stale = parse_slots(reply, node), False
