@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from helpers_services import unavailable
 
@@ -126,8 +127,11 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> A
 
 
 class RedisCluster:
-    def __init__(self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 1000, tls: bool = False) -> None:
+    def __init__(
+        self, primaries: int = 3, replicas: int = 0, node_timeout_ms: int = 1000, tls: bool = False, password: str = ""
+    ) -> None:
         self.primaries, self.replicas, self.node_timeout_ms = primaries, replicas, node_timeout_ms
+        self.password = password
         taken: set[int] = set()
         self.ports = [free_cluster_port(taken) for _ in range(primaries * (1 + replicas))]
         self.dir = Path(tempfile.mkdtemp(prefix="gw-cluster-"))
@@ -138,7 +142,8 @@ class RedisCluster:
     def url(self) -> str:
         """Two seeds: the client finds the rest."""
         scheme = "rediss+cluster" if self.tls else "redis+cluster"
-        return f"{scheme}://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"{scheme}://{auth}" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
 
     def start(self) -> RedisCluster:
         try:
@@ -146,6 +151,7 @@ class RedisCluster:
                 self.start_node(port)
             nodes = [f"127.0.0.1:{port}" for port in self.ports]
             create = [_binary("redis-cli"), *(["--tls", "--cacert", str(self.tls.ca)] if self.tls else [])]
+            create += ["-a", self.password, "--no-auth-warning"] if self.password else []
             create += ["--cluster", "create", *nodes]
             create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
             subprocess.run(create, check=True, timeout=60, capture_output=True)
@@ -165,6 +171,7 @@ class RedisCluster:
             args += ["--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
         args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         args += ["--cluster-node-timeout", str(self.node_timeout_ms), "--save", "", "--appendonly", "no"]
+        args += ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
         self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.client(port).ping(), f"redis-server on {port} answers", 10)
 
@@ -173,7 +180,8 @@ class RedisCluster:
         import redis
 
         tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
-        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2, **tls)
+        auth = {"password": self.password} if self.password else {}
+        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2, **tls, **auth)
 
     def info(self, port: int) -> dict[str, str]:
         with self.client(port) as c:

@@ -225,14 +225,18 @@ async def test_a_gateway_on_the_cluster_forwards_once_and_answers_duplicates(clu
 # --------------------------------------------------------------------------- TLS
 
 
-async def test_rediss_cluster_speaks_tls_to_every_node(monkeypatch):
-    """``rediss+cluster://``: a cluster that listens (and gossips and replicates) over TLS only,
-    its certificates issued by a CA the process trusts (``SSL_CERT_FILE``), as in production."""
-    tls_cluster = RedisCluster(primaries=3, replicas=0, node_timeout_ms=3000, tls=True).start()
+async def test_rediss_cluster_speaks_tls_and_authenticates_to_every_node(monkeypatch):
+    """``rediss+cluster://:password@``: a cluster that listens (and gossips and replicates) over
+    TLS only and wants a password, its certificates issued by a CA the process trusts
+    (``SSL_CERT_FILE``), as in production. The password goes to every node the map names."""
+    tls_cluster = RedisCluster(primaries=3, replicas=0, node_timeout_ms=3000, tls=True, password="s3cr/t pw").start()
     try:
         monkeypatch.setenv("SSL_CERT_FILE", str(tls_cluster.tls.ca))
-        s = store_from_url(tls_cluster.url, StoreOptions(key_prefix="tls:", timeout=2.0))
-        plain = store_from_url(tls_cluster.url.replace("rediss+", "redis+"), StoreOptions(timeout=0.5))
+        url = tls_cluster.url
+        assert url.startswith("rediss+cluster://:s3cr%2Ft%20pw@")
+        s = store_from_url(url, StoreOptions(key_prefix="tls:", timeout=2.0))
+        plain = store_from_url(url.replace("rediss+", "redis+"), StoreOptions(timeout=0.5))
+        wrong = store_from_url(url.replace("s3cr%2Ft%20pw", "wrong"), StoreOptions(timeout=0.5))
         try:
             async with asyncio.timeout(30):
                 tags = tags_on_every_primary(tls_cluster)
@@ -242,8 +246,11 @@ async def test_rediss_cluster_speaks_tls_to_every_node(monkeypatch):
                 assert len(set(s._pool.owners)) == 3
                 assert await s.ping() is True
                 assert await plain.ping() is False  # no plaintext port to talk to
+                assert await wrong.ping() is False
+                with pytest.raises(StoreError):
+                    await wrong.claim("dd:{x}:1", "t", 30)
         finally:
-            await s.close()
-            await plain.close()
+            for store_ in (s, plain, wrong):
+                await store_.close()
     finally:
         tls_cluster.stop()
