@@ -31,6 +31,7 @@ from test_stores_redis import (  # noqa: F401
 
 from gateway.errors import ConfigError
 from gateway.protocols.slots import key_slot, parse_cluster_url, routing_key
+from gateway.secrets import mask_url
 from gateway.stores import Claim, StoreError, StoreOptions, store_from_url
 from gateway.stores.redis_cluster import RedisClusterStore
 
@@ -121,6 +122,7 @@ def test_the_loader_refuses_a_bad_cluster_url_or_a_braced_prefix(make_settings):
     assert "state.key_prefix" in str(info.value) and "{ or }" in str(info.value)
     settings = make_settings(state={"url": "rediss+cluster://:pw@h:7000,h:7001", "key_prefix": "gw:"})
     assert settings.state.url.startswith("rediss+cluster://")
+    assert mask_url(settings.state.url) == "rediss+cluster://***@h:7000,h:7001"
 
 
 # --------------------------------------------------------------------------- routing

@@ -97,7 +97,7 @@ class _Script:
 
 @STORES.register("redis", "rediss")
 class RedisStore:
-    """A store on one Redis server (or a Cluster through a proxy); all keys under ``prefix``."""
+    """A store on one Redis server (a Redis Cluster is ``redis_cluster.RedisClusterStore``); keys under ``prefix``."""
 
     remote = True
 
