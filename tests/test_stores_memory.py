@@ -163,7 +163,7 @@ class TestHealthContract:
         assert await store.ping() is True
 
     async def test_the_url_is_kept(self, store):
-        assert store.url.split("://")[0] in ("memory", "redis", "rediss")
+        assert store.url.split("://")[0] in ("memory", "redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 async def test_memory_store_is_bounded():
@@ -186,7 +186,7 @@ def test_each_scheme_is_registered_once_and_listed_in_registration_order():
     from gateway.stores import STORES
     from gateway.stores.memory import MemoryStore
 
-    assert STORES.schemes == ("memory://", "redis://", "rediss://")
+    assert STORES.schemes == ("memory://", "redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
     assert EVENT_STORES.schemes == ("memory://", "postgresql://", "postgres://")
     assert STORES.supports("rediss://h:6380/0") and not STORES.supports("memory:/x")
     with pytest.raises(RuntimeError, match="registered twice"):

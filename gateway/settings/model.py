@@ -198,19 +198,26 @@ class StateSettings:
 
     url: str = setting(
         "memory://",
-        "Dedup and rate-limit state: `memory://` (this process) or `redis://` / `rediss://` (TLS), shared by "
-        "every replica. URL-encode special characters of the password.",
+        "Dedup and rate-limit state: `memory://` (this process), `redis://` / `rediss://` (one Redis, TLS with "
+        "`rediss`), or a Redis Cluster: `redis+cluster://[user:password@]host:port,host:port` / "
+        "`rediss+cluster://` (seed nodes, comma-separated; the rest is discovered; database 0 only). Shared by "
+        "every replica. URL-encode special characters of the password. See [scaling.md](scaling.md).",
         schemes=STORE_SCHEMES,
         scheme_error="unsupported store",
         masked=True,
     )
     key_prefix: str = setting(
         "whgw:",
-        "Prefix of every Redis key (several gateways may share a Redis).",
+        "Prefix of every Redis key (several gateways may share a Redis). With Redis Cluster it may not contain "
+        "`{` or `}` (a hash tag there would put every key in one slot).",
         parse=values.raw_text,
         schema={"type": "string"},
     )
-    timeout: float = setting(0.5, "Seconds per store call before it counts as failed.")
+    timeout: float = setting(
+        0.5,
+        "Seconds per store call before it counts as failed. With Redis Cluster the whole call is bounded by it, "
+        "redirects and retries after a lost node included.",
+    )
     dedup_on_error: str = setting(
         "closed",
         "When the store fails during dedup: `closed` answers 503 `store_unavailable` (the provider retries; no "

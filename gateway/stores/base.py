@@ -66,6 +66,11 @@ class Backend(Protocol):
     @classmethod
     def open(cls, url: str, options: StoreOptions) -> Store: ...
 
+    @classmethod
+    def check(cls, url: str, key_prefix: str) -> tuple[str, str] | None:
+        """What is wrong with this URL and prefix, found without connecting: ``(key, message)``
+        for the config loader to report, or ``None``."""
+
 
 #: URL scheme -> store class; each backend module registers its own schemes.
 STORES: Backends[type[Backend]] = Backends("store")

@@ -30,6 +30,10 @@ class MemoryStore:
     def open(cls, url: str, options: StoreOptions) -> MemoryStore:
         return cls(url, options.max_entries)
 
+    @classmethod
+    def check(cls, url: str, key_prefix: str) -> tuple[str, str] | None:
+        return None
+
     async def claim(self, key: str, token: str, lease: float) -> Claim:
         now = time.monotonic()
         entry = self._ids.get(key)
