@@ -31,6 +31,7 @@ log = logging.getLogger("gateway.app")
 
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
+    metrics.init_settings(settings)
     ledger = StatsLedger()
     events = event_store_from_settings(settings.events, ledger)
     forwarder = Forwarder(settings.upstream, metrics)

@@ -57,6 +57,8 @@ KNOWN_VALUES: dict[str, frozenset[str]] = {
     "policy": frozenset({"open", "closed", "commit", "release", "retention", "retry", "mark_delivered", "mark_failed"}),
     "secret": frozenset(str(i) for i in range(10)),
     "code": frozenset(ERROR_STATUS),  # shadow-mode rejections
+    "status": frozenset({"queued", "delivering", "dead"}),
+    "store": frozenset({"state", "events"}),
 }
 
 
@@ -77,7 +79,8 @@ def _exposed() -> tuple[dict[str, frozenset[str]], set[str]]:
     series: dict[str, frozenset[str]] = {}
     families = set()
     for family in metrics.registry.collect():
-        families.add(family.name)
+        if family.name.startswith("webhook_gateway_"):  # not process_* / python_* (standard collectors)
+            families.add(family.name)
         for sample in family.samples:
             series[sample.name] = series.get(sample.name, frozenset()) | frozenset(sample.labels)
     return series, families
@@ -100,6 +103,9 @@ def test_registry_has_the_expected_shape() -> None:
     assert "le" in SERIES["webhook_gateway_request_duration_seconds_bucket"]
     assert "webhook_gateway_in_flight_requests" in SERIES
     assert all(f.startswith("webhook_gateway_") for f in FAMILIES)
+    # The standard collectors and the build info (issue 11).
+    assert {"process_resident_memory_bytes", "python_info", "webhook_gateway_build_info"} <= set(SERIES)
+    assert {"version", "python_version"} <= SERIES["webhook_gateway_build_info"]
 
 
 # --- PromQL helpers ----------------------------------------------------------------------------

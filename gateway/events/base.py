@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 STATUSES = ("queued", "delivering", "delivered", "dead")
+BACKLOG_STATUSES = ("queued", "delivering", "dead")  # the outbox: what has not been delivered
 
 
 class UnstorableEvent(Exception):
@@ -116,8 +117,19 @@ class EventStore(Protocol):
         """Delete matching events; returns how many."""
 
     async def stats(self, days: int) -> dict[str, Any]: ...
+    async def backlog(self) -> Backlog:
+        """The outbox now: events by status (queued, delivering, dead) and the oldest pending one."""
+
     async def expire(self, days: float) -> int:
         """Retention: delete delivered and dead events (and rejection counts) older than ``days``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What ``EventStore.backlog`` reads: counts by status, and when the oldest pending arrived."""
+
+    counts: dict[str, int]
+    oldest_pending: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.events.base import EventFilter, EventRecord, Rejected
+from gateway.events.base import BACKLOG_STATUSES, Backlog, EventFilter, EventRecord, Rejected
 from gateway.stats import StatsLedger
 
 
@@ -137,6 +137,14 @@ class MemoryEventStore:
     async def stats(self, days: int) -> dict[str, Any]:
         ledger = self.ledger or StatsLedger()
         return ledger.summary(days)
+
+    async def backlog(self) -> Backlog:
+        counts = dict.fromkeys(BACKLOG_STATUSES, 0)
+        pending = [r.received_at for r in self._events.values() if r.status in ("queued", "delivering")]
+        for r in self._events.values():
+            if r.status in counts:
+                counts[r.status] += 1
+        return Backlog(counts, min(pending, default=None))
 
     async def expire(self, days: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=days)
