@@ -143,6 +143,14 @@ by the ConfigMap and the sidecar container, so a host chart gets them too.
 {{- if and (eq .Values.mode "standalone") (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (hasPrefix "memory://" $stateUrl) -}}
 {{- fail "several replicas (replicaCount > 1 or autoscaling.enabled) need shared dedup and rate-limit state: set config.state.url to redis:// or rediss://" -}}
 {{- end -}}
+{{- $scrapes := list -}}
+{{- range $way := list "serviceMonitor" "podMonitor" -}}
+{{- if (index $.Values.metrics $way).enabled -}}{{- $scrapes = append $scrapes (printf "metrics.%s.enabled" $way) -}}{{- end -}}
+{{- end -}}
+{{- if .Values.metrics.podAnnotations -}}{{- $scrapes = append $scrapes "metrics.podAnnotations" -}}{{- end -}}
+{{- if gt (len $scrapes) 1 -}}
+{{- fail (printf "choose one way to scrape the gateway, not %s: each series would be scraped twice and the dashboard's sums would double" (join " and " $scrapes)) -}}
+{{- end -}}
 {{- if and (not .Values.secrets.existingSecret) (contains (printf "file:%s/" .Values.secrets.mountPath) (toYaml $cfg)) -}}
 {{- fail (printf "the config refers to files under %s but secrets.existingSecret is empty: name the Secret to mount there" .Values.secrets.mountPath) -}}
 {{- end -}}
