@@ -49,9 +49,11 @@ def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
 
 
-def helm_template(values: list[Path] | None = None, sets: list[str] | None = None, chart: Path = CHART) -> str:
+def helm_template(
+    values: list[Path] | None = None, sets: list[str] | None = None, chart: Path = CHART, release: str = "gw"
+) -> str:
     """`helm template` output; raises with helm's message when it refuses."""
-    args = [helm_path(), "template", "gw", str(chart), "--namespace", "payments"]
+    args = [helm_path(), "template", release, str(chart), "--namespace", "payments"]
     for v in values or []:
         args += ["-f", str(v)]
     for s in sets or []:
@@ -62,7 +64,7 @@ def helm_template(values: list[Path] | None = None, sets: list[str] | None = Non
     return done.stdout
 
 
-def render_example() -> str:
+def render_example(release: str = "gw") -> str:
     """The example host chart (helm/examples/payments-api) with this chart as its dependency."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "payments-api"
@@ -72,7 +74,7 @@ def render_example() -> str:
         done = run([helm_path(), "dependency", "build", str(copy)])
         if done.returncode != 0:
             raise RuntimeError(done.stderr.strip())
-        return helm_template(chart=copy)
+        return helm_template(chart=copy, release=release)
 
 
 def documents(rendered: str) -> list[dict[str, Any]]:

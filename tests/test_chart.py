@@ -214,3 +214,11 @@ def test_chart_readme_lists_every_top_level_value() -> None:
     missing = [key for key in values if f"`{key}" not in readme]
     assert missing == []
     assert Path(hd.CHART / "ci").is_dir()
+
+
+def test_the_docs_show_what_the_sidecar_example_renders() -> None:
+    doc = (hd.ROOT / "docs" / "deployment.md").read_text("utf-8")
+    start = doc.index("What `helm template pay helm/examples/payments-api --namespace payments` renders")
+    opening = doc.index("```yaml\n", start) + len("```yaml\n")
+    block = doc[opening : doc.index("\n```", opening)]
+    assert block.strip() == hd.render_example("pay").strip(), "regenerate the block in docs/deployment.md"

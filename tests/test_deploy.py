@@ -605,7 +605,10 @@ def test_dockerfile_runtime_contract() -> None:
 def test_dockerfile_installs_with_constraints_and_bakes_no_secret() -> None:
     instructions = dockerfile_instructions()
     runs = [rest for word, rest in instructions if word == "RUN"]
-    assert any("pip install -c constraints.txt ." in r for r in runs)
+    # With the otlp extra, so `tracing.exporter: otlp` is not refused in the image (issue 11).
+    assert any("pip install -c constraints.txt '.[otlp]'" in r for r in runs)
+    assert any("optional-dependencies']['otlp']" in r for r in runs), "the otlp deps in the cached layer"
+    assert any("import opentelemetry.exporter.otlp.proto.http" in r for r in runs), "smoke-tested"
     assert all("pip install" not in r or "-c constraints.txt" in r for r in runs if "uninstall" not in r)
     for word, rest in instructions:
         if word in {"ENV", "ARG"}:
