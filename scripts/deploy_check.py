@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import helpers_deploy as hd  # noqa: E402
+import helpers_deploy as hd
 
 
 def check_chart() -> list[str]:
@@ -57,7 +57,8 @@ def check_rules() -> list[str]:
     if check.returncode:
         problems.append(check.stdout + check.stderr)
     test = hd.promtool_test()
-    print(f"promtool test rules {hd.RULE_TESTS.relative_to(hd.ROOT)}: {'SUCCESS' if test.returncode == 0 else 'FAILED'}")
+    verdict = "SUCCESS" if test.returncode == 0 else "FAILED"
+    print(f"promtool test rules {hd.RULE_TESTS.relative_to(hd.ROOT)}: {verdict}")
     if test.returncode:
         problems.append(test.stdout + test.stderr)
     return problems

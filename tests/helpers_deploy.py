@@ -46,7 +46,7 @@ def promtool_path() -> str:
 
 
 def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 
 def helm_template(

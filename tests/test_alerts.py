@@ -15,10 +15,10 @@ import types
 from pathlib import Path
 from typing import Any
 
+import helpers_deploy as hd
 import pytest
 import yaml
 
-import helpers_deploy as hd
 from gateway.app_state import SERVICES
 from gateway.metrics import Metrics
 from gateway.reload import reload
@@ -117,7 +117,8 @@ async def test_first_reload_failure_fires(make_gateway: Any, kit: types.SimpleNa
     assert reload(gw.app) is False
     after = await scrape(gw)
     scrapes = [before, before, after, after, after]
-    run_tests([alert_test(scrapes, "WebhookGatewayConfigReloadFailed", "4m", [{"severity": "warning", "namespace": "pay"}])])
+    labels = {"severity": "warning", "namespace": "pay"}
+    run_tests([alert_test(scrapes, "WebhookGatewayConfigReloadFailed", "4m", [labels])])
 
 
 async def test_series_for_alerts_exist_at_zero_before_any_event(make_gateway: Any) -> None:
@@ -135,7 +136,7 @@ async def test_series_for_alerts_exist_at_zero_before_any_event(make_gateway: An
 def test_first_dead_letter_fires_only_with_the_zero_sample() -> None:
     """The defect itself: a series born at 1 (no 0 sample) is never seen to increase."""
     born_at_one = ["webhook_gateway_queue_deliveries_total{provider=\"stripe\",result=\"dead\"} 1\n"] * 5
-    with_zero = ["webhook_gateway_queue_deliveries_total{provider=\"stripe\",result=\"dead\"} 0\n"] + born_at_one
+    with_zero = ["webhook_gateway_queue_deliveries_total{provider=\"stripe\",result=\"dead\"} 0\n", *born_at_one]
     labels = {"severity": "critical", "namespace": "pay", "provider": "stripe"}
     run_tests([alert_test(with_zero, "WebhookGatewayDeadLetters", "3m", [labels])])
     run_tests([alert_test(born_at_one, "WebhookGatewayDeadLetters", "3m", [])])
@@ -160,7 +161,7 @@ async def test_promtool_check_metrics_on_a_real_scrape(make_gateway: Any, kit: t
     text = await scrape(gw)
     assert "process_resident_memory_bytes" in text and "python_info" in text
     assert 'webhook_gateway_build_info{python_version="' in text
-    done = hd.subprocess.run(  # noqa: S603
+    done = hd.subprocess.run(
         [hd.promtool_path(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout + done.stderr) == (0, "")

@@ -14,10 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import helpers_deploy as hd
 import pytest
 import yaml
-
-import helpers_deploy as hd
 
 CI_VALUES = sorted((hd.CHART / "ci").glob("*-values.yaml"))
 
