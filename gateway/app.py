@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import passthrough
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
 from gateway.errors import Rejection
@@ -78,7 +79,11 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
         ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
     ):  # fmt: skip
         r.add_get(path, json_safe(handler))
-    r.add_route("*", "/{tail:.*}", unmatched)
+    if settings.passthrough.enabled:  # the last route: the webhook path never reaches it
+        app.cleanup_ctx.append(passthrough.lifecycle(settings.passthrough))
+        r.add_route("*", "/{tail:.*}", passthrough.handler(settings.passthrough, settings.trusted_proxies, unmatched))
+    else:
+        r.add_route("*", "/{tail:.*}", unmatched)
     return app
 
 

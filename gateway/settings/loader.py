@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,6 +25,7 @@ from gateway.secrets import Secret, mask_url
 from gateway.settings.model import (
     DedupSettings,
     EventsSettings,
+    PassthroughSettings,
     QueueSettings,
     Settings,
     StateSettings,
@@ -35,7 +37,7 @@ from gateway.settings.reader import Reader
 TOP_KEYS = (
     "listen", "public_url", "upstream", "providers", "trusted_proxies", "limits", "rate_limits",
     "dedup", "state", "events", "management", "logging", "tracing", "shutdown",
-    "url_from_forwarded_headers", "rotation_warn_after",
+    "url_from_forwarded_headers", "rotation_warn_after", "passthrough",
 )  # fmt: skip
 EVENT_SCHEMES = ("memory://", "postgresql://", "postgres://")
 STORE_SCHEMES = ("memory://", "redis://", "rediss://")
@@ -137,6 +139,7 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
         api_keys=_api_keys(root.sub("management")),
         log_level=_logging(root.sub("logging")),
         tracing=_tracing(root.sub("tracing")),
+        passthrough=_passthrough(root.sub("passthrough"), upstream),
         **_shutdown(root.sub("shutdown")),
     )
 
@@ -339,6 +342,18 @@ def _tracing(r: Reader) -> TracingSettings:
         exporter=exporter,
         endpoint=r.text("endpoint", ""),
         service_name=r.text("service_name", "webhook-gateway"),
+    )
+
+
+def _passthrough(r: Reader, upstream: UpstreamSettings) -> PassthroughSettings:
+    r.mapping(("enabled", "url", "timeout"))
+    parts = urlsplit(upstream.url)
+    url = str(r.text("url", f"{parts.scheme}://{parts.netloc}")).rstrip("/")
+    split = urlsplit(url)
+    if split.scheme not in ("http", "https") or not split.netloc or split.path or split.query:
+        r.fail("must be an origin: http(s)://host:port, without a path", url, "url")
+    return PassthroughSettings(
+        enabled=r.boolean("enabled", False), url=url, timeout=float(r.number("timeout", 60.0))
     )
 
 

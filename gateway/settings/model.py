@@ -97,6 +97,18 @@ class TracingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PassthroughSettings:
+    """Requests outside the gateway's own paths, proxied unchanged to the app (the pod's front door)."""
+
+    enabled: bool = False
+    url: str = ""  # the app's origin, e.g. http://127.0.0.1:8000 ("" = upstream.url's origin)
+    timeout: float = 60.0  # seconds without a byte from the app before the answer is given up
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, url=mask_url(self.url))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``load_config`` read and checked. ``file`` names where it came from."""
 
@@ -115,6 +127,7 @@ class Settings:
     api_keys: tuple[Secret, ...] = ()
     log_level: str = "info"
     tracing: TracingSettings = TracingSettings()
+    passthrough: PassthroughSettings = PassthroughSettings()
     drain_delay: float = 0.0
     shutdown_timeout: float = 25.0
 
