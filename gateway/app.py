@@ -78,12 +78,25 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     for path, handler in (
         ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
     ):  # fmt: skip
+        if path == "/metrics" and settings.metrics_port:
+            continue  # served by metrics_app() on listen.metrics_port only
         r.add_get(path, json_safe(handler))
     if settings.passthrough.enabled:  # the last route: the webhook path never reaches it
         app.cleanup_ctx.append(passthrough.lifecycle(settings.passthrough))
         r.add_route("*", "/{tail:.*}", passthrough.handler(settings.passthrough, settings.trusted_proxies, unmatched))
     else:
         r.add_route("*", "/{tail:.*}", unmatched)
+    return app
+
+
+def metrics_app(services: Services) -> web.Application:
+    """``listen.metrics_port``: /metrics (and the probes, for a kubelet that checks this port)
+    on a port of its own, so a Service or Ingress for webhooks never exposes it."""
+    app = web.Application()
+    app[SERVICES] = services
+    for path, handler in (("/metrics", ops.metrics), ("/healthz", ops.healthz), ("/readyz", ops.readyz)):
+        app.router.add_get(path, json_safe(handler))
+    app.router.add_route("*", "/{tail:.*}", unmatched)
     return app
 
 

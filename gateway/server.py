@@ -13,7 +13,7 @@ import uvloop
 from aiohttp import web
 
 from gateway import reload
-from gateway.app import build_app, build_services
+from gateway.app import build_app, build_services, metrics_app
 from gateway.demo import demo_upstream_app
 from gateway.settings.model import Settings
 
@@ -39,6 +39,9 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
         app = build_app(settings, services)
         gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port)
         runners.append(gateway)
+        if settings.metrics_port:  # closed last (runners stop in reverse): scrapes see the drain
+            scrape = await _start(metrics_app(services), settings.host, settings.metrics_port, 1.0, reuse_port)
+            runners.insert(0, scrape)
     except OSError as exc:
         print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
         for runner in runners:

@@ -221,3 +221,17 @@ def test_the_docs_show_what_the_sidecar_example_renders() -> None:
     opening = doc.index("```yaml\n", start) + len("```yaml\n")
     block = doc[opening : doc.index("\n```", opening)]
     assert block.strip() == hd.render_example("pay").strip(), "regenerate the block in docs/deployment.md"
+
+
+def test_separate_metrics_port() -> None:
+    docs = rendered("metrics-port-values.yaml")
+    gw = gateway_container(pod_of(docs))
+    assert {p["name"]: p["containerPort"] for p in gw["ports"]} == {"gateway-http": 8080, "gateway-metrics": 9090}
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert ports == {"http": "gateway-http", "metrics": "gateway-metrics"}
+    (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    pod_monitor = rendered("", "config.listen.metrics_port=9090", "metrics.podMonitor.enabled=true")
+    (pm,) = [d for d in pod_monitor if d["kind"] == "PodMonitor"]
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "gateway-metrics"

@@ -264,6 +264,7 @@ def provider(s: Settings) -> Any:
 DEFAULTS: dict[str, Callable[[Settings], Any]] = {
     "#/properties/listen/properties/host": lambda s: s.host,
     "#/properties/listen/properties/port": lambda s: s.port,
+    "#/properties/listen/properties/metrics_port": lambda s: s.metrics_port,
     "#/properties/upstream/properties/mode": lambda s: s.upstream.mode,
     "#/properties/upstream/properties/connect_timeout": lambda s: s.upstream.connect_timeout,
     "#/properties/upstream/properties/timeout": lambda s: s.upstream.timeout,

@@ -91,10 +91,14 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
     data = _interpolate(root, env)
     root = Reader(file, data)
     listen = root.sub("listen")
-    listen.mapping(("host", "port"))
+    listen.mapping(("host", "port", "metrics_port"))
     port = listen.integer("port", 8080, minimum=0)
     if port > 65535:
         listen.fail("must be <= 65535", port, "port")
+    metrics_port = listen.integer("metrics_port", 0, minimum=0)
+    if metrics_port > 65535 or (metrics_port and metrics_port == port):
+        listen.fail("must be <= 65535 and differ from listen.port (0: /metrics on listen.port)", metrics_port,
+                    "metrics_port")  # fmt: skip
     host = listen.text("host", "127.0.0.1")
     public_url = root.text("public_url", f"http://{host}:{port}")
     if not public_url.startswith(("http://", "https://")):
@@ -140,6 +144,7 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
         log_level=_logging(root.sub("logging")),
         tracing=_tracing(root.sub("tracing")),
         passthrough=_passthrough(root.sub("passthrough"), upstream),
+        metrics_port=metrics_port,
         **_shutdown(root.sub("shutdown")),
     )
 

@@ -128,6 +128,7 @@ class Settings:
     log_level: str = "info"
     tracing: TracingSettings = TracingSettings()
     passthrough: PassthroughSettings = PassthroughSettings()
+    metrics_port: int = 0  # listen.metrics_port: /metrics on a port of its own (0: on `port`)
     drain_delay: float = 0.0
     shutdown_timeout: float = 25.0
 

@@ -69,6 +69,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- int ($listen.port | default 8080) -}}
 {{- end -}}
 
+{{/* config.listen.metrics_port: /metrics on a port of its own ("" when unset or 0). */}}
+{{- define "webhook-gateway.metricsPort" -}}
+{{- $listen := .Values.config.listen | default dict -}}
+{{- if $listen.metrics_port -}}{{- int $listen.metrics_port -}}{{- end -}}
+{{- end -}}
+
+{{/* The container port name that serves /metrics. */}}
+{{- define "webhook-gateway.metricsPortName" -}}
+{{- if include "webhook-gateway.metricsPort" . -}}gateway-metrics{{- else -}}gateway-http{{- end -}}
+{{- end -}}
+
 {{/* "true" when config.events.url is literally a PostgreSQL URL. */}}
 {{- define "webhook-gateway.eventsOnPostgres" -}}
 {{- $events := .Values.config.events | default dict -}}
@@ -229,6 +240,11 @@ prefixed (gateway-http, webhook-gateway-*) so they cannot clash with the host po
     - name: gateway-http
       containerPort: {{ include "webhook-gateway.port" . }}
       protocol: TCP
+    {{- with include "webhook-gateway.metricsPort" . }}
+    - name: gateway-metrics
+      containerPort: {{ . }}
+      protocol: TCP
+    {{- end }}
   env:
     {{- include "webhook-gateway.env" . | nindent 4 }}
   {{- with .Values.envFrom }}
@@ -282,7 +298,7 @@ and, optionally, annotation-based scrape hints. Empty output is possible.
 {{- end -}}
 {{- if .Values.metrics.podAnnotations -}}
 {{- $lines = append $lines "prometheus.io/scrape: \"true\"" -}}
-{{- $lines = append $lines (printf "prometheus.io/port: %q" (include "webhook-gateway.port" .)) -}}
+{{- $lines = append $lines (printf "prometheus.io/port: %q" (include "webhook-gateway.metricsPort" . | default (include "webhook-gateway.port" .))) -}}
 {{- $lines = append $lines "prometheus.io/path: /metrics" -}}
 {{- end -}}
 {{- join "\n" $lines -}}
