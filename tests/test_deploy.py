@@ -656,3 +656,26 @@ def test_package_data_ships_every_runtime_resource() -> None:
         if not any(fnmatch(relative, pattern) and relative.count("/") == pattern.count("/") for pattern in patterns):
             missing.append(relative)
     assert missing == [], f"add to [tool.setuptools.package-data] gateway in pyproject.toml: {missing}"
+
+
+# --- docs that drifted from the code (issue 11) ------------------------------------------------------
+
+
+def test_deployment_doc_matches_the_supervisor_and_the_shutdown_budget() -> None:
+    doc = " ".join(DEPLOYMENT_DOC.read_text("utf-8").split())
+    workers = (ROOT / "gateway" / "workers.py").read_text("utf-8")
+    assert "SIGHUP" in workers, "the supervisor forwards SIGHUP (gateway/workers.py)"
+    assert "does not pass `SIGHUP` on" not in doc
+    assert "passes `SIGHUP` on to every worker" in doc
+    app = (ROOT / "gateway" / "app.py").read_text("utf-8")
+    assert "deadline - time.monotonic()" in app, "queue deliveries get what is left of the budget"
+    assert "get their own wait" not in doc
+    assert "what is left of the same `shutdown.timeout` budget" in doc
+
+
+def test_metrics_doc_lists_every_outcome() -> None:
+    row = next(
+        line for line in (ROOT / "docs" / "metrics.md").read_text("utf-8").splitlines() if line.startswith("| `outcome`")
+    )
+    missing = sorted(o for o in SUCCESS_OUTCOMES if f"`{o}`" not in row)  # handshake was missing
+    assert missing == []
