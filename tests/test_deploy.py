@@ -674,8 +674,7 @@ def test_deployment_doc_matches_the_supervisor_and_the_shutdown_budget() -> None
 
 
 def test_metrics_doc_lists_every_outcome() -> None:
-    row = next(
-        line for line in (ROOT / "docs" / "metrics.md").read_text("utf-8").splitlines() if line.startswith("| `outcome`")
-    )
+    lines = (ROOT / "docs" / "metrics.md").read_text("utf-8").splitlines()
+    row = next(line for line in lines if line.startswith("| `outcome`"))
     missing = sorted(o for o in SUCCESS_OUTCOMES if f"`{o}`" not in row)  # handshake was missing
     assert missing == []
