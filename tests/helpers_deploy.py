@@ -24,7 +24,7 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
 # Kinds of the Prometheus Operator: no schema in kubernetes-validate (checked by assertions instead).
 CRD_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule"})
-K8S_VERSIONS = tuple(os.environ.get("K8S_VERSIONS", "1.30.0 1.35.0").split())
+K8S_VERSIONS = tuple(os.environ.get("K8S_VERSIONS", "1.30.0 1.31.0 1.32.0 1.33.0 1.34.0 1.35.0").split())
 
 
 class ToolMissing(Exception):

@@ -1,7 +1,7 @@
 """The Helm chart rendered by the real (pinned) helm: assertions over the YAML, helm-unittest style.
 
 Every ci/*-values.yaml and the example host chart (helm/examples/payments-api) are rendered and
-validated against the Kubernetes 1.30 and 1.35 schemas (kubernetes-validate, strict); then the
+validated against the Kubernetes 1.30 to 1.35 schemas (kubernetes-validate, strict); then the
 pod specs are checked for what the docs promise: restricted Pod Security, probes, the grace
 period, the config checksum, Secret files, the sidecar's place, the toggles.
 """
@@ -235,3 +235,33 @@ def test_separate_metrics_port() -> None:
     pod_monitor = rendered("", "config.listen.metrics_port=9090", "metrics.podMonitor.enabled=true")
     (pm,) = [d for d in pod_monitor if d["kind"] == "PodMonitor"]
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "gateway-metrics"
+
+
+def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("values", ["monitoring-values.yaml", "metrics-port-values.yaml", "example", "sidecar-values.yaml"])
+def test_monitors_and_services_select_what_they_should(values: str) -> None:
+    """The CRDs have no schema in kubernetes-validate: their selectors are checked here instead."""
+    docs = rendered(values)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    pods = [pod_of(docs)["metadata"]["labels"]] if "Deployment" in by_kind else []
+    for service in by_kind.get("Service", []):
+        for labels in pods:
+            assert _labels_match(service["spec"]["selector"], labels), "the Service selects the gateway's pods"
+    for monitor in by_kind.get("ServiceMonitor", []):
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        (service,) = by_kind["Service"]
+        assert _labels_match(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+        names = {p["name"] for p in service["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= names
+    for monitor in by_kind.get("PodMonitor", []):
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        for labels in pods:
+            assert _labels_match(monitor["spec"]["selector"]["matchLabels"], labels)
+            container_ports = {p["name"] for p in gateway_container(pod_of(docs))["ports"]}
+            assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= container_ports
+    assert by_kind.get("ServiceMonitor") or by_kind.get("PodMonitor")
