@@ -241,7 +241,10 @@ def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-@pytest.mark.parametrize("values", ["monitoring-values.yaml", "metrics-port-values.yaml", "example", "sidecar-values.yaml"])
+MONITORED = ["monitoring-values.yaml", "metrics-port-values.yaml", "example", "sidecar-values.yaml"]
+
+
+@pytest.mark.parametrize("values", MONITORED)
 def test_monitors_and_services_select_what_they_should(values: str) -> None:
     """The CRDs have no schema in kubernetes-validate: their selectors are checked here instead."""
     docs = rendered(values)
