@@ -5,12 +5,15 @@
       kubernetes-validate (strict) for each of $K8S_VERSIONS; CRD kinds listed as not validated
   values.schema.json refuses a bad value (helm template --set workers=0 must fail)
   promtool check rules, promtool test rules (deploy/prometheus/alerts_test.yaml)
+  the Grafana dashboard: a unit on every panel, rates over $__rate_interval, a datasource variable
 
 Exits non-zero on the first kind of failure after printing every problem found.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -64,9 +67,26 @@ def check_rules() -> list[str]:
     return problems
 
 
+def check_dashboard() -> list[str]:
+    """The static half of tests/test_dashboard.py (which also checks a real scrape and empty panels)."""
+    data = json.loads((hd.ROOT / "deploy" / "grafana" / "webhook-gateway.json").read_text("utf-8"))
+    panels = [p for p in data["panels"] if p["type"] != "row"]
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    unitless = [p["title"] for p in panels if not p["fieldConfig"]["defaults"].get("unit")]
+    problems = [f"dashboard: panel {title!r} has no unit" for title in unitless]
+    windows = {w for e in exprs for w in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]+)\]", e)}
+    problems += [f"dashboard: a rate over [{w}], not [$__rate_interval]" for w in windows - {"$__rate_interval"}]
+    variables = {v["name"]: v.get("type") for v in data["templating"]["list"]}
+    if variables.get("datasource") != "datasource":
+        problems.append("dashboard: no datasource template variable")
+    print(f"dashboard deploy/grafana/webhook-gateway.json: {len(panels)} panels, {len(exprs)} queries; units, "
+          f"$__rate_interval, datasource variable: {'ok' if not problems else 'FAILED'}")  # fmt: skip
+    return problems
+
+
 def main() -> int:
     try:
-        problems = check_chart() + check_rules()
+        problems = check_chart() + check_rules() + check_dashboard()
     except hd.ToolMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
