@@ -7,8 +7,8 @@
 # build: buildah (--isolation chroot, vfs storage). The base is BASE_IMAGE when given (any image
 #   buildah can pull or has, e.g. python:3.11-slim@sha256:...); otherwise a Debian bookworm rootfs
 #   made here by mmdebstrap from Debian's packages (python3, python3-venv), imported once as
-#   localhost/webhook-gateway-base:bookworm. When the host trusts a private CA (a TLS-inspecting
-#   proxy), its bundle is mounted for the build's RUN steps only: nothing of it is in the image.
+#   localhost/webhook-gateway-base:bookworm. The host's CA bundle is mounted for the build's RUN
+#   steps (pip trusts what the host trusts, a TLS-inspecting proxy included): none of it is in the image.
 # test: the image runs (podman, runc) as its non-root user with a read-only root filesystem, the
 #   config and secret mounted read-only and /tmp as tmpfs; /healthz, /readyz and one signed Stripe
 #   webhook are checked against a real upstream on loopback, then SIGTERM must end it with 0.
@@ -64,10 +64,12 @@ build() {
     local from volumes=()
     from=$(base) || return
     local ca=/etc/ssl/certs/ca-certificates.crt
-    if [ -n "${PIP_CERT:-}${SSL_CERT_FILE:-}" ] && [ -f "$ca" ]; then
+    # pip in the build trusts what the host trusts (a TLS-inspecting proxy's CA included): the
+    # host's bundle is mounted for the RUN steps only, never copied into a layer.
+    if [ -f "$ca" ]; then
         mkdir -p "$WORK" && printf '[global]\ncert = %s\n' "$ca" > "$WORK/pip.conf"
         volumes=(--volume "$ca:$ca:ro" --volume "$PWD/$WORK/pip.conf:/etc/pip.conf:ro")
-        say "the host trusts a private CA: mounted for RUN steps only"
+        say "pip in the build uses the host's CA bundle ($ca, mounted for RUN steps only)"
     fi
     say "buildah bud --isolation chroot (vfs) --build-arg PYTHON_IMAGE=$from -t $IMAGE"
     local start=$SECONDS
