@@ -65,7 +65,8 @@ build() {
     from=$(base) || return
     local ca=/etc/ssl/certs/ca-certificates.crt
     # pip in the build trusts what the host trusts (a TLS-inspecting proxy's CA included): the
-    # host's bundle is mounted for the RUN steps only, never copied into a layer.
+    # host's bundle is mounted for the RUN steps only, never copied into a layer (the image keeps
+    # Debian's own bundle; an empty /etc/pip.conf is left where the mount point was).
     if [ -f "$ca" ]; then
         mkdir -p "$WORK" && printf '[global]\ncert = %s\n' "$ca" > "$WORK/pip.conf"
         volumes=(--volume "$ca:$ca:ro" --volume "$PWD/$WORK/pip.conf:/etc/pip.conf:ro")
