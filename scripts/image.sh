@@ -2,7 +2,7 @@
 # Build the image from the Dockerfile without a Docker daemon, and run it for real.
 #
 #   bash scripts/image.sh build   # make image
-#   bash scripts/image.sh test    # make image-test (builds first if needed)
+#   bash scripts/image.sh test    # make image-test (builds first, then runs it)
 #
 # build: buildah (--isolation chroot, vfs storage). The base is BASE_IMAGE when given (any image
 #   buildah can pull or has, e.g. python:3.11-slim@sha256:...); otherwise a Debian bookworm rootfs
@@ -83,7 +83,8 @@ build() {
 }
 
 run_test() {
-    "${BUILDAH[@]}" inspect --type image "$IMAGE" >/dev/null 2>&1 || build
+    build  # always from the current tree: a tag left by an earlier build proves nothing
+    [ ${#failed[@]} = 0 ] || return
     need podman podman && need runc runc || { fail "run" "podman/runc not installed and cannot be"; return; }
     local dir port up name="webhook-gateway-image-test"
     dir=$(mktemp -d) && mkdir -p "$dir/etc/secrets"
