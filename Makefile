@@ -88,10 +88,11 @@ $(RUN_STAMP): | $(BIN)/python
 	@rm -f $(VENV)/.installed-run-*
 	@touch $@
 
-# The test/lint extras include the runtime deps, so this satisfies RUN_STAMP too.
+# The test/lint extras include the runtime deps, so this satisfies RUN_STAMP too. The otlp extra
+# is there so the OTLP exporter path of gateway/tracing.py runs in tests (tests/test_tracing.py).
 $(DEV_STAMP): | $(BIN)/python
-	@echo ">> pip install -e '.[test,lint]' (constraints: $(CONSTRAINTS))"
-	@$(PIP_INSTALL) -e '.[test,lint]'
+	@echo ">> pip install -e '.[test,lint,otlp]' (constraints: $(CONSTRAINTS))"
+	@$(PIP_INSTALL) -e '.[test,lint,otlp]'
 	@rm -f $(VENV)/.installed-run-* $(VENV)/.installed-dev-*
 	@touch $@ $(RUN_STAMP)
 

@@ -10,23 +10,23 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import passthrough
+from gateway import passthrough, routes
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
-from gateway.errors import Rejection
-from gateway.events import event_store_from_settings
+from gateway.errors import Rejection, StoreError
+from gateway.events import EventStoreOptions, event_store_from_url
 from gateway.forwarder import Forwarder
 from gateway.handlers import events, management, ops
 from gateway.metrics import Metrics
 from gateway.pipeline.body import expect_continue
-from gateway.pipeline.runner import PIPELINE, Pipeline, error_response
+from gateway.pipeline.runner import PIPELINE, Pipeline
 from gateway.pipeline.stage import default_stages
+from gateway.responses import error_response
 from gateway.settings.model import Settings
 from gateway.stats import StatsLedger
-from gateway.stores import StoreError, store_from_url
+from gateway.stores import StoreOptions, store_from_url
 from gateway.tracing import make_tracer
 
-API = "/payments/api/webhooks"
 log = logging.getLogger("gateway.app")
 
 
@@ -34,14 +34,16 @@ def build_services(settings: Settings) -> Services:
     metrics = Metrics()
     metrics.init_settings(settings)
     ledger = StatsLedger()
-    events = event_store_from_settings(settings.events, ledger)
+    ev = settings.events
+    options = EventStoreOptions(ev.max_memory_events, ev.migrate_on_start, ev.pool_size, ev.timeout)
+    events = event_store_from_url(ev.url, options, ledger)
     forwarder = Forwarder(settings.upstream, metrics)
     delivery = None
     if settings.upstream.mode == "queue":
         delivery = Delivery(events, forwarder, settings.upstream.queue, settings.providers, metrics)
     return Services(
         settings=settings,
-        store=store_from_url(settings.state, settings.dedup.max_entries),
+        store=store_from_url(settings.state.url, _store_options(settings)),
         forwarder=forwarder,
         metrics=metrics,
         events=events,
@@ -49,6 +51,11 @@ def build_services(settings: Settings) -> Services:
         delivery=delivery,
         tracer=make_tracer(settings.tracing),
     )
+
+
+def _store_options(settings: Settings) -> StoreOptions:
+    state = settings.state
+    return StoreOptions(key_prefix=state.key_prefix, timeout=state.timeout, max_entries=settings.dedup.max_entries)
 
 
 def build_app(settings: Settings, services: Services | None = None) -> web.Application:
@@ -61,29 +68,31 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     app[PIPELINE] = pipeline
     r = app.router
     for method, path, handler in (
-        ("GET", f"{API}/providers/", management.providers),
-        ("GET", f"{API}/health/", management.health),
-        ("GET", f"{API}/stats/", management.stats),
-        ("GET", f"{API}/events/", events.list_events),
-        ("POST", f"{API}/events/replay/", events.replay_events),
-        ("GET", API + "/events/{id}/", events.show_event),
-        ("POST", API + "/events/{id}/replay/", events.replay_event),
-        ("GET", f"{API}/dead-letters/", events.list_dead),
-        ("DELETE", f"{API}/dead-letters/", events.purge_dead),
+        ("GET", routes.PROVIDERS, management.providers),
+        ("GET", routes.HEALTH, management.health),
+        ("GET", routes.STATS, management.stats),
+        ("GET", routes.EVENTS, events.list_events),
+        ("POST", routes.EVENTS_REPLAY, events.replay_events),
+        ("GET", routes.EVENT, events.show_event),
+        ("POST", routes.EVENT_REPLAY, events.replay_event),
+        ("GET", routes.DEAD_LETTERS, events.list_dead),
+        ("DELETE", routes.DEAD_LETTERS, events.purge_dead),
     ):
         r.add_route(method, path, json_safe(handler))
     expect = expect_continue(settings.providers)
-    r.add_route("*", API + "/{provider}/", pipeline.handle, expect_handler=expect)
-    r.add_route("*", API + "/{provider}", pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK, pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK.rstrip("/"), pipeline.handle, expect_handler=expect)
     for path, handler in (
-        ("/healthz", ops.healthz), ("/readyz", ops.readyz), ("/metrics", ops.metrics), ("/openapi.yaml", ops.openapi),
+        (routes.HEALTHZ, ops.healthz), (routes.READYZ, ops.readyz), (routes.METRICS, ops.metrics),
+        (routes.OPENAPI, ops.openapi),
     ):  # fmt: skip
-        if path == "/metrics" and settings.metrics_port:
+        if path == routes.METRICS and settings.metrics_port:
             continue  # served by metrics_app() on listen.metrics_port only
         r.add_get(path, json_safe(handler))
     if settings.passthrough.enabled:  # the last route: the webhook path never reaches it
+        origin = settings.passthrough.origin(settings.upstream.url)
         app.cleanup_ctx.append(passthrough.lifecycle(settings.passthrough))
-        r.add_route("*", "/{tail:.*}", passthrough.handler(settings.passthrough, settings.trusted_proxies, unmatched))
+        r.add_route("*", "/{tail:.*}", passthrough.handler(origin, settings.trusted_proxies, unmatched))
     else:
         r.add_route("*", "/{tail:.*}", unmatched)
     return app
@@ -94,7 +103,7 @@ def metrics_app(services: Services) -> web.Application:
     on a port of its own, so a Service or Ingress for webhooks never exposes it."""
     app = web.Application()
     app[SERVICES] = services
-    for path, handler in (("/metrics", ops.metrics), ("/healthz", ops.healthz), ("/readyz", ops.readyz)):
+    for path, handler in ((routes.METRICS, ops.metrics), (routes.HEALTHZ, ops.healthz), (routes.READYZ, ops.readyz)):
         app.router.add_get(path, json_safe(handler))
     app.router.add_route("*", "/{tail:.*}", unmatched)
     return app

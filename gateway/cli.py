@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, routes
 from gateway.errors import ConfigError
 from gateway.providers.signer import sample_event, sign, sign_body
 from gateway.providers.spec import ProviderSpec
@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_config(args.config)
-    except ConfigError as exc:
-        print(f"webhook-gateway: config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # ConfigErrors: one line per error found in the file
+        for line in str(exc).splitlines():
+            print(f"webhook-gateway: config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
     result: int = args.func(settings, args)
     return result
@@ -124,29 +125,54 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
         scheme = _scheme(spec) if sig else "UNSIGNED (allow_unsigned)"
         ts = f", timestamp ±{spec.timestamp.tolerance:g}s" if spec.timestamp else ""
         print(f"  {name:<20} {settings.webhook_url(name)}  {scheme}{ts}")
+    for warning in secret_warnings(settings):
+        print(f"WARNING: {warning}")
     for line in _rotation(settings):
         print(line)
     return 0
+
+
+def secret_warnings(settings: Settings) -> list[str]:
+    """Secrets shorter than the provider documents (``min_secret_bytes``): guessable, or pasted cut
+    short. Only the secret's source and length are shown, never its value."""
+    out = []
+    for name, spec in settings.providers.items():
+        if not spec.signature or not spec.min_secret_bytes:
+            continue
+        for index, secret in enumerate(spec.signature.secrets):
+            size = len(secret.reveal())
+            if size < spec.min_secret_bytes:
+                out.append(
+                    f"providers.{name}.secrets[{index}] ({secret.label}) is {size} bytes; {spec.display_name} "
+                    f"documents at least {spec.min_secret_bytes}: generate a new one with the provider"
+                )
+    return out
 
 
 def _rotation(settings: Settings) -> list[str]:
     """Keys that can be retired, from the event store's record of which key matched."""
     from datetime import UTC, datetime
 
-    from gateway.providers.rotation import load_usage, report
+    from gateway.commands.rotation import load_usage, report
 
     keys = [len(s.signature.secrets) + len(s.signature.public_keys) for s in settings.providers.values() if s.signature]
     if max(keys, default=0) < 2:
         return []
-    if settings.events.url.startswith(("postgresql://", "postgres://")):
+    if _is_postgres(settings.events.url):
         usage = asyncio.run(load_usage(settings.events.url, settings.events.timeout))
     else:
         usage = "events.url is not PostgreSQL (see webhook_gateway_signature_secret_matches_total)"
     return report(settings, usage, datetime.now(UTC))
 
 
+def _is_postgres(url: str) -> bool:
+    from gateway.events import EVENT_STORES, postgres
+
+    return EVENT_STORES.backend(url) is postgres.PostgresEventStore
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.events.url.startswith(("postgresql://", "postgres://")):
+    if not _is_postgres(settings.events.url):
         print("webhook-gateway: events.url is not PostgreSQL; nothing to migrate", file=sys.stderr)
         return 1
     return asyncio.run(_apply_migrations(settings.events.url))
@@ -190,7 +216,7 @@ def _prepare(settings: Settings, args: argparse.Namespace) -> tuple[str, bytes, 
     else:
         body, extra = sample_event(provider)
     base = (args.url or settings.public_url).rstrip("/")
-    url = f"{base}/payments/api/webhooks/{args.provider}/"
+    url = base + routes.webhook_path(args.provider)
     signed_url = settings.webhook_url(args.provider)
     try:
         body = sign_body(provider, body, secret_index=args.secret)

@@ -15,14 +15,14 @@ import logging
 import time
 from collections.abc import Mapping
 
-from gateway.errors import Rejection
+from gateway.errors import Rejection, StoreError
 from gateway.events.base import Backoff, EventRecord, EventStore
-from gateway.events.redact import redact_event
 from gateway.forwarder import Forwarder
 from gateway.metrics import Metrics
+from gateway.outcomes import EventStatus
 from gateway.providers.spec import ProviderSpec
+from gateway.redact import redact_event
 from gateway.settings.model import QueueSettings
-from gateway.stores.base import StoreError
 from gateway.tracing import new_traceparent
 
 log = logging.getLogger("gateway.delivery")
@@ -142,14 +142,14 @@ class Delivery:
             # Delivered but not marked: the lease expires and it is delivered again. The upstream
             # sees the same CloudEvent id twice, which is why it must be idempotent on `id`.
             self.metrics.child(self.metrics.store_errors, "events", "mark_delivered").inc()
-        self.metrics.child(self.metrics.queue_deliveries, record.provider, "delivered").inc()
+        self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DELIVERED).inc()
 
     async def _failed(self, record: EventRecord, rej: Rejection) -> None:
         error = f"{rej.code}: {rej.message}"
         try:
             if record.attempts >= self.settings.max_attempts:
                 await self.events.mark_dead(record.id, error, attempt=record.attempts)
-                self.metrics.child(self.metrics.queue_deliveries, record.provider, "dead").inc()
+                self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DEAD).inc()
                 where = {"provider": record.provider, "event_id": record.event_id, "error": error}
                 log.warning("dead letter", extra=where)
                 return

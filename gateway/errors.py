@@ -1,8 +1,13 @@
 """The gateway's few errors.
 
     GatewayError
-    ├── ConfigError   a config file is wrong: names file, key path and bad value
-    └── Rejection     a request is refused: a code from the closed set below
+    ├── ConfigError      a config file is wrong: names file, key path and bad value
+    ├── Rejection        a request is refused: a code from the closed set below
+    ├── StoreError       a backend (Redis, PostgreSQL) could not answer: each stage applies its policy
+    └── UnstorableEvent  the event store refused one event's own data: retrying cannot help
+    ProtocolError        (a ConnectionError) a peer broke HTTP/1.1 or RESP framing
+
+Success outcomes (``forwarded``, ``duplicate``...) are names too: :mod:`gateway.outcomes`.
 
 A rejection's ``code`` is also the ``outcome`` label of the request metrics, so the set is closed:
 adding a code is a change to ``docs/metrics.md`` and ``api/openapi.yaml`` too.
@@ -70,6 +75,21 @@ class Rejection(GatewayError):
         self.status = ERROR_STATUS[code]
         self.message = message
         self.headers = headers
+
+
+class StoreError(GatewayError):
+    """A backend could not answer (connection lost, timeout). Never raised for a normal outcome.
+
+    Driver errors are wrapped in it at the store boundary; each stage applies its declared policy.
+    """
+
+
+class UnstorableEvent(GatewayError):
+    """The store refused this one event's data (e.g. a NUL in its id): retrying cannot help."""
+
+
+class ProtocolError(ConnectionError):
+    """A peer's reply breaks the wire protocol; a ``ConnectionError`` so callers treat it as one."""
 
 
 def _show(value: Any) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.errors import Rejection
-from gateway.http1 import Http1Pool, ProtocolError
+from gateway.errors import ProtocolError, Rejection
 from gateway.metrics import Metrics
+from gateway.protocols.http1 import Http1Pool
 from gateway.settings.model import UpstreamSettings
 
 CONTENT_TYPE = "application/cloudevents+json"

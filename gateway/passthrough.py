@@ -18,10 +18,11 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from gateway import routes
 from gateway.errors import Rejection
 from gateway.pipeline.client_ip import in_networks, parse_ip
-from gateway.pipeline.runner import error_response
 from gateway.providers.spec import Network
+from gateway.responses import error_response
 from gateway.settings.model import PassthroughSettings
 
 log = logging.getLogger("gateway.passthrough")
@@ -30,8 +31,8 @@ HOP_BY_HOP = frozenset(
      "te", "trailer", "transfer-encoding", "upgrade"}
 )  # fmt: skip
 # The gateway's own paths: answered by the gateway (a 404 or 405 there is the gateway's), never proxied.
-OWN_PREFIXES = ("/payments/api/webhooks/", "/payments/admin/")
-OWN_PATHS = frozenset({"/payments/api/webhooks", "/payments/admin", "/healthz", "/readyz", "/metrics", "/openapi.yaml"})
+OWN_PREFIXES = (routes.API + "/", routes.ADMIN + "/")
+OWN_PATHS = frozenset({routes.API, routes.ADMIN, routes.HEALTHZ, routes.READYZ, routes.METRICS, routes.OPENAPI})
 SESSION = web.AppKey("passthrough_session", aiohttp.ClientSession)
 CHUNK = 64 * 1024
 
@@ -57,18 +58,18 @@ def lifecycle(settings: PassthroughSettings) -> Callable[[web.Application], Asyn
 
 
 def handler(
-    settings: PassthroughSettings,
+    origin: str,
     trusted: tuple[Network, ...],
     fallback: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The catch-all route: the gateway's own paths go to ``fallback`` (its JSON 404/405).
-    ``trusted``: proxies whose X-Forwarded-Proto/-Host are passed on (trusted_proxies)."""
+    ``origin``: the app's; ``trusted``: proxies whose X-Forwarded-Proto/-Host are passed on."""
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         if is_own(request.path):
             return await fallback(request)
         try:
-            return await _relay(request, settings, trusted)
+            return await _relay(request, origin, trusted)
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("passthrough failed", extra={"path": request.path, "error": type(exc).__name__})
             if isinstance(exc, TimeoutError):
@@ -78,14 +79,12 @@ def handler(
     return proxy
 
 
-async def _relay(
-    request: web.Request, settings: PassthroughSettings, trusted: tuple[Network, ...]
-) -> web.StreamResponse:
+async def _relay(request: web.Request, origin: str, trusted: tuple[Network, ...]) -> web.StreamResponse:
     session = request.app[SESSION]
     body = request.content if request.body_exists else None
     async with session.request(
         request.method,
-        URL(settings.url + request.rel_url.raw_path_qs, encoded=True),  # as sent: no requoting
+        URL(origin + request.rel_url.raw_path_qs, encoded=True),  # as sent: no requoting
         headers=forwarded_headers(request, trusted),
         data=body,
         allow_redirects=False,

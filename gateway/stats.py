@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-#: Outcomes where the provider got a 2xx for a new event ("dead" was accepted, then undeliverable).
-ACCEPTED = frozenset({"forwarded", "queued", "handshake", "dead"})
+from gateway.outcomes import ANSWERED, Outcome
+
 MAX_DAYS = 366
 
 
@@ -87,8 +87,9 @@ def _empty() -> dict[str, Any]:
 
 def _add(bucket: dict[str, Any], outcome: str, n: int) -> None:
     bucket["received"] += n
-    key = "accepted" if outcome in ACCEPTED else "duplicates" if outcome == "duplicate" else "rejected"
+    key = "accepted" if outcome in ANSWERED else "duplicates" if outcome == Outcome.DUPLICATE else "rejected"
     bucket[key] += n
+    outcome = str(outcome)  # a plain str: an Outcome member is no JSON object key to orjson
     bucket["outcomes"][outcome] = bucket["outcomes"].get(outcome, 0) + n
 
 

@@ -90,7 +90,8 @@ class Upstream:
     """A real HTTP upstream. ``script`` holds how to answer the next deliveries, in order.
 
     Actions: ``"ok"``; an int status (e.g. ``500``); ``(status, {"Retry-After": "7"})``;
-    ``("slow", seconds)``; ``("slow", seconds, 500)``; ``"close"`` (drop the connection without
+    ``("slow", seconds)``; ``("slow", seconds, 500)``; ``("gate", asyncio.Event, status)`` (hold the
+    request until the test sets the event, then answer ``status``); ``"close"`` (drop the connection without
     answering); ``"reset"`` (TCP RST); ``"short_answer"`` (accept, then cut the 200 answer's body
     short). When the script is empty, ``delay`` seconds pass and then 204 is answered.
     """
@@ -132,6 +133,9 @@ class Upstream:
             assert request.transport is not None
             request.transport.close()
             return resp
+        if isinstance(action, tuple) and action[0] == "gate":  # the test decides when it answers
+            await action[1].wait()
+            return web.json_response({"error": "scripted"}, status=action[2])
         if isinstance(action, int):
             return web.json_response({"error": "scripted"}, status=action)
         if isinstance(action, tuple) and isinstance(action[0], int):

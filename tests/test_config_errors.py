@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
@@ -131,13 +130,6 @@ def test_a_missing_file(tmp_path):
 # --------------------------------------------------------------------------- through the CLI
 
 
-def _otlp_installed() -> bool:
-    try:
-        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http.trace_exporter") is not None
-    except ImportError:
-        return False
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=30)
 
@@ -178,9 +170,143 @@ def test_the_cli_exits_2_on_a_missing_file(tmp_path):
     assert "absent.yaml" in result.stderr and result.stderr.count("\n") == 1
 
 
-@pytest.mark.skipif(_otlp_installed(), reason="the otlp exporter is installed")
 def test_run_exits_2_when_the_optional_exporter_is_missing(kit, tmp_path):
+    """The extra is installed for the tests; the run below hides it, as on a machine without it."""
     path = kit.write_config(tmp_path, "http://127.0.0.1:9/e", tracing={"enabled": True, "exporter": "otlp"})
-    result = cli("run", "--config", str(path))
+    hide = "import sys; sys.modules['opentelemetry.exporter.otlp'] = None; from gateway.cli import main; "
+    result = subprocess.run(
+        [sys.executable, "-c", hide + f"sys.exit(main(['run', '--config', {str(path)!r}]))"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2, result.stderr
-    assert "tracing.exporter" in result.stderr and "Traceback" not in result.stderr
+    assert "tracing.exporter" in result.stderr and "webhook-gateway[otlp]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- what a new user tripped on
+
+BROKEN_REFERENCES = [
+    ("$STRIPE_SECRET", "STRIPE_SECRET", "shell-style"),
+    ("${STRIPE_SECRET", "STRIPE_SECRET", "unclosed"),
+    ("${STRIPE_SECRET:-whsec_dev", "STRIPE_SECRET", "unclosed"),
+    ("env:GITHUB_SECRET", "GITHUB_SECRET", "env:"),
+]
+
+
+@pytest.mark.parametrize(("written", "name", "what"), BROKEN_REFERENCES, ids=[c[0] for c in BROKEN_REFERENCES])
+@pytest.mark.parametrize("where", ["provider", "api_keys"])
+def test_a_secret_that_looks_like_a_broken_reference_is_refused(kit, written, name, what, where):
+    """Used as a literal, anyone who guesses the text could sign webhooks (or call the API)."""
+    if where == "provider":
+        overrides = {"providers": {"stripe": {"secrets": [written]}}}
+        key = "providers.stripe.secrets[0]"
+    else:
+        overrides = {"management": {"api_keys": ["a-real-key", written]}}
+        key = "management.api_keys[1]"
+    with pytest.raises(ConfigError) as caught:
+        kit.build(kit.config_dict("http://127.0.0.1:9/events", **overrides), env={name: "set-but-unused"})
+    message = str(caught.value)
+    assert message.startswith(f"test.yaml: {key}: looks like "), message
+    assert what in message and f'write "${{{name}}}"' in message, message
+
+
+def test_secrets_that_only_contain_a_dollar_are_literals(kit):
+    data = kit.config_dict("http://127.0.0.1:9/events", providers={"stripe": {"secrets": ["pa$$word-with-$IGNS"]}})
+    assert kit.build(data).providers["stripe"].signature.secrets[0].reveal() == b"pa$$word-with-$IGNS"
+
+
+def test_every_error_of_a_file_in_one_run(kit, tmp_path):
+    overrides = {
+        "listen": {"port": 70000},
+        "limits": {"max_body": 5, "body_timeout": 0},
+        "upstream": {"timeout": -1, "url": "${GATEWAY_TEST_UNSET_VAR}"},
+        "logging": {"level": "loud"},
+        "providers": {
+            "stripe": {"timestamp": {"tolerance": -5}},
+            "github": {"secrets": ["$GITHUB_SECRET", "file:/nonexistent/secret"]},
+        },
+    }
+    expected = [
+        "listen.port: must be <= 65535",
+        "limits.max_body: unknown key",
+        "limits.body_timeout: must be > 0",
+        "upstream.url: environment variable GATEWAY_TEST_UNSET_VAR is not set",
+        "upstream.timeout: must be > 0",
+        "logging.level: must be one of",
+        "providers.stripe.timestamp.tolerance: must be > 0",
+        "providers.github.secrets[0]: looks like a shell-style reference",
+        "providers.github.secrets[1]: cannot read secret file",
+    ]
+    with pytest.raises(ConfigError) as caught:
+        kit.build(kit.config_dict("http://127.0.0.1:9/events", **overrides))
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(expected), lines
+    for start in expected:
+        assert sum(line.startswith(f"test.yaml: {start}") for line in lines) == 1, (start, lines)
+
+    path = kit.write_config(tmp_path, "http://127.0.0.1:9/events", name="many.yaml", **overrides)
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 2 and result.stdout == ""
+    shown = result.stderr.splitlines()
+    assert len(shown) == len(expected), result.stderr
+    assert all(line.startswith(f"webhook-gateway: config error: {path}: ") for line in shown), result.stderr
+
+
+def test_one_bad_value_is_one_error(kit):
+    """A key whose ${VAR} is unset is not also reported as a bad URL; a provider whose secret is
+    wrong is not also reported as having no secrets; a section that is not a mapping is not also
+    missing its required keys."""
+    overrides = {
+        "upstream": {"url": "${GATEWAY_TEST_UNSET_VAR}"},
+        "providers": {"stripe": {"secrets": ["env:STRIPE"]}},
+        "state": "redis://oops",
+    }
+    with pytest.raises(ConfigError) as caught:
+        kit.build(kit.config_dict("http://127.0.0.1:9/events", **overrides))
+    assert [line.split(": ")[1] for line in str(caught.value).splitlines()] == [
+        "upstream.url",
+        "state",
+        "providers.stripe.secrets[0]",
+    ], str(caught.value)
+    data = kit.config_dict("http://127.0.0.1:9/events")
+    data["upstream"] = 5
+    with pytest.raises(ConfigError) as caught:
+        kit.build(data)
+    assert str(caught.value) == "test.yaml: upstream: must be a mapping, got 5"
+
+
+def test_check_warns_about_a_secret_shorter_than_the_provider_documents(kit, tmp_path):
+    import base64
+
+    short = "whsec_" + base64.b64encode(b"k" * 16).decode()
+    good = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    path = kit.write_config(
+        tmp_path, "http://127.0.0.1:9/events", providers={"standard-webhooks": {"secrets": [good, short]}}
+    )
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("WARNING: providers.")]
+    assert warnings == [
+        "WARNING: providers.standard-webhooks.secrets[1] (#1) is 16 bytes; Standard Webhooks documents at least 24: "
+        "generate a new one with the provider"
+    ], result.stdout
+    assert short not in result.stdout and "a2tr" not in result.stdout
+
+
+def test_the_readme_check_command_works_as_written():
+    """The README's Configure commands, run as a new user would (from the repository, in bash)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text("utf-8")
+    block = re.search(r"```bash\n(export STRIPE_WEBHOOK_SECRET=.*?)```", readme, re.S)
+    assert block, "the README's Configure block changed"
+    lines = [line for line in block.group(1).splitlines() if " run " not in line]
+    script = "\n".join(line.replace(".venv/bin/webhook-gateway", f"{sys.executable} -m gateway") for line in lines)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "STRIPE_WEBHOOK_SECRET"}
+    result = subprocess.run(["bash", "-e", "-c", script], cwd=root, capture_output=True, text=True, timeout=30, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "config/minimal.yaml: OK (2 providers" in result.stdout

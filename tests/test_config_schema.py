@@ -1,23 +1,19 @@
-"""``config/gateway.schema.json`` against the loader it describes, and the example configs.
+"""``config/gateway.schema.json`` and the settings table of docs/configuration.md, and the example configs.
 
-The schema is for editors and CI; ``load_config`` is the authority. These tests keep them equal:
-
-* the key names of every section of the schema are the keys the loader accepts there: taken
-  from ``TOP_KEYS``, ``PROVIDER_KEYS`` and ``SIGNATURE_KEYS``, and, for the sections whose keys
-  live inside the loader's functions, from the loader itself (it names the allowed keys when it
-  refuses an unknown one);
-* every enum is the loader's list of choices (again asked of the loader), and the catalog,
-  canonicalizer, reserved-name and store-scheme lists come from the code;
-* the defaults the schema states are the values the loader fills in;
-* configs the loader refuses, the schema refuses too, and the other way round for valid ones;
-* ``config/gateway.example.yaml`` (which uses every key), ``config/minimal.yaml`` and
-  ``gateway/demo.yaml`` validate, and ``load_config`` accepts them.
+The gateway's own settings are declared once (``gateway/settings/model.py``): the schema's
+gateway part and the docs table are generated from that declaration, so the first test here only
+checks that the committed files are what the generator writes now. The provider part of the
+schema is written by hand beside the generator (``gateway/settings/providers.schema.json``) and
+read by ``gateway/providers/parse.py``; for it these tests still compare key names, enums and
+defaults with the loader's. Then: configs the loader refuses the schema refuses too (and the
+other way round), and the shipped configs validate and load.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -29,11 +25,17 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from gateway.errors import ConfigError
-from gateway.providers import canonical
-from gateway.providers.parse import NAME_RE, PROVIDER_KEYS, RESERVED_NAMES, SIGNATURE_KEYS
+from gateway.events import EVENT_STORES
+from gateway.providers.schemes import NAMES
 from gateway.providers.spec import PLACEHOLDERS
-from gateway.settings.loader import EVENT_SCHEMES, STORE_SCHEMES, TOP_KEYS, build_settings, load_catalog, load_config
+from gateway.reader import Errors, Reader
+from gateway.routes import NAME_RE, RESERVED_NAMES
+from gateway.settings import schema as generator
+from gateway.settings.fields import setting, yaml_key
+from gateway.settings.loader import TOP_KEYS, build_settings, load_catalog, load_config
 from gateway.settings.model import Settings
+from gateway.settings.read import hints, leaves, read_section, tree
+from gateway.stores import STORES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA: dict[str, Any] = json.loads((ROOT / "config" / "gateway.schema.json").read_text("utf-8"))
@@ -118,33 +120,81 @@ def dotted(value: Any) -> str | None:
     return ".".join(value) or "top" if isinstance(value, tuple) else None
 
 
-# --------------------------------------------------------------------------- key names
+# --------------------------------------------------------------------------- generated files
 
 
-def test_top_level_provider_and_signature_keys_are_the_loaders() -> None:
+def test_generated_schema_and_docs_table_are_current() -> None:
+    """Fails when a setting changed without ``python -m gateway.settings.schema --write``."""
+    stale = [str(path.relative_to(ROOT)) for path in generator.stale()]
+    assert stale == [], "run: python -m gateway.settings.schema --write"
+
+
+def test_the_check_command_exits_1_on_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_of_schema = tmp_path / "gateway.schema.json"
+    copy_of_schema.write_text(json.dumps({**SCHEMA, "title": "edited by hand"}), "utf-8")
+    copy_of_docs = tmp_path / "configuration.md"
+    copy_of_docs.write_text(generator.DOCS_FILE.read_text("utf-8"), "utf-8")
+    monkeypatch.setattr(generator, "SCHEMA_FILE", copy_of_schema)
+    monkeypatch.setattr(generator, "DOCS_FILE", copy_of_docs)
+    assert generator.main(["--check"]) == 1
+    assert generator.main(["--write"]) == 0
+    assert generator.main(["--check"]) == 0
+    assert json.loads(copy_of_schema.read_text("utf-8")) == SCHEMA
+
+
+def test_every_declared_setting_is_in_the_schema_and_the_table() -> None:
+    table = generator.table()
+    declared = {".".join(path) for path in leaf_paths(Settings)}
+    assert "upstream.queue.lease" in declared and "state.on_error.dedup" in declared
+    for dotted_key in declared:
+        node: Any = SCHEMA
+        for key in dotted_key.split("."):
+            node = node["properties"][key]
+        assert node["description"], dotted_key
+        assert f"| `{dotted_key}` |" in table, dotted_key
     assert set(SCHEMA["properties"]) == set(TOP_KEYS)
-    assert set(at("#/$defs/provider")["properties"]) == set(PROVIDER_KEYS)
-    assert set(at("#/$defs/signature")["properties"]) == set(SIGNATURE_KEYS)
 
+
+def leaf_paths(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for f in leaves(tree(cls)):
+        path = (*prefix, *yaml_key(f).split("."))
+        kind = hints(cls)[f.name]
+        if dataclasses.is_dataclass(kind):
+            yield from leaf_paths(kind, path)
+        else:
+            yield path
+
+
+def test_a_new_setting_is_one_field() -> None:
+    """What docs/configuration.md promises a contributor: declare a field, and the reader checks it,
+    the schema and the docs table show it. (A toy section, so the real declaration is untouched.)"""
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        retries: int = setting(3, "Attempts.", minimum=0)
+        mode: str = setting("fast", "How.", choices=("fast", "slow"), key="tuning.mode")
+
+    errors = Errors()
+    assert read_section(Toy, Reader("t.yaml", {"retries": 0, "tuning": {"mode": "slow"}}), errors) == {
+        "retries": 0,
+        "mode": "slow",
+    }
+    assert errors.found == []
+    read_section(Toy, Reader("t.yaml", {"retries": -1, "tuning": {"mode": "warp", "x": 1}}), errors)
+    assert [str(e) for e in errors.found] == [
+        "t.yaml: retries: must be >= 0, got -1",
+        "t.yaml: tuning.x: unknown key; allowed: mode",
+        "t.yaml: tuning.mode: must be one of fast, slow, got 'warp'",
+    ]
+    node = generator._object(Toy, tree(Toy), "", "")
+    assert node["properties"]["retries"] == {"type": "integer", "minimum": 0, "description": "Attempts.", "default": 3}
+    assert node["properties"]["tuning"]["properties"]["mode"]["enum"] == ["fast", "slow"]
+
+
+# --------------------------------------------------------------------------- provider sections (hand-written)
 
 #: config path (``custom`` is the inline provider of BASE) -> the schema node describing it
 SECTIONS: dict[tuple[str, ...], str] = {
-    (): "#",
-    ("listen",): "#/properties/listen",
-    ("upstream",): "#/properties/upstream",
-    ("upstream", "queue"): "#/properties/upstream/properties/queue",
-    ("events",): "#/properties/events",
-    ("limits",): "#/properties/limits",
-    ("rate_limits",): "#/properties/rate_limits",
     ("rate_limits", "per_source"): "#/$defs/rateLimit",
-    ("dedup",): "#/properties/dedup",
-    ("state",): "#/properties/state",
-    ("state", "on_error"): "#/properties/state/properties/on_error",
-    ("management",): "#/properties/management",
-    ("logging",): "#/properties/logging",
-    ("tracing",): "#/properties/tracing",
-    ("passthrough",): "#/properties/passthrough",
-    ("shutdown",): "#/properties/shutdown",
     ("providers", "custom"): "#/$defs/provider",
     ("providers", "custom", "signature"): "#/$defs/signature",
     ("providers", "custom", "timestamp"): "#/$defs/timestamp",
@@ -162,7 +212,7 @@ def test_section_keys_are_what_the_loader_accepts(path: tuple[str, ...], pointer
     assert schema_keys(pointer) == set(match.group(1).split(", "))
 
 
-def test_every_closed_object_of_the_schema_is_checked_above() -> None:
+def test_every_closed_object_of_the_provider_part_is_checked_above() -> None:
     checked = [at(pointer) for pointer in SECTIONS.values()]
     checked += [at_node(alt) for alt in at("#/$defs/fieldRef")["oneOf"]]
 
@@ -176,18 +226,13 @@ def test_every_closed_object_of_the_schema_is_checked_above() -> None:
             for value in node:
                 yield from closed(value)
 
-    unchecked = [sorted(node["properties"]) for node in closed(SCHEMA) if not any(node is c for c in checked)]
+    unchecked = [sorted(node["properties"]) for node in closed(SCHEMA["$defs"]) if not any(node is c for c in checked)]
     assert unchecked == []
 
 
 # --------------------------------------------------------------------------- enums and lists
 
 CHOICES: dict[tuple[str, ...], str] = {
-    ("upstream", "mode"): "#/properties/upstream/properties/mode",
-    ("state", "on_error", "dedup"): "#/properties/state/properties/on_error/properties/dedup",
-    ("state", "on_error", "rate_limit"): "#/properties/state/properties/on_error/properties/rate_limit",
-    ("logging", "level"): "#/properties/logging/properties/level",
-    ("tracing", "exporter"): "#/properties/tracing/properties/exporter",
     ("providers", "custom", "body"): "#/$defs/provider/properties/body",
     ("providers", "custom", "signature", "algorithm"): "#/$defs/signature/properties/algorithm",
     ("providers", "custom", "signature", "style"): "#/$defs/signature/properties/style",
@@ -208,17 +253,17 @@ def test_enums_are_the_loaders_choices(path: tuple[str, ...], pointer: str) -> N
 
 
 def test_lists_that_come_from_the_code() -> None:
-    assert set(at("#/$defs/signature/properties/canonicalizer")["enum"]) == {*canonical.REGISTRY, ""}
+    assert set(at("#/$defs/signature/properties/canonicalizer")["enum"]) == {*NAMES, ""}
     assert set(at("#/$defs/provider/properties/preset")["enum"]) == {*CATALOG, None}
-    assert set(SCHEMA["properties"]["providers"]["properties"]) == set(CATALOG)
-    names = SCHEMA["properties"]["providers"]["propertyNames"]
+    assert set(at("#/$defs/providers")["properties"]) == set(CATALOG)
+    names = at("#/$defs/providers")["propertyNames"]
     assert names["pattern"] == NAME_RE.pattern
     assert set(names["not"]["enum"]) == RESERVED_NAMES
 
 
 @pytest.mark.parametrize(
     ("key", "schemes", "others"),
-    [("state", STORE_SCHEMES, ("postgresql://", "memcached://")), ("events", EVENT_SCHEMES, ("redis://", "sqlite://"))],
+    [("state", STORES.schemes, ("postgresql://", "memcached://")), ("events", EVENT_STORES.schemes, ("redis://", "sqlite://"))],
 )
 def test_store_url_schemes(key: str, schemes: tuple[str, ...], others: tuple[str, ...]) -> None:
     for scheme in (*schemes, *others):
@@ -262,47 +307,6 @@ def provider(s: Settings) -> Any:
 
 
 DEFAULTS: dict[str, Callable[[Settings], Any]] = {
-    "#/properties/listen/properties/host": lambda s: s.host,
-    "#/properties/listen/properties/port": lambda s: s.port,
-    "#/properties/listen/properties/metrics_port": lambda s: s.metrics_port,
-    "#/properties/upstream/properties/mode": lambda s: s.upstream.mode,
-    "#/properties/upstream/properties/connect_timeout": lambda s: s.upstream.connect_timeout,
-    "#/properties/upstream/properties/timeout": lambda s: s.upstream.timeout,
-    "#/properties/upstream/properties/retries": lambda s: s.upstream.retries,
-    "#/properties/upstream/properties/queue/properties/concurrency": lambda s: s.upstream.queue.concurrency,
-    "#/properties/upstream/properties/queue/properties/batch": lambda s: s.upstream.queue.batch,
-    "#/properties/upstream/properties/queue/properties/max_attempts": lambda s: s.upstream.queue.max_attempts,
-    "#/properties/upstream/properties/queue/properties/backoff_base": lambda s: s.upstream.queue.backoff_base,
-    "#/properties/upstream/properties/queue/properties/backoff_max": lambda s: s.upstream.queue.backoff_max,
-    "#/properties/upstream/properties/queue/properties/poll_interval": lambda s: s.upstream.queue.poll_interval,
-    "#/properties/upstream/properties/queue/properties/lease": lambda s: s.upstream.queue.lease,
-    "#/properties/events/properties/url": lambda s: s.events.url,
-    "#/properties/events/properties/max_memory_events": lambda s: s.events.max_memory_events,
-    "#/properties/events/properties/migrate_on_start": lambda s: s.events.migrate_on_start,
-    "#/properties/events/properties/retention_days": lambda s: s.events.retention_days,
-    "#/properties/events/properties/pool_size": lambda s: s.events.pool_size,
-    "#/properties/events/properties/timeout": lambda s: s.events.timeout,
-    "#/properties/limits/properties/max_body_bytes": lambda s: provider(s).max_body_bytes,
-    "#/properties/limits/properties/body_timeout": lambda s: s.body_timeout,
-    "#/properties/rate_limits/properties/per_source": lambda s: vars_of(s.per_source_limit),
-    "#/properties/rate_limits/properties/per_provider": lambda s: vars_of(provider(s).rate_limit),
-    "#/properties/dedup/properties/ttl": lambda s: provider(s).dedup_ttl,
-    "#/properties/dedup/properties/lease": lambda s: s.dedup.lease,
-    "#/properties/dedup/properties/inflight_wait": lambda s: s.dedup.inflight_wait,
-    "#/properties/dedup/properties/max_entries": lambda s: s.dedup.max_entries,
-    "#/properties/state/properties/url": lambda s: s.state.url,
-    "#/properties/state/properties/key_prefix": lambda s: s.state.key_prefix,
-    "#/properties/state/properties/timeout": lambda s: s.state.timeout,
-    "#/properties/state/properties/on_error/properties/dedup": lambda s: s.state.dedup_on_error,
-    "#/properties/state/properties/on_error/properties/rate_limit": lambda s: s.state.rate_limit_on_error,
-    "#/properties/logging/properties/level": lambda s: s.log_level,
-    "#/properties/tracing/properties/enabled": lambda s: s.tracing.enabled,
-    "#/properties/tracing/properties/exporter": lambda s: s.tracing.exporter,
-    "#/properties/tracing/properties/service_name": lambda s: s.tracing.service_name,
-    "#/properties/passthrough/properties/enabled": lambda s: s.passthrough.enabled,
-    "#/properties/passthrough/properties/timeout": lambda s: s.passthrough.timeout,
-    "#/properties/shutdown/properties/drain_delay": lambda s: s.drain_delay,
-    "#/properties/shutdown/properties/timeout": lambda s: s.shutdown_timeout,
     "#/$defs/provider/properties/body": lambda s: provider(s).body,
     "#/$defs/signature/properties/encoding": lambda s: provider(s).signature.encoding,
     "#/$defs/signature/properties/prefix": lambda s: provider(s).signature.prefix,
@@ -317,20 +321,17 @@ DEFAULTS: dict[str, Callable[[Settings], Any]] = {
     "#/$defs/timestamp/properties/format": lambda s: provider(s).timestamp.format,
     "#/$defs/timestamp/properties/tolerance": lambda s: provider(s).timestamp.tolerance,
     "#/$defs/payment/properties/amount_unit": lambda s: provider(s).payment.amount_unit,
+    "#/$defs/provider/properties/min_secret_bytes": lambda s: provider(s).min_secret_bytes,
 }
 
 
-def vars_of(limit: Any) -> dict[str, float]:
-    return {"rate": limit.rate, "burst": limit.burst}
-
-
-def test_schema_defaults_are_the_loaders() -> None:
+def test_provider_defaults_are_the_loaders() -> None:
     settings = load(SMALL)
     pairs = {pointer: (at(pointer).get("default"), get(settings)) for pointer, get in DEFAULTS.items()}
     assert {p: pair for p, pair in pairs.items() if pair[0] != pair[1]} == {}, "(schema default, loader default)"
 
 
-def test_every_schema_default_is_checked() -> None:
+def test_every_provider_default_is_checked() -> None:
     def defaults(node: Any, pointer: str) -> Iterator[str]:
         if isinstance(node, dict):
             if "default" in node:
@@ -341,7 +342,7 @@ def test_every_schema_default_is_checked() -> None:
     # Two defaults leave no trace in Settings: secret_encoding (only decoded keys are kept) and
     # allow_unsigned (a signed provider does not record it).
     unreadable = {"#/$defs/signature/properties/secret_encoding", "#/$defs/provider/properties/allow_unsigned"}
-    assert set(defaults(SCHEMA, "#")) == set(DEFAULTS) | unreadable
+    assert set(defaults(SCHEMA["$defs"], "#/$defs")) == set(DEFAULTS) | unreadable
 
 
 # --------------------------------------------------------------------------- agreement
@@ -472,6 +473,18 @@ def example_nodes(path: tuple[str, ...]) -> Iterator[Any]:
         nodes = [n[k] for n in nodes if isinstance(n, dict) for k in (n if key == "*" else [key]) if k in n]
     for node in nodes:
         yield from (node if isinstance(node, list) else [node])
+
+
+def test_example_shows_every_gateway_setting() -> None:
+    example = read_yaml(EXAMPLE)
+    missing = []
+    for path in leaf_paths(Settings):
+        node = example
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None and path != ("providers",):
+            missing.append(".".join(path))
+    assert missing == [], "settings config/gateway.example.yaml does not show"
 
 
 def test_example_uses_every_key() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from helpers_services import eventually
+
 EVENT = "evt_dedup_1"
 
 
@@ -82,16 +84,21 @@ async def test_concurrent_copies_wait_for_the_first_when_allowed_to(make_gateway
 
 async def test_a_copy_waiting_on_a_failed_first_delivers_it(make_gateway, kit):
     gw = await make_gateway(dedup={"inflight_wait": 5})
-    gw.upstream.then(("slow", 0.2, 500))
+    gate = asyncio.Event()
+    gw.upstream.then(("gate", gate, 500))  # the first delivery fails, when the test says so
     body = kit.stripe_body(EVENT)
     headers = gw.sign("stripe", body)
 
-    async def one(pause: float):
-        await asyncio.sleep(pause)
+    async def one():
         resp = await gw.client.post(gw.url("stripe"), data=body, headers=headers)
         return resp.status, await resp.json()
 
-    first, second = await asyncio.gather(one(0), one(0.05))
+    first_task = asyncio.create_task(one())
+    await eventually(lambda: gw.upstream.attempts == 1)  # the first holds the claim, the upstream holds it
+    second_task = asyncio.create_task(one())
+    await eventually(lambda: "webhook_gateway_in_flight_requests 2.0" in gw.metrics_text())  # the copy is in
+    gate.set()
+    first, second = await first_task, await second_task
     # The copy waited, saw the claim released, and delivered the event itself: never "duplicate".
     assert first[0] == 502 and first[1]["error"]["code"] == "upstream_error"
     assert second == (200, {"success": True, "status": "forwarded", "event_id": EVENT})

@@ -20,10 +20,10 @@ from pathlib import Path
 import helpers_services as hs
 import pytest
 
-from gateway.events.base import EventFilter, EventRecord, UnstorableEvent
+from gateway.errors import StoreError, UnstorableEvent
+from gateway.events.base import EventFilter, EventRecord
 from gateway.events.memory import MemoryEventStore
 from gateway.events.postgres import PostgresEventStore
-from gateway.stores import StoreError
 
 pg_database, pg_dsn = hs.pg_database, hs.pg_dsn  # fixtures
 

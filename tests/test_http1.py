@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.http1 import Http1Pool, ProtocolError
+from gateway.errors import ProtocolError
+from gateway.protocols.http1 import Http1Pool
 
 
 async def scripted_server(replies: list[bytes]) -> tuple[asyncio.Server, list[int]]:

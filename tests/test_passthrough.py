@@ -164,6 +164,6 @@ async def test_app_down_is_a_json_503(make_gateway: Any, kit: Any) -> None:
 
 def test_passthrough_url_defaults_to_the_upstreams_origin(kit: Any) -> None:
     settings = kit.build(kit.config_dict("http://127.0.0.1:8000/internal/events", passthrough={"enabled": True}))
-    assert settings.passthrough.url == "http://127.0.0.1:8000"
+    assert settings.passthrough.origin(settings.upstream.url) == "http://127.0.0.1:8000"
     with pytest.raises(Exception, match="must be an origin"):
         kit.build(kit.config_dict("http://127.0.0.1:8000/e", passthrough={"url": "http://127.0.0.1:8000/app"}))

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from gateway.providers.canonical import sorted_json
+from gateway.providers.schemes.nowpayments import sorted_json
 
 CE_TYPE = "application/cloudevents+json"
 

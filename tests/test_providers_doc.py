@@ -1,4 +1,4 @@
-"""``docs/providers.md`` is generated from the catalog by ``gateway.providers.docs``: it must be
+"""``docs/providers.md`` is generated from the catalog by ``gateway.commands.providers_doc``: it must be
 exactly what the generator writes now, and the generator must survive any entry a catalog file
 may hold (keys it does not know, algorithms it has never seen, handshakes, unsigned entries)."""
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.providers import docs
+from gateway.commands import providers_doc as docs
 from gateway.settings.loader import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "providers.md"
 CATALOG_DIR = ROOT / "gateway" / "providers" / "catalog"
-REGENERATE = "run `python -m gateway.providers.docs --write` and commit docs/providers.md"
+REGENERATE = "run `python -m gateway.commands.providers_doc --write` and commit docs/providers.md"
 
 
 def _rows(text: str) -> dict[str, list[str]]:

@@ -91,8 +91,16 @@ async def test_a_copy_is_a_duplicate_and_is_not_delivered_twice(queue_gateway, k
     await gw.expect(202, "stripe", body)
     await hs.eventually(lambda: gw.upstream.ids() == ["evt_dup"])
     assert (await gw.expect(200, "stripe", body))["status"] == "duplicate"
-    await asyncio.sleep(0.2)
+    # Nothing is left to deliver (no queued or delivering row): a second delivery cannot come.
+    await hs.eventually(lambda: nothing_queued(gw.settings.events.url))
     assert gw.upstream.ids() == ["evt_dup"]
+    rows = await hs.pg_fetch(gw.settings.events.url, "SELECT status FROM webhook_events WHERE event_id = 'evt_dup'")
+    assert [r["status"] for r in rows] == ["delivered"]
+
+
+async def nothing_queued(dsn: str) -> bool:
+    rows = await hs.pg_fetch(dsn, "SELECT count(*) AS n FROM webhook_events WHERE status IN ('queued', 'delivering')")
+    return rows[0]["n"] == 0
 
 
 async def test_a_copy_that_outlived_the_dedup_store_is_caught_by_the_table(queue_gateway, kit, redis_state):

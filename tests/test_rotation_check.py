@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from gateway import cli
-from gateway.providers.rotation import Usage, report
+from gateway.commands.rotation import Usage, report
 from gateway.providers.signer import sign
 
 pg_database, pg_dsn = hs.pg_database, hs.pg_dsn  # fixtures

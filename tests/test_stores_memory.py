@@ -179,3 +179,24 @@ async def test_memory_store_is_bounded():
 def test_an_unknown_scheme_names_the_supported_ones():
     with pytest.raises(ValueError, match="memory://"):
         store_from_url("mongodb://localhost")
+
+
+def test_each_scheme_is_registered_once_and_listed_in_registration_order():
+    from gateway.events import EVENT_STORES
+    from gateway.stores import STORES
+    from gateway.stores.memory import MemoryStore
+
+    assert STORES.schemes == ("memory://", "redis://", "rediss://")
+    assert EVENT_STORES.schemes == ("memory://", "postgresql://", "postgres://")
+    assert STORES.supports("rediss://h:6380/0") and not STORES.supports("memory:/x")
+    with pytest.raises(RuntimeError, match="registered twice"):
+        STORES.register("memory")(MemoryStore)
+    assert STORES.backend("memory://") is MemoryStore
+
+
+def test_durability_is_a_trait_of_the_event_store_class():
+    """What the loader's queue-mode check reads, instead of a list of URL prefixes."""
+    from gateway.events import EVENT_STORES
+
+    assert EVENT_STORES.backend("postgres://u@h/db").durable
+    assert not EVENT_STORES.backend("memory://").durable

@@ -22,8 +22,7 @@ from test_stores_memory import (  # noqa: F401
     TestRateLimitContract,
 )
 
-from gateway.settings.model import StateSettings
-from gateway.stores import Claim, StoreError, store_from_url
+from gateway.stores import Claim, StoreError, StoreOptions, store_from_url
 from gateway.stores.redis import RedisStore
 
 redis_state, private_redis = hs.redis_state, hs.private_redis  # fixtures
@@ -31,7 +30,7 @@ redis_state, private_redis = hs.redis_state, hs.private_redis  # fixtures
 
 @pytest.fixture(params=["redis"])
 async def store(redis_state):
-    s = store_from_url(StateSettings(url=redis_state["url"], key_prefix=redis_state["key_prefix"]))
+    s = store_from_url(redis_state["url"], StoreOptions(key_prefix=redis_state["key_prefix"]))
     yield s
     await s.close()
 
@@ -39,7 +38,7 @@ async def store(redis_state):
 @pytest.fixture(params=["memory", "redis"])
 async def any_store(request, redis_state):
     url = "memory://" if request.param == "memory" else redis_state["url"]
-    s = store_from_url(StateSettings(url=url, key_prefix=redis_state["key_prefix"]))
+    s = store_from_url(url, StoreOptions(key_prefix=redis_state["key_prefix"]))
     yield s
     await s.close()
 
@@ -129,8 +128,8 @@ async def test_two_replicas_racing_for_one_id_have_one_winner(redis_state, key):
             await s.close()
 
 
-async def test_store_from_url_takes_prefix_and_timeout_from_settings(redis_state):
-    s = store_from_url(StateSettings(url=redis_state["url"], key_prefix="pfx:", timeout=0.25))
+async def test_store_from_url_takes_prefix_and_timeout_from_options(redis_state):
+    s = store_from_url(redis_state["url"], StoreOptions(key_prefix="pfx:", timeout=0.25))
     try:
         assert isinstance(s, RedisStore)
         assert s.prefix == "pfx:"
@@ -280,3 +279,20 @@ async def test_scripts_are_loaded_again_after_a_script_flush(redis_state, key):
     finally:
         await admin.aclose()
         await s.close()
+
+
+async def test_a_remote_store_runs_admit_as_one_stage_and_memory_runs_two(make_settings, redis_state):
+    """The fused rate limit + claim is a stage of the list (not work deferred through the
+    context): with Redis one ``admit`` stands where ``provider_rate`` and ``dedup`` stand in memory."""
+    from gateway.app import build_services
+    from gateway.pipeline.stage import default_stages
+
+    for state, expected in (
+        (redis_state, ["identify", "admit", "normalize"]),
+        ({"url": "memory://"}, ["identify", "provider_rate", "dedup", "normalize"]),
+    ):
+        services = build_services(make_settings(state=state))
+        names = [stage.name for stage in default_stages(services)]
+        await services.store.close()
+        start = names.index("identify")
+        assert names[start : start + len(expected)] == expected, names

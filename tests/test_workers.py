@@ -45,14 +45,20 @@ async def test_two_workers_share_the_port_reload_on_sighup_and_stop_on_sigterm(t
                     assert r.status == 200, await r.text()
 
             proc.send_signal(signal.SIGHUP)  # the supervisor passes it on; nobody dies
-            await asyncio.sleep(1.0)
+
+            async def metrics() -> str:
+                async with session.get(f"{base}/metrics", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    return await resp.text()
+
+            # /metrics on any worker sums every worker's counters: both workers have reloaded.
+            reloads = r'webhook_gateway_config_reloads_total\{result="ok"\} (\S+)'
+            deadline = time.monotonic() + 15
+            while not ((m := re.search(reloads, text := await metrics())) and float(m.group(1)) == 2.0):
+                assert time.monotonic() < deadline, f"SIGHUP did not reload both workers: {text[:500]}"
+                await asyncio.sleep(0.1)
             assert proc.returncode is None
-            async with session.get(f"{base}/metrics") as resp:
-                text = await resp.text()
-            # /metrics on any worker sums every worker's counters.
             match = re.search(r'webhook_gateway_requests_total\{outcome="forwarded",provider="stripe"\} (\S+)', text)
             assert match and float(match.group(1)) == 6.0, text[:500]
-            assert 'webhook_gateway_config_reloads_total{result="ok"}' in text
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         assert upstream.ids() == [f"evt_w{i}" for i in range(6)]

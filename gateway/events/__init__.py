@@ -1,22 +1,29 @@
-"""The event store, chosen by URL scheme: ``memory://`` (bounded, this process) or ``postgresql://``."""
+"""The event store, chosen by URL scheme: ``memory://`` (bounded, this process) or ``postgresql://``.
+
+Each backend module registers its schemes in ``EVENT_STORES`` (as ``gateway.stores`` does);
+``asyncpg`` is imported only when a PostgreSQL store connects.
+"""
 
 from __future__ import annotations
 
-from gateway.events.base import EventFilter, EventRecord, EventStore
-from gateway.settings.model import EventsSettings
+from gateway.events import memory, postgres
+from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStore, EventStoreOptions
 from gateway.stats import StatsLedger
 
+__all__ = [
+    "EVENT_STORES",
+    "EventFilter",
+    "EventRecord",
+    "EventStore",
+    "EventStoreOptions",
+    "event_store_from_url",
+    "memory",
+    "postgres",
+]
 
-def event_store_from_settings(settings: EventsSettings, ledger: StatsLedger) -> EventStore:
-    if settings.url.startswith(("postgresql://", "postgres://")):
-        from gateway.events.postgres import PostgresEventStore
 
-        return PostgresEventStore(
-            settings.url, migrate=settings.migrate_on_start, pool_size=settings.pool_size, timeout=settings.timeout
-        )
-    from gateway.events.memory import MemoryEventStore
-
-    return MemoryEventStore(settings.url, settings.max_memory_events, ledger)
-
-
-__all__ = ["EventFilter", "EventRecord", "EventStore", "event_store_from_settings"]
+def event_store_from_url(
+    url: str, options: EventStoreOptions | None = None, ledger: StatsLedger | None = None
+) -> EventStore:
+    """The event store for ``url``; ``ledger`` keeps the rejection counts of a store that has no table."""
+    return EVENT_STORES.backend(url).open(url, options or EventStoreOptions(), ledger)

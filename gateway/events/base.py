@@ -1,7 +1,8 @@
 """The event store: audit log, outbox and dead-letter queue in one table of events.
 
-Status of an event: ``queued`` (waiting for delivery, queue mode), ``delivering`` (a worker holds
-it until ``locked_until``), ``delivered``, ``dead`` (gave up after ``max_attempts``). Rejected
+Status of an event (``outcomes.EventStatus``): ``queued`` (waiting for delivery, queue mode),
+``delivering`` (a worker holds it until ``locked_until``), ``delivered``, ``dead`` (gave up after
+``max_attempts``). Rejected
 requests are not events: they are folded into per-minute counts by provider, source and code.
 """
 
@@ -13,12 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-STATUSES = ("queued", "delivering", "delivered", "dead")
-BACKLOG_STATUSES = ("queued", "delivering", "dead")  # the outbox: what has not been delivered
+from gateway.stats import StatsLedger
+from gateway.stores.registry import Backends
 
-
-class UnstorableEvent(Exception):
-    """The store refused this one event's data (e.g. a NUL in its id): retrying cannot help."""
+#: The outbox: what has not been delivered (``EventStore.backlog`` counts these).
+BACKLOG_STATUSES = ("queued", "delivering", "dead")
 
 
 @dataclass(slots=True)
@@ -130,6 +130,29 @@ class Backlog:
 
     counts: dict[str, int]
     oldest_pending: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventStoreOptions:
+    """What an event store may be opened with besides its URL; each backend reads what applies."""
+
+    max_events: int = 10_000  # memory: events kept, the oldest dropped first
+    migrate: bool = True  # PostgreSQL: apply pending migrations on start
+    pool_size: int = 10  # PostgreSQL: connections
+    timeout: float = 5.0  # PostgreSQL: seconds per statement
+
+
+class EventBackend(Protocol):
+    """What ``EVENT_STORES`` holds: an event store class that opens from a URL and options."""
+
+    durable: bool  # survives a restart and is shared by replicas: queue mode needs it
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> EventStore: ...
+
+
+#: URL scheme -> event store class; each backend module registers its own schemes.
+EVENT_STORES: Backends[type[EventBackend]] = Backends("event store")
 
 
 @dataclass(frozen=True, slots=True)

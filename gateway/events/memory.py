@@ -10,7 +10,16 @@ from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.events.base import BACKLOG_STATUSES, Backlog, EventFilter, EventRecord, Rejected
+from gateway.events.base import (
+    BACKLOG_STATUSES,
+    EVENT_STORES,
+    Backlog,
+    EventFilter,
+    EventRecord,
+    EventStoreOptions,
+    Rejected,
+)
+from gateway.outcomes import EventStatus
 from gateway.stats import StatsLedger
 
 
@@ -26,6 +35,7 @@ def matches(r: EventRecord, f: EventFilter) -> bool:
     )
 
 
+@EVENT_STORES.register("memory")
 class MemoryEventStore:
     durable = False
 
@@ -37,6 +47,10 @@ class MemoryEventStore:
         self._rejections: dict[tuple[datetime, str, str, str], Rejected] = {}
         self._next_id = 1
         self.ledger = ledger
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> MemoryEventStore:
+        return cls(url, options.max_events, ledger)
 
     async def start(self) -> None:
         return None
@@ -79,12 +93,12 @@ class MemoryEventStore:
         now = datetime.now(UTC)
         out = []
         for r in self._events.values():
-            if r.status == "queued":
+            if r.status == EventStatus.QUEUED:
                 due = r.next_attempt_at is None or r.next_attempt_at <= now
             else:
-                due = r.status == "delivering" and (r.locked_until is None or r.locked_until <= now)
+                due = r.status == EventStatus.DELIVERING and (r.locked_until is None or r.locked_until <= now)
             if due:
-                r.status = "delivering"
+                r.status = EventStatus.DELIVERING
                 r.attempts += 1
                 r.locked_until = now + timedelta(seconds=lease)
                 out.append(r)
@@ -94,23 +108,28 @@ class MemoryEventStore:
 
     def _fenced(self, record_id: int, attempt: int | None) -> EventRecord | None:
         r = self._events.get(record_id)
-        if r is None or (attempt is not None and (r.status != "delivering" or r.attempts != attempt)):
+        if r is None or (attempt is not None and (r.status != EventStatus.DELIVERING or r.attempts != attempt)):
             return None
         return r
 
     async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
         if r := self._fenced(record_id, attempt):
             r.event = event or r.event
-            r.status, r.delivered_at, r.next_attempt_at, r.last_error = "delivered", datetime.now(UTC), None, None
+            r.status, r.delivered_at, r.next_attempt_at, r.last_error = (
+                EventStatus.DELIVERED,
+                datetime.now(UTC),
+                None,
+                None,
+            )
 
     async def mark_retry(self, record_id: int, delay: float, error: str, attempt: int | None = None) -> None:
         if r := self._fenced(record_id, attempt):
-            r.status, r.last_error = "queued", error
+            r.status, r.last_error = EventStatus.QUEUED, error
             r.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
 
     async def mark_dead(self, record_id: int, error: str, attempt: int | None = None) -> None:
         if r := self._fenced(record_id, attempt):
-            r.status, r.last_error, r.next_attempt_at = "dead", error, None
+            r.status, r.last_error, r.next_attempt_at = EventStatus.DEAD, error, None
 
     async def list(self, flt: EventFilter) -> builtins.list[EventRecord]:
         out = [r for r in reversed(self._events.values()) if matches(r, flt)]
@@ -122,8 +141,8 @@ class MemoryEventStore:
     async def requeue(self, flt: EventFilter, ids: builtins.list[int] | None = None) -> int:
         n = 0
         for r in self._events.values():
-            if (ids is None or r.id in ids) and matches(r, flt) and r.status != "delivering":
-                r.status, r.next_attempt_at, r.attempts = "queued", datetime.now(UTC), 0
+            if (ids is None or r.id in ids) and matches(r, flt) and r.status != EventStatus.DELIVERING:
+                r.status, r.next_attempt_at, r.attempts = EventStatus.QUEUED, datetime.now(UTC), 0
                 n += 1
         return n
 
@@ -149,7 +168,11 @@ class MemoryEventStore:
     async def expire(self, days: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=days)
         flt = EventFilter(until=cutoff)
-        doomed = [r.id for r in self._events.values() if matches(r, flt) and r.status in ("delivered", "dead")]
+        doomed = [
+            r.id
+            for r in self._events.values()
+            if matches(r, flt) and r.status in (EventStatus.DELIVERED, EventStatus.DEAD)
+        ]
         for i in doomed:
             r = self._events.pop(i)
             self._keys.pop((r.provider, r.event_id), None)

@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from gateway.events.base import BACKLOG_STATUSES, Backlog, EventFilter, EventRecord, UnstorableEvent
-from gateway.stats import summarize
-from gateway.stores.base import StoreError
+from gateway.errors import StoreError, UnstorableEvent
+from gateway.events.base import BACKLOG_STATUSES, EVENT_STORES, Backlog, EventFilter, EventRecord, EventStoreOptions
+from gateway.outcomes import EventStatus, Outcome
+from gateway.stats import StatsLedger, summarize
 
 log = logging.getLogger("gateway.events")
 _COLUMNS = (
@@ -87,6 +88,7 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
+@EVENT_STORES.register("postgresql", "postgres")
 class PostgresEventStore:
     durable = True
 
@@ -108,6 +110,11 @@ class PostgresEventStore:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.write_failures = 0
+
+    @classmethod
+    def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> PostgresEventStore:
+        # The rejection counts live in the table: no in-process ledger.
+        return cls(url, migrate=options.migrate, pool_size=options.pool_size, timeout=options.timeout)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -431,4 +438,7 @@ def _record(row: Any) -> EventRecord:
 
 
 def _outcome(status: str) -> str:
-    return {"delivered": "forwarded", "dead": "dead"}.get(status, "queued")
+    """The stats outcome of a stored event: delivered ones were forwarded, the rest queued."""
+    if status == EventStatus.DELIVERED:
+        return Outcome.FORWARDED
+    return Outcome.DEAD if status == EventStatus.DEAD else Outcome.QUEUED

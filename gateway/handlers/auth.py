@@ -8,9 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.app_state import SERVICES
-from gateway.errors import Rejection
-from gateway.pipeline.runner import error_response
-from gateway.stores.base import StoreError
+from gateway.errors import Rejection, StoreError
+from gateway.responses import error_response
 
 #: RFC 9110: a 401 names the scheme the client should use.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="webhook-gateway management API"'}

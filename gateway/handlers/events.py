@@ -11,9 +11,10 @@ from aiohttp import web
 
 from gateway.app_state import Services
 from gateway.errors import Rejection
-from gateway.events.base import STATUSES, EventFilter, EventRecord
+from gateway.events.base import EventFilter, EventRecord
 from gateway.handlers.auth import managed
-from gateway.pipeline.runner import json_response
+from gateway.outcomes import STATUSES, EventStatus, Outcome
+from gateway.responses import json_response
 from gateway.tracing import new_traceparent
 
 MAX_LIMIT = 500
@@ -93,9 +94,9 @@ async def replay_event(request: web.Request, services: Services) -> web.Response
     if services.delivery is not None:
         n = await services.events.requeue(EventFilter(limit=1), [record_id])
         services.delivery.notify()
-        return json_response(202, {"success": True, "status": "queued" if n else "in_flight", "id": record_id})
+        return json_response(202, {"success": True, "status": Outcome.QUEUED if n else "in_flight", "id": record_id})
     await services.forwarder.send(record.provider, record.event, new_traceparent())
-    return json_response(200, {"success": True, "status": "forwarded", "id": record_id})
+    return json_response(200, {"success": True, "status": Outcome.FORWARDED, "id": record_id})
 
 
 @managed
@@ -124,20 +125,20 @@ async def replay_events(request: web.Request, services: Services) -> web.Respons
     if services.delivery is not None:
         n = await services.events.requeue(flt)
         services.delivery.notify()
-        return json_response(202, {"success": True, "status": "queued", "count": n})
+        return json_response(202, {"success": True, "status": Outcome.QUEUED, "count": n})
     delivered = 0
     for record in reversed(await services.events.list(flt)):
         await services.forwarder.send(record.provider, record.event, new_traceparent())
         delivered += 1
-    return json_response(200, {"success": True, "status": "forwarded", "count": delivered})
+    return json_response(200, {"success": True, "status": Outcome.FORWARDED, "count": delivered})
 
 
 @managed
 async def list_dead(request: web.Request, services: Services) -> web.Response:
-    return json_response(200, _page(await services.events.list(parse_filter(request.query, "dead"))))
+    return json_response(200, _page(await services.events.list(parse_filter(request.query, EventStatus.DEAD))))
 
 
 @managed
 async def purge_dead(request: web.Request, services: Services) -> web.Response:
-    n = await services.events.purge(parse_filter(request.query, "dead"))
+    n = await services.events.purge(parse_filter(request.query, EventStatus.DEAD))
     return json_response(200, {"success": True, "purged": n})

@@ -12,7 +12,7 @@ from gateway import __version__
 from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.handlers.auth import managed
-from gateway.pipeline.runner import json_response
+from gateway.responses import json_response
 from gateway.secrets import mask_url
 
 

@@ -12,8 +12,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.app_state import SERVICES, Services
-from gateway.pipeline.runner import json_response
-from gateway.stores.base import StoreError
+from gateway.errors import StoreError
+from gateway.responses import json_response
 
 SCRAPE_READ_TIMEOUT = 2.0  # under the usual scrape_timeout (10 s): a slow store must not stall the scrape
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.providers.spec import ProviderSpec, RateLimit
+from gateway.providers.spec import ProviderSpec
 
 #: Called by the runner once the request is answered; ``ok`` is True when the event was accepted.
 Cleanup = Callable[["RequestContext", bool], Awaitable[None]]
@@ -47,9 +47,6 @@ class RequestContext:
     event_id: str = ""
     event_type: str = ""
     dedup_key: str = ""
-    # (bucket key, limit, failure policy): the provider rate limit, left for the dedup stage to
-    # run together with its claim when the store is remote (one round trip).
-    deferred_rate: tuple[str, RateLimit, str] | None = None
     event: bytes = b""  # the normalized CloudEvents envelope
     traceparent: str = ""
     reply: Reply | None = None

@@ -14,8 +14,9 @@ import time
 
 from gateway.errors import Rejection
 from gateway.metrics import Metrics
+from gateway.outcomes import Outcome
 from gateway.pipeline.context import Reply, RequestContext
-from gateway.pipeline.ratelimit import rate_limited, store_unavailable
+from gateway.pipeline.ratelimit import store_unavailable
 from gateway.settings.model import DedupSettings
 from gateway.stores import Claim, Store, StoreError
 
@@ -35,13 +36,8 @@ class Dedup:
         token = f"{random.getrandbits(64):016x}"  # tells our lease from another's; not a secret
         deadline = time.monotonic() + self.settings.inflight_wait
         pause = 0.01
-        first = True
+        state = await self._first_claim(ctx, token)
         while True:
-            if first and ctx.deferred_rate is not None:
-                state = await self._admit(ctx, token)  # the provider rate limit and the claim, one round trip
-            else:
-                state = await self._claim(ctx.dedup_key, token)
-            first = False
             if state is None:
                 return  # store down, policy open: forward without dedup (counted)
             if state is Claim.CLAIMED:
@@ -49,8 +45,8 @@ class Dedup:
                 return
             if state is Claim.DONE:
                 self.metrics.child(self.metrics.dedup_hits, provider.name).inc()
-                body = {"success": True, "status": "duplicate", "event_id": ctx.event_id}
-                ctx.reply = Reply(200, "duplicate", body)
+                body = {"success": True, "status": Outcome.DUPLICATE, "event_id": ctx.event_id}
+                ctx.reply = Reply(200, Outcome.DUPLICATE, body)
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -59,24 +55,11 @@ class Dedup:
                 )
             await asyncio.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.2)
+            state = await self._claim(ctx.dedup_key, token)
 
-    async def _admit(self, ctx: RequestContext, token: str) -> Claim | None:
-        """The provider rate limit that stage 6 deferred to us, then the claim, in one store call."""
-        assert ctx.deferred_rate is not None and ctx.provider is not None
-        key, limit, rate_policy = ctx.deferred_rate
-        try:
-            retry_after, state = await self.store.admit(
-                key, limit.rate, limit.burst, ctx.dedup_key, token, self.settings.lease
-            )
-        except StoreError:
-            self.metrics.child(self.metrics.store_errors, "rate_limit", rate_policy).inc()
-            if rate_policy == "closed":
-                raise store_unavailable("rate-limit") from None
-            return await self._claim(ctx.dedup_key, token)  # its own policy applies
-        if retry_after:
-            self.metrics.child(self.metrics.rate_limited, ctx.provider.name, "provider").inc()
-            raise rate_limited(retry_after, "for this provider")
-        return state
+    async def _first_claim(self, ctx: RequestContext, token: str) -> Claim | None:
+        """The first try; ``Admit`` fuses the provider rate limit into it."""
+        return await self._claim(ctx.dedup_key, token)
 
     async def _claim(self, key: str, token: str) -> Claim | None:
         try:

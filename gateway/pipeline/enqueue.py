@@ -9,11 +9,11 @@ the same bytes can never succeed, so it is a 400, and its batch-mates are stored
 from __future__ import annotations
 
 from gateway.delivery import Delivery
-from gateway.errors import Rejection
-from gateway.events.base import EventStore, UnstorableEvent
-from gateway.events.record import record_from
+from gateway.errors import Rejection, StoreError, UnstorableEvent
+from gateway.events.base import EventStore
+from gateway.outcomes import EventStatus, Outcome
 from gateway.pipeline.context import Reply, RequestContext
-from gateway.stores.base import StoreError
+from gateway.pipeline.record import record_from
 
 
 class Enqueue:
@@ -26,7 +26,10 @@ class Enqueue:
     async def __call__(self, ctx: RequestContext) -> None:
         leased = self.delivery.reserve()  # a free delivery slot: store it leased, deliver after commit
         record = record_from(
-            ctx, "delivering" if leased else "queued", redact_envelope=False, lease=self.delivery.settings.lease
+            ctx,
+            EventStatus.DELIVERING if leased else EventStatus.QUEUED,
+            redact_envelope=False,
+            lease=self.delivery.settings.lease,
         )
         stored = False
         try:
@@ -40,10 +43,11 @@ class Enqueue:
             if leased and not stored:
                 self.delivery.unreserve()
         if not stored:  # the table already has this event id: a copy that outlived the dedup store
-            ctx.reply = Reply(200, "duplicate", {"success": True, "status": "duplicate", "event_id": ctx.event_id})
+            body = {"success": True, "status": Outcome.DUPLICATE, "event_id": ctx.event_id}
+            ctx.reply = Reply(200, Outcome.DUPLICATE, body)
             return
         if leased:
             self.delivery.dispatch(record)
         else:
             self.delivery.notify()
-        ctx.reply = Reply(202, "queued", {"success": True, "status": "queued", "event_id": ctx.event_id})
+        ctx.reply = Reply(202, Outcome.QUEUED, {"success": True, "status": Outcome.QUEUED, "event_id": ctx.event_id})

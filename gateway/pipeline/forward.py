@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.forwarder import Forwarder
+from gateway.outcomes import Outcome
 from gateway.pipeline.context import Reply, RequestContext
 
 
@@ -14,5 +15,5 @@ class Forward:
 
     async def __call__(self, ctx: RequestContext) -> None:
         await self.forwarder.send(ctx.provider_name, ctx.event, ctx.traceparent)
-        body = {"success": True, "status": "forwarded", "event_id": ctx.event_id}
-        ctx.reply = Reply(200, "forwarded", body)
+        body = {"success": True, "status": Outcome.FORWARDED, "event_id": ctx.event_id}
+        ctx.reply = Reply(200, Outcome.FORWARDED, body)

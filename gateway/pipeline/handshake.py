@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.errors import Rejection
 from gateway.jsonutil import follow
+from gateway.outcomes import Outcome
 from gateway.pipeline.context import Reply, RequestContext
 from gateway.pipeline.fields import document
 from gateway.providers.handshakes import RESPONDERS
@@ -70,18 +71,20 @@ def _reply(ctx: RequestContext, spec: HandshakeSpec) -> Reply:
         sig = ctx.provider.signature
         assert sig is not None and 0 <= ctx.secret_index < len(sig.secrets)
         body = RESPONDERS[spec.responder](document(ctx), sig.secrets[ctx.secret_index].reveal())
-        return Reply(spec.status, "handshake", body)
+        return Reply(spec.status, Outcome.HANDSHAKE, body)
     if spec.text is not None:
         text = _fill(ctx, spec.text)
         if not isinstance(text, str):
             raise Rejection("invalid_body", f"the {spec.name} handshake's answer is not text")
-        return Reply(spec.status, "handshake", {}, raw=text.encode("utf-8", "surrogatepass"), content_type="text/plain")
+        return Reply(
+            spec.status, Outcome.HANDSHAKE, {}, raw=text.encode("utf-8", "surrogatepass"), content_type="text/plain"
+        )
     if spec.json is None:
-        return Reply(spec.status, "handshake", {}, raw=b"")
+        return Reply(spec.status, Outcome.HANDSHAKE, {}, raw=b"")
     body = _fill(ctx, spec.json)
     return Reply(
         spec.status,
-        "handshake",
+        Outcome.HANDSHAKE,
         body if isinstance(body, dict) else {},
         raw=None if isinstance(body, dict) else _dumps(body),
     )

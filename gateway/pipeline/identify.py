@@ -13,7 +13,7 @@ import hashlib
 from gateway.errors import Rejection
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.fields import document, lookup
-from gateway.providers import canonical
+from gateway.providers.schemes import CANONICALIZERS
 
 MAX_ID_LENGTH = 200
 
@@ -51,7 +51,7 @@ def _content_id(ctx: RequestContext) -> str:
     if sig and sig.canonicalizer:
         # Only an unverified (shadow-mode) body can fail to canonicalize here: hash its bytes.
         with contextlib.suppress(ValueError):
-            signed = canonical.REGISTRY[sig.canonicalizer](ctx.body)[0]
+            signed = CANONICALIZERS[sig.canonicalizer](ctx.body)[0]
     return hashlib.sha256(signed).hexdigest()
 
 

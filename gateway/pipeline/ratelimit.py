@@ -68,31 +68,29 @@ class SourceRate:
             raise rate_limited(retry_after, "from this address")
 
 
-class ProviderRate:
-    """Protects the upstream: verified traffic per provider.
+def provider_key(name: str) -> str:
+    """The provider's bucket; it shares the claim's hash tag (``{provider}``), so one Redis
+    Cluster slot holds both and ``Admit`` can touch them in one script."""
+    return f"rl:prov:{{{name}}}"
 
-    With ``fused`` (a store a network hop away) the check is handed to the dedup stage that comes
-    next, which runs it and the claim in one store call: the same order, one round trip less.
-    The bucket key shares the claim's hash tag (``{provider}``), so one cluster slot holds both.
-    """
+
+class ProviderRate:
+    """Protects the upstream: verified traffic per provider. (With a remote store ``Admit``
+    replaces this stage and ``Dedup``: the same checks in one round trip.)"""
 
     name = "provider_rate"
 
-    def __init__(self, store: Store, metrics: Metrics, policy: str = "open", fused: bool = False) -> None:
+    def __init__(self, store: Store, metrics: Metrics, policy: str = "open") -> None:
         self.store = store
         self.metrics = metrics
         self.policy = policy
-        self.fused = fused
 
     async def __call__(self, ctx: RequestContext) -> None:
         provider = ctx.provider
         assert provider is not None
         if provider.rate_limit is None:
             return
-        key = f"rl:prov:{{{provider.name}}}"
-        if self.fused:
-            ctx.deferred_rate = (key, provider.rate_limit, self.policy)
-            return
+        key = provider_key(provider.name)
         retry_after = await _take(self.store, self.metrics, self.policy, key, provider.rate_limit)
         if retry_after:
             self.metrics.child(self.metrics.rate_limited, provider.name, "provider").inc()

@@ -9,25 +9,16 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from gateway import jsonutil
 from gateway.app_state import Services
 from gateway.errors import Rejection
-from gateway.events.record import record_from
+from gateway.outcomes import ACCEPTED, EventStatus, Outcome
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.record import record_from
 from gateway.pipeline.stage import Stage
+from gateway.responses import error_response, json_response
 from gateway.tracing import current_traceparent, new_traceparent
 
 log = logging.getLogger("gateway.webhook")
-ACCEPTED = frozenset({"forwarded", "queued"})
-
-
-def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=jsonutil.dumps(body), status=status, headers=headers, content_type="application/json")
-
-
-def error_response(rej: Rejection) -> web.Response:
-    body = {"success": False, "error": {"code": rej.code, "message": rej.message}}
-    return json_response(rej.status, body, dict(rej.headers) if rej.headers else None)
 
 
 class Pipeline:
@@ -67,7 +58,7 @@ class Pipeline:
                 # Not shielded: a task per request costs more than it saves. A cancelled handler
                 # still runs this once; a second cancel could only cut a release short, and the
                 # lease then expires by itself.
-                await cleanup(ctx, accepted or outcome == "duplicate")
+                await cleanup(ctx, accepted or outcome == Outcome.DUPLICATE)
             self.metrics.in_flight.dec()
             self._record(ctx, error, accepted)
         if error is not None:
@@ -105,9 +96,9 @@ class Pipeline:
     def _audit(self, ctx: RequestContext, outcome: str) -> None:
         """The event store's copy: the delivered event (sync mode; queue mode stored it already),
         or one more in the folded count of rejections and duplicates."""
-        if outcome == "forwarded":
-            self.services.events.submit(record_from(ctx, "delivered", redact_envelope=True))
-        elif outcome != "queued":
+        if outcome == Outcome.FORWARDED:
+            self.services.events.submit(record_from(ctx, EventStatus.DELIVERED, redact_envelope=True))
+        elif outcome != Outcome.QUEUED:
             self.services.events.record_rejection(ctx.provider_name, ctx.client_ip or ctx.request.remote or "", outcome)
 
     def _record(self, ctx: RequestContext, error: Rejection | None, accepted: bool) -> None:

@@ -40,12 +40,14 @@ def default_stages(services: Services) -> list[Stage]:
        then ``provider_rate``: only verified traffic spends the upstream's budget.
     7. ``dedup``: after verification, so an unsigned request cannot burn an event id; it claims
        the id and commits it only after the event is accepted downstream. With a remote store
-       (Redis) the provider rate limit and the claim go in one Lua call: one round trip.
+       (Redis) ``admit`` replaces ``provider_rate`` + ``dedup``: the same two checks in the same
+       order, in one Lua call (one round trip instead of two).
     8. ``normalize``: the CloudEvents envelope, built once for a verified, unique event.
     9. ``forward`` (sync mode): the provider hears 2xx only once the upstream accepted the event;
        ``enqueue`` (queue mode): 202 only once the event is committed to the PostgreSQL outbox.
     """
     from gateway.pipeline import (
+        admit,
         allowlist,
         body,
         client_ip,
@@ -58,19 +60,25 @@ def default_stages(services: Services) -> list[Stage]:
         verify,
     )
 
-    settings = services.settings
-    rate_policy = settings.state.rate_limit_on_error
+    settings, store, metrics = services.settings, services.store, services.metrics
+    rate_policy, dedup_policy = settings.state.rate_limit_on_error, settings.state.dedup_on_error
     return [
         route.Route(settings.providers),
         body.Body(settings.body_timeout),
         client_ip.ClientIP(settings.trusted_proxies),
         allowlist.Allowlist(),
-        ratelimit.SourceRate(services.store, settings.per_source_limit, services.metrics, rate_policy),
-        verify.Verify(settings.public_url, services.metrics, settings.trusted_proxies),
+        ratelimit.SourceRate(store, settings.per_source_limit, metrics, rate_policy),
+        verify.Verify(settings.public_url, metrics, settings.trusted_proxies),
         handshake.Handshake(),
         identify.Identify(),
-        ratelimit.ProviderRate(services.store, services.metrics, rate_policy, fused=services.store.remote),
-        dedup.Dedup(services.store, settings.dedup, services.metrics, settings.state.dedup_on_error),
+        *(
+            [admit.Admit(store, settings.dedup, metrics, dedup_policy, rate_policy)]
+            if store.remote
+            else [
+                ratelimit.ProviderRate(store, metrics, rate_policy),
+                dedup.Dedup(store, settings.dedup, metrics, dedup_policy),
+            ]
+        ),
         normalize.Normalize(),
         _delivery_stage(services),
     ]

@@ -22,7 +22,7 @@ from gateway.pipeline.client_ip import in_networks, parse_ip
 from gateway.pipeline.context import RequestContext
 from gateway.providers.certificates import CertificateCache
 from gateway.providers.request import getall, single_header
-from gateway.providers.schemes import SCHEMES
+from gateway.providers.schemes import scheme_of
 from gateway.providers.spec import Network, ProviderSpec, PublicKey
 from gateway.providers.verifier import verify
 
@@ -104,7 +104,7 @@ def _signs_url(provider: ProviderSpec) -> bool:
     sig = provider.signature
     if sig is None:
         return False
-    return sig.canonicalizer in SCHEMES or any(kind == "url" for kind, _ in sig.payload.parts)
+    return scheme_of(sig).signs_url or any(kind == "url" for kind, _ in sig.payload.parts)
 
 
 def _last(values: list[str]) -> str:

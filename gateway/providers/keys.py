@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from gateway.providers.spec import PublicKey
-from gateway.settings.reader import Reader
+from gateway.reader import Reader
 
 _HEX_RE = re.compile(rb"[0-9a-fA-F]{64}")
 MIN_RSA_BITS = 2048

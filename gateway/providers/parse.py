@@ -8,11 +8,9 @@ import ipaddress
 import re
 from typing import Any
 
-from gateway.events.redact import parse_redact_path
-from gateway.providers import canonical
 from gateway.providers.handshakes import RESPONDERS
 from gateway.providers.keys import read_public_key, read_public_keys
-from gateway.providers.schemes import SCHEMES
+from gateway.providers.schemes import CANONICALIZERS, NAMES, SCHEMES
 from gateway.providers.spec import (
     ASYMMETRIC,
     CONFIG_PLACEHOLDERS,
@@ -29,8 +27,9 @@ from gateway.providers.spec import (
     Template,
     TimestampSpec,
 )
+from gateway.reader import Reader
+from gateway.redact import parse_redact_path
 from gateway.secrets import Secret
-from gateway.settings.reader import Reader
 
 ALGORITHMS = ("hmac-sha1", "hmac-sha256", "hmac-sha512", "token", *ASYMMETRIC)
 ENCODINGS = ("hex", "base64", "base64url")
@@ -41,6 +40,7 @@ PROVIDER_KEYS = (
     "event_id", "event_type", "payment", "sample", "secrets", "allow_unsigned", "max_body_bytes",
     "ip_allowlist", "rate_limit", "dedup_ttl", "tested_with", "redact", "public_keys", "certificate",
     "webhook_id", "handshake", "shadow", "url_from_forwarded_headers", "rotation_warn_after",
+    "min_secret_bytes",
 )  # fmt: skip
 SIGNATURE_KEYS = (
     "algorithm", "header", "encoding", "prefix", "style", "item_separator", "kv_separator",
@@ -51,9 +51,6 @@ HANDSHAKE_KEYS = ("name", "when", "reply", "responder")
 DEFAULT_ROTATION_WARN = 7 * 24 * 3600.0
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-#: Management paths under /payments/api/webhooks/: no provider may take these names.
-RESERVED_NAMES = frozenset({"providers", "health", "stats", "events", "dead-letters", "replay"})
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -95,6 +92,7 @@ def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: 
             "url_from_forwarded_headers", defaults.get("url_from_forwarded_headers", False)
         ),
         rotation_warn_after=parse_duration(r, "rotation_warn_after", defaults.get("rotation_warn_after")),
+        min_secret_bytes=r.integer("min_secret_bytes", 0, minimum=0),
     )
 
 
@@ -128,8 +126,8 @@ def parse_signature(r: Reader, secrets: tuple[Secret, ...], provider: Reader) ->
     if style == "list" and not keys:
         r.fail("is required when style is list", key="signature_keys")
     name = r.text("canonicalizer", "")
-    if name and name not in canonical.REGISTRY:
-        r.fail(f"unknown canonicalizer; known: {', '.join(sorted(canonical.REGISTRY))}", name, "canonicalizer")
+    if name and name not in NAMES:
+        r.fail(f"unknown canonicalizer; known: {', '.join(sorted(NAMES))}", name, "canonicalizer")
     scheme = SCHEMES.get(name)
     header = r.text("header", "") if scheme and not scheme.uses_header else r.text("header")
     payload = compile_template(r, r.text("payload", "{body}"))
@@ -162,7 +160,8 @@ def parse_signature(r: Reader, secrets: tuple[Secret, ...], provider: Reader) ->
         signature_keys=keys,
         timestamp_key=r.text("timestamp_key", ""),
         id_header=id_header,
-        canonicalizer=name,
+        canonicalizer=name if name in CANONICALIZERS else "",
+        scheme=name if name in SCHEMES else "",
         public_keys=public_keys,
         public_algorithm=public_algorithm,
         public_signature_keys=public_keys_names,
@@ -260,7 +259,7 @@ def parse_timestamp(r: Reader, signature: SignatureSpec | None) -> TimestampSpec
     source = r.text("from", "header", ("header", "signature", "json"))
     header = r.text("header") if source == "header" else ""
     path = parse_path(r, r.text("path")) if source == "json" else ()
-    scheme = SCHEMES.get(signature.canonicalizer) if signature else None
+    scheme = SCHEMES.get(signature.scheme) if signature else None
     if source == "signature" and not (signature and (signature.timestamp_key or (scheme and scheme.carries_timestamp))):
         r.fail("from: signature needs signature.timestamp_key", key="from")
     return TimestampSpec(

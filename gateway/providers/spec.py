@@ -87,7 +87,8 @@ class SignatureSpec:
     signature_keys: tuple[str, ...] = ()
     timestamp_key: str = ""
     id_header: str = ""
-    canonicalizer: str = ""
+    canonicalizer: str = ""  # a body canonicalizer: {body} is the body as re-serialized (schemes/template.py)
+    scheme: str = ""  # a scheme in code (schemes/): Twilio, Adyen, Mailgun; "" is the YAML template
     public_keys: tuple[PublicKey, ...] = ()
     public_algorithm: str = ""
     public_signature_keys: tuple[str, ...] = ()
@@ -178,6 +179,7 @@ class ProviderSpec:
     shadow: bool = False  # verification failures are counted and logged, and the event forwarded
     url_from_forwarded_headers: bool = False  # the signed URL from X-Forwarded-Proto/-Host of a trusted proxy
     rotation_warn_after: float = 7 * 24 * 3600.0  # `check` warns when a non-first key is unused this long
+    min_secret_bytes: int = 0  # the shortest key the provider documents; `check` warns below it
 
     @property
     def algorithm_label(self) -> str:

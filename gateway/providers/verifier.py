@@ -1,15 +1,13 @@
-"""The one generic verifier: interprets a provider's ``SignatureSpec`` over the raw request.
+"""The one generic verifier: runs a provider's scheme over the raw request, then checks keys and time.
 
-It never re-serializes the body (unless the provider's scheme names a canonicalizer), compares
-in constant time, tries every configured secret (rotation) against every signature the header
-carries, and fails closed: anything it cannot parse is a 401, never a pass and never a 500.
+The scheme (the YAML template by default, or one in ``schemes/``) reads the signatures and the
+bytes they sign; this module tries every configured key (rotation) against every signature in
+constant time, and checks the signed timestamp. It fails closed: anything it cannot parse is a
+401, never a pass and never a 500.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,18 +21,9 @@ from multidict import CIMultiDictProxy
 
 from gateway import jsonutil
 from gateway.errors import Rejection
-from gateway.providers import canonical
-from gateway.providers.request import SignedRequest, getall, single_header, wire_bytes
-from gateway.providers.schemes import SCHEMES
+from gateway.providers.schemes import SCHEMES, TEMPLATE
+from gateway.providers.schemes.base import DIGESTS, Part
 from gateway.providers.spec import ProviderSpec, PublicKey, SignatureSpec, TimestampSpec
-
-DIGESTS = {"hmac-sha1": hashlib.sha1, "hmac-sha256": hashlib.sha256, "hmac-sha512": hashlib.sha512}
-SIZES = {"hmac-sha1": 20, "hmac-sha256": 32, "hmac-sha512": 64}
-#: Decoded signature lengths: Ed25519 is fixed, an ECDSA P-256 DER sequence 8 to 72 bytes, RSA
-#: the modulus size (2048 to 8192 bits).
-ASYMMETRIC_SIZES = {"ed25519": (64, 64), "ecdsa-p256-sha256": (8, 72), "rsa-sha256": (256, 1024)}
-#: One decoded signature and the algorithm it is for.
-Signature = tuple[str, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +32,6 @@ class Verified:
     timestamp: float | None  # the signed timestamp (unix seconds), when the scheme has one
     signed_body: bytes = b""  # a body canonicalizer's form of the body, as signed (for content ids)
     document: Any = None  # the body parsed, when the timestamp had to be read from it
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    signatures: tuple[Signature, ...]
-    payloads: tuple[bytes, ...]
 
 
 def verify(
@@ -61,37 +44,24 @@ def verify(
 ) -> Verified:
     """Check ``body`` and ``headers`` against ``provider``'s scheme, or raise a 401 ``Rejection``.
 
-    Order: the headers are parsed first (missing or malformed: 401 before any MAC is computed),
-    then the signature, then the timestamp's tolerance, so ``stale_timestamp`` is only ever
-    reported for a request the provider really signed (a replay or a skewed clock).
-    ``public_keys`` replaces the configured ones (PayPal's certificate, fetched by the caller).
+    Order: the signatures are read first (missing or malformed: 401 before any MAC is computed),
+    then the timestamp's form, then the signature, then the timestamp's tolerance, so
+    ``stale_timestamp`` is only ever reported for a request the provider really signed (a replay
+    or a skewed clock). ``public_keys`` replaces the configured ones (PayPal's certificate,
+    fetched by the caller).
     """
     spec = provider.signature
     if spec is None:  # allowed only by an explicit `allow_unsigned: true`
         return Verified(-1, None)
-    scheme = SCHEMES.get(spec.canonicalizer)
-    parts: tuple[_Part, ...] = ()
-    if scheme is not None:
-        parts, raw_ts = _scheme_parts(spec, headers, body, url)
-    elif spec.repeated:
-        signatures, raw_ts = _parse_repeated(spec, headers)
-    else:
-        signatures, raw_ts = _parse_header(spec, single_header(headers, spec.header))
+    parts, raw_ts, canonical = SCHEMES.get(spec.scheme, TEMPLATE).read(provider, headers, body, url)
     ts = None
     if provider.timestamp and provider.timestamp.source != "json":
-        if provider.timestamp.source == "header":
-            raw_ts = single_header(headers, provider.timestamp.header)
         if raw_ts is None:
             raise Rejection("invalid_signature", f"{spec.header or 'the request'} carries no timestamp")
         fmt = provider.timestamp.format
         ts = parse_timestamp(fmt, raw_ts)
         if ts is None:
             raise Rejection("invalid_signature", f"the signed timestamp {raw_ts!r:.40} is not a {fmt} time")
-    bodies: tuple[bytes, ...] = (body,)
-    if scheme is None:
-        signed_id = single_header(headers, spec.id_header) if spec.id_header else ""
-        bodies = candidate_bodies(spec, body)
-        parts = (_Part(tuple(signatures), signed_payloads(spec, headers, bodies, url, raw_ts or "", signed_id)),)
     index = match_key(spec, parts, spec.public_keys if public_keys is None else public_keys)
     if index < 0:
         raise Rejection("invalid_signature", "no configured key produces this signature")
@@ -101,27 +71,7 @@ def verify(
         ts, document = _body_timestamp(provider.timestamp, body)
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
-    canonical_form = bodies[0] if spec.canonicalizer and scheme is None else b""
-    return Verified(index, ts, canonical_form, document)
-
-
-def _scheme_parts(
-    spec: SignatureSpec, headers: CIMultiDictProxy[str] | Mapping[str, str], body: bytes, url: str
-) -> tuple[tuple[_Part, ...], str | None]:
-    """A request canonicalizer's signed parts, their signatures decoded."""
-    try:
-        signed = SCHEMES[spec.canonicalizer].parse(SignedRequest(headers, body, url), spec.header)
-    except ValueError:
-        raise Rejection("invalid_json", "the body is not the JSON this provider signs") from None
-    parts = []
-    for part in signed.parts:
-        algorithm = part.algorithm or spec.algorithm
-        sigs = (_decode(spec.encoding, algorithm, text) for text in part.signatures)
-        decoded = tuple((algorithm, sig) for sig in sigs if sig)
-        if not decoded:
-            raise Rejection("invalid_signature", f"the signature is not a {spec.encoding} {algorithm} signature")
-        parts.append(_Part(decoded, part.payloads))
-    return tuple(parts), signed.timestamp
+    return Verified(index, ts, canonical, document)
 
 
 def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:
@@ -140,154 +90,7 @@ def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:
     return ts, parsed
 
 
-def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[Signature], str | None]:
-    """The decoded signatures in the header, and the timestamp item if the scheme puts one there.
-
-    Items are split exactly as the providers' SDKs split them (no whitespace trimming: Stripe's
-    ``t=1, v1=..`` fails in ``stripe.WebhookSignature`` too), so we accept what they accept.
-    """
-    if spec.style == "plain":
-        if spec.prefix:
-            if not value.startswith(spec.prefix):
-                raise Rejection("invalid_signature", f"{spec.header} does not start with {spec.prefix!r}")
-            value = value[len(spec.prefix) :]
-        sig = _decode(spec.encoding, spec.algorithm, value)
-        if sig is None:
-            raise Rejection("invalid_signature", f"{spec.header} is not a {spec.encoding} {spec.algorithm} signature")
-        return [(spec.algorithm, sig)], None
-    signatures: list[Signature] = []
-    timestamp = None
-    for item in value.split(spec.item_separator):
-        key, sep, val = item.partition(spec.kv_separator)
-        if not sep:
-            continue
-        algorithm = spec.algorithm if key in spec.signature_keys else ""
-        if key in spec.public_signature_keys:
-            algorithm = spec.public_algorithm
-        if algorithm:
-            sig = _decode(spec.encoding, algorithm, val)
-            if sig is not None:  # an undecodable entry is skipped, as a non-matching one would be
-                signatures.append((algorithm, sig))
-        elif key == spec.timestamp_key:
-            if timestamp is not None:
-                raise Rejection("invalid_signature", f"{spec.header} carries two timestamps")
-            timestamp = val
-    if not signatures:
-        names = "/".join((*spec.signature_keys, *spec.public_signature_keys))
-        raise Rejection("invalid_signature", f"{spec.header} has no valid {names} signature")
-    return signatures, timestamp
-
-
-def _parse_repeated(
-    spec: SignatureSpec, headers: CIMultiDictProxy[str] | Mapping[str, str]
-) -> tuple[list[Signature], str | None]:
-    """``repeated: any``: every copy of the header is read (Mollie sends one per active secret
-    while a secret is rotated); a malformed copy is skipped, as a non-matching one would be."""
-    values = [v.strip(" \t") for v in getall(headers, spec.header)]
-    values = [v for v in values if v]
-    if not values:
-        raise Rejection("missing_signature", f"the {spec.header} header is missing")
-    signatures: list[Signature] = []
-    timestamps: set[str] = set()
-    error: Rejection | None = None
-    for value in values[:16]:
-        try:
-            found, ts = _parse_header(spec, value)
-        except Rejection as exc:
-            error = exc
-            continue
-        signatures += found
-        timestamps |= {ts} if ts is not None else set()
-    if len(timestamps) > 1:
-        raise Rejection("invalid_signature", f"the copies of {spec.header} carry different timestamps")
-    if not signatures:
-        raise error or Rejection("invalid_signature", f"{spec.header} has no valid signature")
-    return signatures, next(iter(timestamps), None)
-
-
-def _decode(encoding: str, algorithm: str, text: str) -> bytes | None:
-    """The signature bytes, only from the one canonical spelling the provider writes.
-
-    Providers compare the encoded strings (stripe and slack_sdk: lowercase hex; GitHub's and
-    NOWPayments' examples; Shopify's and Standard Webhooks' JavaScript libraries: padded base64),
-    so ``ABCD..`` for ``abcd..``, or base64 whose unused trailing bits are set, is a different
-    signature to them: we refuse it too rather than accept a malleable encoding. A ``token`` is
-    the header's text itself.
-    """
-    if algorithm == "token":
-        try:
-            return text.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            return None
-    if not text.isascii():
-        return None
-    try:
-        if encoding == "hex":
-            raw = binascii.unhexlify(text)  # unlike bytes.fromhex, no whitespace is accepted
-            canonical_text = raw.hex()
-        elif encoding == "base64":
-            raw = base64.b64decode(text, validate=True)
-            canonical_text = base64.b64encode(raw).decode()
-        else:  # base64url, unpadded or exactly padded
-            bare = text.rstrip("=")
-            raw = base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
-            canonical_text = base64.urlsafe_b64encode(raw).decode()
-            if bare == text:
-                canonical_text = canonical_text.rstrip("=")
-    except (binascii.Error, ValueError):
-        return None
-    if text != canonical_text:
-        return None
-    low, high = ASYMMETRIC_SIZES.get(algorithm) or (SIZES[algorithm], SIZES[algorithm])
-    return raw if low <= len(raw) <= high else None
-
-
-def candidate_bodies(spec: SignatureSpec, body: bytes) -> tuple[bytes, ...]:
-    """The body as the provider may have signed it: the raw bytes, or a canonicalizer's forms
-    (the preferred first)."""
-    if not spec.canonicalizer:
-        return (body,)
-    try:
-        return canonical.REGISTRY[spec.canonicalizer](body)
-    except ValueError:
-        raise Rejection("invalid_json", "the body is not the JSON this provider signs") from None
-
-
-def signed_payloads(
-    spec: SignatureSpec,
-    headers: CIMultiDictProxy[str] | Mapping[str, str],
-    bodies: tuple[bytes, ...],
-    url: str,
-    timestamp: str,
-    signed_id: str,
-) -> tuple[bytes, ...]:
-    """Render the signed-payload template over each candidate body."""
-    parts = spec.payload.parts
-    if len(parts) == 1 and parts[0][0] == "body":
-        return bodies  # the common case: the raw bytes themselves
-    out = []
-    for candidate in bodies:
-        chunks = []
-        for kind, arg in parts:
-            if kind == "lit":
-                chunks.append(arg)
-            elif kind == "body":
-                chunks.append(candidate)
-            elif kind == "timestamp":
-                chunks.append(wire_bytes(timestamp, "timestamp"))
-            elif kind == "id":
-                chunks.append(wire_bytes(signed_id, spec.id_header))
-            elif kind == "url":
-                chunks.append(wire_bytes(url, "URL"))
-            elif kind == "webhook_id":
-                chunks.append(spec.webhook_id.encode())
-            else:
-                chunks.append(wire_bytes(single_header(headers, arg), arg))
-        out.append(b"".join(chunks))
-    return tuple(out)
-
-
-def match_key(spec: SignatureSpec, parts: tuple[_Part, ...], public_keys: tuple[PublicKey, ...]) -> int:
+def match_key(spec: SignatureSpec, parts: tuple[Part, ...], public_keys: tuple[PublicKey, ...]) -> int:
     """The index of the first key under which every part carries a valid signature, else -1:
     ``spec.secrets`` first, then ``public_keys``."""
     for index, secret in enumerate(spec.secrets):
@@ -300,7 +103,7 @@ def match_key(spec: SignatureSpec, parts: tuple[_Part, ...], public_keys: tuple[
     return -1
 
 
-def _secret_matches(key: bytes, part: _Part) -> bool:
+def _secret_matches(key: bytes, part: Part) -> bool:
     macs: dict[str, list[bytes]] = {}
     for algorithm, sig in part.signatures:
         if algorithm == "token":
@@ -319,7 +122,7 @@ def _secret_matches(key: bytes, part: _Part) -> bool:
     return False
 
 
-def _public_matches(public: PublicKey, part: _Part) -> bool:
+def _public_matches(public: PublicKey, part: Part) -> bool:
     for algorithm, sig in part.signatures:
         if algorithm != public.algorithm:
             continue

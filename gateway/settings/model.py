@@ -1,13 +1,43 @@
-"""The gateway's settings as frozen dataclasses: built once by ``load_config`` and never mutated."""
+"""The gateway's settings, each declared once: a frozen dataclass field with its default and its doc.
+
+This file is the only place a setting of the gateway's file is written down. The generic reader
+(``gateway/settings/read.py``) reads and checks it from the field's type and metadata, and
+``python -m gateway.settings.schema --write`` generates ``config/gateway.schema.json`` and the
+reference table of ``docs/configuration.md`` from it (a test fails when they are stale). To add a
+setting, add one field here (``setting(default, doc, ...)``) and run that command; see "Adding a
+setting" in docs/configuration.md. Provider entries are read by ``gateway/providers/parse.py``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
+from gateway.events import EVENT_STORES
 from gateway.providers.spec import Network, ProviderSpec, RateLimit
 from gateway.secrets import Secret, mask_url
+from gateway.settings import values
+from gateway.settings.fields import section, setting
+from gateway.stores import STORES
+
+HTTP_SCHEMES = ("http://", "https://")
+EVENT_SCHEMES = EVENT_STORES.schemes  # each backend registers its own schemes
+STORE_SCHEMES = STORES.schemes
+DURATION_SCHEMA = {"$ref": "#/$defs/duration"}
+RATE_SCHEMA = {"$ref": "#/$defs/rateLimitOrOff"}
+
+#: Descriptions of the YAML mappings that group flat fields of ``Settings`` (``listen.host``).
+GROUPS = {
+    "listen": "Where the gateway listens.",
+    "limits": "Request limits.",
+    "rate_limits": "GCRA rate limits (429 + Retry-After).",
+    "management": "The management API.",
+    "logging": "Logs.",
+    "shutdown": "Graceful shutdown on SIGTERM.",
+    "state.on_error": "What happens when the state store fails (counted in `webhook_gateway_store_errors_total`).",
+}
 
 
 def _masked_repr(obj: Any, **shown: Any) -> str:
@@ -22,27 +52,52 @@ def _masked_repr(obj: Any, **shown: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
-    """Queue mode: background delivery from the PostgreSQL outbox."""
+    """Queue-mode delivery workers (used when `mode: queue`)."""
 
-    concurrency: int = 16  # deliveries in flight per process
-    batch: int = 64  # events claimed per query
-    max_attempts: int = 12  # then the event is dead (a dead letter)
-    backoff_base: float = 1.0  # seconds; doubles per attempt, with jitter
-    backoff_max: float = 3600.0
-    poll_interval: float = 0.5  # seconds between looks when idle (new events wake workers at once)
-    lease: float = 60.0  # a claimed event returns to the queue if its worker dies
+    concurrency: int = setting(16, "Queue mode: deliveries in flight per process.")
+    batch: int = setting(64, "Queue mode: events claimed per query.")
+    max_attempts: int = setting(12, "Queue mode: attempts before an event becomes a dead letter.")
+    backoff_base: float = setting(
+        1.0,
+        "Queue mode: seconds before the first retry; doubles per attempt (capped), times a random 0.5 to "
+        "1.0. The upstream's `Retry-After` is honoured when longer.",
+    )
+    backoff_max: float = setting(
+        3600.0,
+        "Queue mode: the cap of the backoff, seconds (a longer `Retry-After` from the upstream is capped to it too).",
+    )
+    poll_interval: float = setting(
+        0.5, "Queue mode: seconds between looks for due work when idle (a new event wakes the workers at once)."
+    )
+    lease: float = setting(
+        60.0,
+        "Queue mode: seconds a claimed event belongs to its worker; if the worker dies, another claims it after this.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class EventsSettings:
-    """The event store: audit log, outbox and dead letters."""
+    """The event store: audit log, outbox (queue mode) and dead letters."""
 
-    url: str = "memory://"
-    max_memory_events: int = 10_000
-    migrate_on_start: bool = True
-    retention_days: float = 30.0
-    pool_size: int = 10
-    timeout: float = 5.0
+    url: str = setting(
+        "memory://",
+        "`memory://` (the last `max_memory_events` events of this process; not durable) or "
+        "`postgresql://user:password@host:5432/db` (`postgres://` too; durable, shared by replicas).",
+        schemes=EVENT_SCHEMES,
+        scheme_error="unsupported event store",
+        masked=True,
+    )
+    max_memory_events: int = setting(10_000, "Memory store: events kept, oldest dropped first.")
+    migrate_on_start: bool = setting(
+        True, "Apply the SQL migrations at start. Turn off when a job runs `webhook-gateway migrate` before a deploy."
+    )
+    retention_days: float = setting(
+        30.0,
+        "Delivered and dead events, and rejection counts, older than this are deleted (hourly). Queued events "
+        "are never deleted.",
+    )
+    pool_size: int = setting(10, "PostgreSQL connections per process.")
+    timeout: float = setting(5.0, "Seconds per event-store call.")
 
     def __repr__(self) -> str:
         return _masked_repr(self, url=mask_url(self.url))
@@ -50,15 +105,44 @@ class EventsSettings:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
-    """Where normalized events go and how patiently."""
+    """The internal API that receives the events (docs/events.md)."""
 
-    url: str
-    mode: str = "sync"  # sync | queue
-    connect_timeout: float = 2.0
-    timeout: float = 10.0
-    retries: int = 1  # extra attempts after a connection error (never after a response)
-    headers: Mapping[str, str] | None = None
-    queue: QueueSettings = QueueSettings()
+    url: str = setting(
+        doc="Where each CloudEvent is POSTed (`http://` or `https://`).",
+        schemes=HTTP_SCHEMES,
+        masked=True,
+    )
+    mode: str = setting(
+        "sync",
+        "`sync`: the provider's request waits for the upstream and gets 200 only after its 2xx (502/503/504 "
+        "otherwise, so the provider retries). `queue`: 202 once the event is committed to PostgreSQL; "
+        "background workers deliver it with retries and dead letters. `queue` requires "
+        "`events.url: postgresql://...`.",
+        choices=("sync", "queue"),
+    )
+    connect_timeout: float = setting(2.0, "Seconds to open a connection to the upstream.")
+    timeout: float = setting(
+        10.0,
+        "Seconds for one whole delivery (then 504 in sync mode, a retry in queue mode). In sync mode keep it "
+        "below the providers' own deadlines (Slack 3 s, Shopify 5 s, GitHub 10 s).",
+    )
+    retries: int = setting(
+        1,
+        "Extra attempts after a connection-level failure where no answer came back. A request the upstream "
+        "answered is never sent twice by this mechanism.",
+        minimum=0,
+    )
+    headers: Mapping[str, str] | None = setting(
+        None,
+        'Headers added to every delivery (e.g. `Authorization: "Bearer ${UPSTREAM_TOKEN}"`). Values are '
+        "strings or integers, without line breaks.",
+        parse=values.headers,
+        schema={
+            "type": "object",
+            "additionalProperties": {"anyOf": [{"type": "string", "pattern": "^[^\r\n\0]*$"}, {"type": "integer"}]},
+        },
+    )
+    queue: QueueSettings = section(QueueSettings, "Queue-mode delivery workers (used when `mode: queue`).")
 
     def __repr__(self) -> str:
         headers = {name: "***" for name in self.headers} if self.headers else self.headers
@@ -67,22 +151,61 @@ class UpstreamSettings:
 
 @dataclass(frozen=True, slots=True)
 class DedupSettings:
-    """Event-id dedup: a short lease while forwarding, a long memory once forwarded."""
+    """Deduplication by event id: a short lease while forwarding, a long memory once forwarded."""
 
-    lease: float = 60.0  # an in-flight claim expires after this, so a crash never blocks an id
-    inflight_wait: float = 2.0  # how long a copy waits for the first to finish before 409
-    max_entries: int = 1_000_000  # memory backend bound
+    ttl: float = setting(
+        3 * 24 * 3600.0,
+        "Seconds (3 days) an accepted event id is remembered; a provider's `dedup_ttl` overrides it. Make it "
+        "longer than the provider's retry window.",
+        shown=259200,
+    )
+    lease: float = setting(
+        60.0,
+        "Seconds an in-flight claim lasts: a replica that dies mid-delivery blocks that event id for at most "
+        "this long. Keep it above `upstream.timeout`.",
+    )
+    inflight_wait: float = setting(
+        2.0,
+        "Seconds a copy that arrives while the first is still being delivered waits for it; then 409 + "
+        "`Retry-After` (never `duplicate` for an event that may still fail). `0` answers 409 at once.",
+        zero_ok=True,
+    )
+    max_entries: int = setting(1_000_000, "Memory store: the most event ids kept.")
 
 
 @dataclass(frozen=True, slots=True)
 class StateSettings:
     """Where dedup and rate-limit state lives, and what happens when that store fails."""
 
-    url: str = "memory://"
-    key_prefix: str = "whgw:"
-    timeout: float = 0.5
-    dedup_on_error: str = "closed"  # closed: 503 so the provider retries; open: forward unchecked
-    rate_limit_on_error: str = "open"  # open: let traffic through; closed: 503
+    url: str = setting(
+        "memory://",
+        "Dedup and rate-limit state: `memory://` (this process) or `redis://` / `rediss://` (TLS), shared by "
+        "every replica. URL-encode special characters of the password.",
+        schemes=STORE_SCHEMES,
+        scheme_error="unsupported store",
+        masked=True,
+    )
+    key_prefix: str = setting(
+        "whgw:",
+        "Prefix of every Redis key (several gateways may share a Redis).",
+        parse=values.raw_text,
+        schema={"type": "string"},
+    )
+    timeout: float = setting(0.5, "Seconds per store call before it counts as failed.")
+    dedup_on_error: str = setting(
+        "closed",
+        "When the store fails during dedup: `closed` answers 503 `store_unavailable` (the provider retries; no "
+        "payment is forwarded twice); `open` forwards without dedup.",
+        key="on_error.dedup",
+        choices=("open", "closed"),
+    )
+    rate_limit_on_error: str = setting(
+        "open",
+        "When the store fails during a rate-limit check: `open` lets the request through (a limiter outage "
+        "drops nothing); `closed` answers 503.",
+        key="on_error.rate_limit",
+        choices=("open", "closed"),
+    )
 
     def __repr__(self) -> str:
         return _masked_repr(self, url=mask_url(self.url))
@@ -90,47 +213,173 @@ class StateSettings:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    enabled: bool = False
-    exporter: str = "console"  # console | otlp
-    endpoint: str = ""
-    service_name: str = "webhook-gateway"
+    """OpenTelemetry tracing."""
+
+    enabled: bool = setting(
+        False,
+        "Export OpenTelemetry spans: one server span per webhook, a child per stage; `traceparent` to the "
+        "upstream. (Without tracing a `traceparent` is still sent.)",
+    )
+    exporter: str = setting(
+        "console",
+        "`console` (stdout) or `otlp` (OTLP over HTTP; needs `pip install 'webhook-gateway[otlp]'`; with "
+        "`enabled: true` the config is refused without it).",
+        choices=("console", "otlp"),
+    )
+    endpoint: str = setting(
+        "",
+        "OTLP endpoint, e.g. `http://otel-collector:4318/v1/traces` (the standard `OTEL_EXPORTER_OTLP_*` "
+        "variables apply otherwise).",
+        shown_doc="the exporter's default",
+    )
+    service_name: str = setting("webhook-gateway", "`service.name` of the spans.")
 
 
 @dataclass(frozen=True, slots=True)
 class PassthroughSettings:
-    """Requests outside the gateway's own paths, proxied unchanged to the app (the pod's front door)."""
+    """The sidecar as the pod's front door: other requests proxied unchanged to the app."""
 
-    enabled: bool = False
-    url: str = ""  # the app's origin, e.g. http://127.0.0.1:8000 ("" = upstream.url's origin)
-    timeout: float = 60.0  # seconds without a byte from the app before the answer is given up
+    enabled: bool = setting(
+        False,
+        "Every request outside the gateway's own paths (`/payments/api/webhooks/...`, `/payments/admin/...`, "
+        "`/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`) is proxied unchanged to the app: method, path and "
+        "query byte for byte, headers (Host too, hop-by-hop ones dropped), body and answer streamed with no "
+        "size limit, plus `X-Forwarded-For` (the peer appended), `X-Forwarded-Proto` and `X-Forwarded-Host` "
+        "(passed on only from `trusted_proxies`). App unreachable: 503 `upstream_unavailable`; no answer in "
+        "time: 504. The webhook route is matched first and pays nothing for it.",
+    )
+    url: str = setting(
+        "",
+        "The app's origin, `http(s)://host:port` without a path.",
+        parse=values.origin,
+        schema={"type": "string", "pattern": "^https?://[^/?#]+/?$"},
+        shown_doc="the origin of `upstream.url`",
+    )
+    timeout: float = setting(60.0, "Seconds without a byte from the app before the answer is given up.")
 
     def __repr__(self) -> str:
         return _masked_repr(self, url=mask_url(self.url))
 
+    def origin(self, upstream_url: str) -> str:
+        """``url``, or the origin of ``upstream_url`` when it is empty."""
+        if self.url:
+            return self.url
+        split = urlsplit(upstream_url)
+        return f"{split.scheme}://{split.netloc}"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything ``load_config`` read and checked. ``file`` names where it came from."""
 
-    file: str
-    host: str
-    port: int
-    public_url: str
-    upstream: UpstreamSettings
-    providers: Mapping[str, ProviderSpec]
-    trusted_proxies: tuple[Network, ...] = ()
-    body_timeout: float = 10.0
-    per_source_limit: RateLimit | None = None
-    dedup: DedupSettings = DedupSettings()
-    state: StateSettings = StateSettings()
-    events: EventsSettings = EventsSettings()
-    api_keys: tuple[Secret, ...] = ()
-    log_level: str = "info"
-    tracing: TracingSettings = TracingSettings()
-    passthrough: PassthroughSettings = PassthroughSettings()
-    metrics_port: int = 0  # listen.metrics_port: /metrics on a port of its own (0: on `port`)
-    drain_delay: float = 0.0
-    shutdown_timeout: float = 25.0
+    file: str  # where it was read from (not a key)
+    host: str = setting("127.0.0.1", "Address to bind. Use `0.0.0.0` in a container.", key="listen.host")
+    port: int = setting(8080, "TCP port, 0 to 65535 (0: any free port).", key="listen.port", minimum=0, maximum=65535)
+    metrics_port: int = setting(
+        0,
+        "Serve `/metrics` on this port only (with `/healthz` and `/readyz`), not on `listen.port`, so the "
+        "webhook Service or Ingress never exposes it. 0: `/metrics` on `listen.port`. Must differ from it.",
+        key="listen.metrics_port",
+        minimum=0,
+        maximum=65535,
+    )
+    public_url: str = setting(
+        "",
+        "The URL providers reach the gateway at. Webhook URLs (`{public_url}/payments/api/webhooks/{provider}/`) "
+        "and the `{url}` placeholder of signed payloads are built from it, so it must be exactly what the "
+        "provider calls. `http://` or `https://`; a trailing `/` is dropped.",
+        schemes=HTTP_SCHEMES,
+        shown_doc="`http://{host}:{port}`",
+    )
+    upstream: UpstreamSettings = section(doc="The internal API that receives the events (docs/events.md).")
+    events: EventsSettings = section(
+        EventsSettings, "The event store: audit log, outbox (queue mode) and dead letters."
+    )
+    providers: Mapping[str, ProviderSpec] = setting(
+        doc="Provider name → entry, at least one (see below).", schema={"$ref": "#/$defs/providers"}, by_loader=True
+    )
+    trusted_proxies: tuple[Network, ...] = setting(
+        (),
+        "IPs or CIDR networks (IPv4 and IPv6) of the proxies in front of the gateway (ingress, load balancer). "
+        "Only when the direct peer is one of these is `X-Forwarded-For` read, and the client is its rightmost "
+        "hop that is not a trusted proxy. Needed for `ip_allowlist` and per-source rate limits to see the "
+        "provider's address. Never list networks that clients can send from.",
+        parse=values.networks,
+        schema={"$ref": "#/$defs/networks"},
+    )
+    url_from_forwarded_headers: bool = setting(
+        False, "Gateway-wide default of the provider key of the same name (below)."
+    )
+    rotation_warn_after: float = setting(
+        7 * 24 * 3600.0,
+        "Gateway-wide default of the provider key of the same name (below).",
+        parse=values.duration,
+        schema=DURATION_SCHEMA,
+        shown="7d",
+    )
+    max_body_bytes: int = setting(
+        1024 * 1024,
+        "Default largest body (1 MiB); a provider's `max_body_bytes` overrides it. Larger bodies get 413, "
+        "refused from `Content-Length` before a byte is read when it is declared.",
+        key="limits.max_body_bytes",
+    )
+    body_timeout: float = setting(
+        10.0,
+        "Seconds to receive the whole body (408 after): slow uploads cannot hold a worker.",
+        key="limits.body_timeout",
+    )
+    per_source_limit: RateLimit | None = setting(
+        RateLimit(rate=100.0, burst=200),
+        "Per client address (IPv6 per /64), before the signature is checked: a cheap shield against floods of "
+        "junk. `false` or `null` disables it.",
+        key="rate_limits.per_source",
+        parse=values.rate_limit,
+        schema=RATE_SCHEMA,
+        shown={"rate": 100, "burst": 200},
+    )
+    per_provider_limit: RateLimit | None = setting(
+        RateLimit(rate=1000.0, burst=2000),
+        "Default per provider, verified requests only: protects the upstream. A provider's `rate_limit` "
+        "overrides it; `false` or `null` disables the default.",
+        key="rate_limits.per_provider",
+        parse=values.rate_limit,
+        schema=RATE_SCHEMA,
+        shown={"rate": 1000, "burst": 2000},
+    )
+    dedup: DedupSettings = section(DedupSettings, "Deduplication by event id.")
+    state: StateSettings = section(StateSettings, "Where dedup and rate-limit state lives.")
+    api_keys: tuple[Secret, ...] = setting(
+        (),
+        "Keys for the management API (`X-API-Key: KEY` or `Authorization: Bearer KEY`), same forms as secrets; "
+        "several for rotation. Without keys every management request gets 401: the API is off.",
+        key="management.api_keys",
+        parse=values.secret_list,
+        schema={"type": "array", "items": {"$ref": "#/$defs/secret"}},
+    )
+    log_level: str = setting(
+        "info",
+        "`debug`, `info`, `warning` or `error`. Logs are JSON lines on stdout; the webhook line never holds a "
+        "body or a secret.",
+        key="logging.level",
+        choices=("debug", "info", "warning", "error"),
+    )
+    tracing: TracingSettings = section(TracingSettings, "OpenTelemetry tracing.")
+    passthrough: PassthroughSettings = section(
+        PassthroughSettings, "The sidecar as the pod's front door: other requests proxied unchanged to the app."
+    )
+    drain_delay: float = setting(
+        0.0,
+        "On SIGTERM readiness fails at once; the listener closes after this many seconds (let the load "
+        "balancer notice).",
+        key="shutdown.drain_delay",
+        zero_ok=True,
+    )
+    shutdown_timeout: float = setting(
+        25.0,
+        "Seconds in-flight requests (and queue deliveries) get to finish after that. `drain_delay + timeout` "
+        "must fit in the pod's `terminationGracePeriodSeconds`.",
+        key="shutdown.timeout",
+    )
 
     def webhook_url(self, provider: str) -> str:
         return f"{self.public_url.rstrip('/')}/payments/api/webhooks/{provider}/"

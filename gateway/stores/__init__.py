@@ -1,27 +1,18 @@
-"""Stores chosen by URL scheme; drivers are imported only when their scheme is used."""
+"""Dedup and rate-limit stores, chosen by URL scheme: ``store_from_url(url, options)``.
+
+Each backend module registers its schemes in ``STORES``; importing it here is what makes the
+scheme known (``memory://``, ``redis://``, ``rediss://``). Drivers load only when a store opens.
+"""
 
 from __future__ import annotations
 
-from gateway.settings.model import StateSettings
-from gateway.stores.base import Claim, Store, StoreError
+from gateway.errors import StoreError
+from gateway.stores import memory, redis
+from gateway.stores.base import STORES, Claim, Store, StoreOptions
 
-SCHEMES = ("memory://", "redis://", "rediss://")
-
-
-def store_from_url(state: StateSettings | str, max_entries: int = 1_000_000) -> Store:
-    """The store for ``state.url``: ``memory://``, ``redis://`` or ``rediss://`` (TLS)."""
-    if isinstance(state, str):
-        state = StateSettings(url=state)
-    url = state.url
-    if url.startswith("memory://"):
-        from gateway.stores.memory import MemoryStore
-
-        return MemoryStore(url, max_entries)
-    if url.startswith(("redis://", "rediss://")):
-        from gateway.stores.redis import RedisStore
-
-        return RedisStore(url, prefix=state.key_prefix, timeout=state.timeout)
-    raise ValueError(f"unsupported store URL scheme {url.split('://')[0]!r}; supported: {', '.join(SCHEMES)}")
+__all__ = ["STORES", "Claim", "Store", "StoreError", "StoreOptions", "memory", "redis", "store_from_url"]
 
 
-__all__ = ["Claim", "Store", "StoreError", "store_from_url"]
+def store_from_url(url: str, options: StoreOptions | None = None) -> Store:
+    """The store for ``url``; ``ValueError`` for an unknown scheme (the loader refuses it first)."""
+    return STORES.backend(url).open(url, options or StoreOptions())

@@ -1,17 +1,16 @@
 """The store interface, named for the gateway's operations. Each call is atomic, one round trip.
 
 Backends: ``memory://`` (this process only) and, later, Redis. Driver errors are wrapped in
-:class:`StoreError` at the store boundary; each stage applies its declared failure policy.
+:class:`gateway.errors.StoreError` at the store boundary; each stage applies its declared failure policy.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Protocol
 
-
-class StoreError(Exception):
-    """A backend could not answer (connection lost, timeout). Never raised for a normal outcome."""
+from gateway.stores.registry import Backends
 
 
 class Claim(enum.Enum):
@@ -50,6 +49,26 @@ class Store(Protocol):
         """Whether the backend answers (for readiness)."""
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """What a store may be opened with besides its URL; each backend reads what applies to it."""
+
+    key_prefix: str = "whgw:"  # Redis: every key under it
+    timeout: float = 0.5  # Redis: seconds per call
+    max_entries: int = 1_000_000  # memory: dedup entries kept before the oldest are trimmed
+
+
+class Backend(Protocol):
+    """What ``STORES`` holds: a store class that opens from a URL and options."""
+
+    @classmethod
+    def open(cls, url: str, options: StoreOptions) -> Store: ...
+
+
+#: URL scheme -> store class; each backend module registers its own schemes.
+STORES: Backends[type[Backend]] = Backends("store")
 
 
 def gcra(tat: float, now: float, rate: float, burst: int) -> tuple[float, float]:

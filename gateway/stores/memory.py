@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.stores.base import Claim, gcra
+from gateway.stores.base import STORES, Claim, StoreOptions, gcra
 
 _IN_FLIGHT = 0
 _DONE = 1
 
 
+@STORES.register("memory")
 class MemoryStore:
     """A single-process store. Everything happens on the event loop, so each call is atomic."""
 
@@ -24,6 +25,10 @@ class MemoryStore:
         self._ids: dict[str, tuple[int, float, str]] = {}  # key -> (state, expires, token)
         self._buckets: dict[str, float] = {}  # key -> theoretical arrival time
         self.evictions = 0
+
+    @classmethod
+    def open(cls, url: str, options: StoreOptions) -> MemoryStore:
+        return cls(url, options.max_entries)
 
     async def claim(self, key: str, token: str, lease: float) -> Claim:
         now = time.monotonic()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from gateway.stores.base import Claim, StoreError
-from gateway.stores.resp import RespError, RespPool
+from gateway.errors import StoreError
+from gateway.protocols.resp import RespError, RespPool
+from gateway.stores.base import STORES, Claim, StoreOptions
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
 _CLAIM_FN = """
@@ -84,6 +85,7 @@ class _Script:
             return await pool.call("EVAL", self.source, len(keys), *keys, *args)
 
 
+@STORES.register("redis", "rediss")
 class RedisStore:
     """A store on one Redis server (or a Cluster through a proxy); all keys under ``prefix``."""
 
@@ -100,6 +102,10 @@ class RedisStore:
         self._release = _Script(_RELEASE)
         self._take = _Script(_TAKE)
         self._admit = _Script(_ADMIT)
+
+    @classmethod
+    def open(cls, url: str, options: StoreOptions) -> RedisStore:
+        return cls(url, prefix=options.key_prefix, timeout=options.timeout)
 
     async def _call(self, script: _Script, key: str | tuple[str, ...], *args: object) -> Any:
         keys = [self.prefix + k for k in key] if isinstance(key, tuple) else [self.prefix + key]

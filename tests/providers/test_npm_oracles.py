@@ -233,8 +233,15 @@ def test_sdk_accepts_our_signer_only_with_the_right_secret(npm, pv, name):
 
 
 def _refusals(npm: Any, pv: Any, name: str, cases: list[tuple[str, bytes, str]], now: float) -> None:
-    """Every case is refused by the SDK and, as ``invalid_signature``, by our verifier."""
-    sdk = npm.verdicts(name, cases)
+    """Every case is refused by the SDK and, as ``invalid_signature``, by our verifier.
+
+    Positive control, in the same batch: the first case's body correctly signed with the right
+    secret must be accepted by both, or an oracle that refuses everything would pass."""
+    body = cases[0][1]
+    control = (SECRETS[name][0], body, _ours(pv, name, body, 0, now))
+    control_valid, *sdk = npm.verdicts(name, [control, *cases])
+    assert control_valid, f"positive control: the {name} SDK refused a correctly signed delivery"
+    assert _our_verdict(pv, name, control[1], control[2], (control[0],), now) == "accepted:0"
     for (secret, body, value), sdk_valid in zip(cases, sdk, strict=True):
         ours = _our_verdict(pv, name, body, value, (secret,), now)
         assert (sdk_valid, ours) == (False, "invalid_signature"), (value[:80], body[:60])
@@ -316,3 +323,46 @@ def test_linear_webhook_timestamp_verdicts_match_the_sdk(npm, pv):
     value = _ours(pv, "linear", as_string, 0, now)
     assert npm.verdicts("linear", [(secret, as_string, value)]) == [False]
     assert _our_verdict(pv, "linear", as_string, value, (secret,), now) == "accepted:0"
+
+
+# --- the oracle's own positive control ---------------------------------------------------------
+
+
+class AlwaysInvalid:
+    """A broken oracle that refuses every signature (a wrong secret in the harness, an SDK that
+    throws on everything): each test above that asks an SDK for a verdict must fail with it."""
+
+    def __init__(self, real: NpmOracle) -> None:
+        self.real = real
+
+    def ask(self, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.real.ask(*requests)
+
+    def sign(self, sdk: str, secret: str, body: bytes) -> str:
+        return self.real.sign(sdk, secret, body)
+
+    def verdicts(self, sdk: str, cases: list[tuple[str, bytes, str]]) -> list[bool]:
+        return [False] * len(cases)
+
+
+VERDICT_TESTS = [
+    (test, name)
+    for test in (
+        test_sdk_accepts_our_signer_only_with_the_right_secret,
+        test_tampered_body_is_refused_by_both,
+        test_wrong_or_rotated_out_secret_is_refused_by_both,
+        test_malformed_or_reencoded_signature_is_refused_by_both,
+    )
+    for name in ("github", "shopify", "linear")
+]
+
+
+@pytest.mark.parametrize(("test", "name"), VERDICT_TESTS, ids=[f"{t.__name__}-{n}" for t, n in VERDICT_TESTS])
+def test_an_oracle_that_always_says_invalid_fails_the_verdict_tests(npm, pv, test, name):
+    with pytest.raises(AssertionError):
+        test(AlwaysInvalid(npm), pv, name)
+
+
+def test_an_oracle_that_always_says_invalid_fails_the_linear_timestamp_test(npm, pv):
+    with pytest.raises(AssertionError):
+        test_linear_webhook_timestamp_verdicts_match_the_sdk(AlwaysInvalid(npm), pv)

@@ -18,7 +18,7 @@ import string
 import pytest
 
 from gateway.errors import ERROR_STATUS, Rejection
-from gateway.providers.canonical import sorted_json
+from gateway.providers.schemes.nowpayments import sorted_json
 from gateway.providers.verifier import verify
 
 ROUNDS = 300

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from gateway.providers.canonical import sorted_json
+from gateway.providers.schemes.nowpayments import sorted_json
 from gateway.providers.signer import sign
 
 SECRET = "np-ipn-secret-0ld"
@@ -133,7 +133,7 @@ def test_canonical_forms_as_javascript_writes_them(body, sort_object, replacer):
 def test_signatures_over_each_documented_form_are_accepted(pv, body, sort_object, replacer):
     """The current docs' form is accepted. The old replacer-array form is refused where it differs:
     it leaves nested keys that are not top-level keys out of the signature, so a forger could
-    change them (fail closed; see gateway/providers/canonical.py)."""
+    change them (fail closed; see gateway/providers/schemes/nowpayments.py)."""
     provider = pv.provider("nowpayments", [SECRET])
     raw = body.encode("utf-8", "surrogatepass")
     assert pv.outcome(provider, {"x-nowpayments-sig": _hmac(sort_object)}, raw) == "accepted:0"

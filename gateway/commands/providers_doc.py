@@ -1,8 +1,8 @@
 """Generate ``docs/providers.md``: one table row per catalog file, from the catalog itself.
 
-    python -m gateway.providers.docs > docs/providers.md
-    python -m gateway.providers.docs --write      # the same, into docs/providers.md
-    python -m gateway.providers.docs --check      # exit 1 when docs/providers.md is out of date
+    python -m gateway.commands.providers_doc > docs/providers.md
+    python -m gateway.commands.providers_doc --write      # the same, into docs/providers.md
+    python -m gateway.commands.providers_doc --check      # exit 1 when docs/providers.md is out of date
 
 It reads the raw YAML of every ``gateway/providers/catalog/*.yaml`` at run time, not parsed specs:
 an entry needs no secrets to be documented, and keys or values this module does not know (a new
@@ -28,7 +28,7 @@ COLUMNS = (
 HEADER = """\
 # Providers
 
-<!-- Generated from gateway/providers/catalog/*.yaml by `python -m gateway.providers.docs --write`.
+<!-- Generated from gateway/providers/catalog/*.yaml by `python -m gateway.commands.providers_doc --write`.
      Do not edit by hand: tests/test_providers_doc.py fails when this file and the catalog differ. -->
 
 Every provider the gateway knows out of the box: one YAML file each in
@@ -204,7 +204,9 @@ def _line(cells: Iterable[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.providers.docs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.commands.providers_doc", description=__doc__.splitlines()[0]
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help=f"write the document to --output ({DEFAULT_OUTPUT})")
     group.add_argument("--check", action="store_true", help="exit 1 when --output differs from the catalog")
@@ -217,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.check:
         current = args.output.read_text("utf-8") if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is out of date: run python -m gateway.providers.docs --write", file=sys.stderr)
+            print(
+                f"{args.output} is out of date: run python -m gateway.commands.providers_doc --write", file=sys.stderr
+            )
             return 1
     else:
         sys.stdout.write(text)

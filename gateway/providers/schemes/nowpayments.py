@@ -1,4 +1,4 @@
-"""Named canonicalizers: signed payloads that YAML templates cannot express.
+"""NOWPayments: the body canonicalizer ``sorted_json`` (the rest of its scheme is the YAML template).
 
 A canonicalizer turns the raw body into the bytes a provider actually signed. It returns every
 form the provider is documented to produce (each is a function of the same parsed data, so trying
@@ -12,14 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
-import zlib
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NoReturn
-
-from gateway.providers.schemes import SCHEMES
-
-Canonicalizer = Callable[[bytes], tuple[bytes, ...]]
 
 _INDEX_RE = re.compile(r"0|[1-9][0-9]*")
 _LONE_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
@@ -153,18 +147,3 @@ def js_number(x: float) -> str:
         mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
         out = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
     return sign + out
-
-
-def crc32(body: bytes) -> tuple[bytes, ...]:
-    """PayPal: the body's CRC32 as an unsigned decimal number, which the signed string carries in
-    place of the body (https://developer.paypal.com/api/rest/webhooks/rest/#link-eventheadervalidation)."""
-    return (str(zlib.crc32(body)).encode(),)
-
-
-#: Every canonicalizer a YAML ``signature.canonicalizer`` may name: the body canonicalizers above,
-#: and the request canonicalizers of ``schemes.py`` (called with the body alone, they return it).
-REGISTRY: dict[str, Canonicalizer] = {
-    "sorted_json": sorted_json,
-    "crc32": crc32,
-    **SCHEMES,
-}

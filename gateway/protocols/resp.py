@@ -15,9 +15,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import hiredis
-
-from gateway.netproto import Exchange
+from gateway.protocols.exchange import Exchange
 
 
 class RespError(Exception):
@@ -32,16 +30,25 @@ def encode(args: tuple[Any, ...]) -> bytes:
     return b"".join(out)
 
 
+def _hiredis() -> Any:
+    import hiredis  # the parser: loaded when a Redis store connects, not with the package
+
+    return hiredis
+
+
 class _Connection(Exchange[Any]):
     def __init__(self) -> None:
         super().__init__()
-        self.reader = hiredis.Reader()
+        parser = _hiredis()
+        self.reader = parser.Reader()
+        self.protocol_error: type[Exception] = parser.ProtocolError
+        self.reply_error: type[Exception] = parser.ReplyError
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         try:
             reply = self.reader.gets()
-        except hiredis.ProtocolError as exc:
+        except self.protocol_error as exc:
             self.close()
             self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
             return
@@ -57,7 +64,7 @@ class _Connection(Exchange[Any]):
         waiter = self.expect()
         self.transport.write(payload)
         reply = await waiter
-        if isinstance(reply, hiredis.ReplyError):
+        if isinstance(reply, self.reply_error):
             raise RespError(str(reply))
         return reply
 

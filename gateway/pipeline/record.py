@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gateway.events.base import EventRecord
-from gateway.events.redact import redact_body, redact_event, stored_headers
+from gateway.outcomes import EventStatus
 from gateway.pipeline.context import RequestContext
+from gateway.redact import redact_body, redact_event, stored_headers
 
 
-def record_from(ctx: RequestContext, status: str, redact_envelope: bool, lease: float = 0.0) -> EventRecord:
+def record_from(ctx: RequestContext, status: EventStatus, redact_envelope: bool, lease: float = 0.0) -> EventRecord:
     """``redact_envelope``: mask the envelope too (it was delivered already, sync mode); a queued
     envelope is kept whole until delivered, then the worker stores its redacted form.
     ``delivering``: stored already leased for ``lease`` seconds to this process, which delivers
@@ -28,9 +29,9 @@ def record_from(ctx: RequestContext, status: str, redact_envelope: bool, lease: 
         body=redact_body(ctx.body, provider.redact),
         event=redact_event(ctx.event, provider.redact) if redact_envelope else ctx.event,
         client_ip=ctx.client_ip,
-        next_attempt_at=now if status in ("queued", "delivering") else None,
-        locked_until=now + timedelta(seconds=lease) if status == "delivering" else None,
-        delivered_at=now if status == "delivered" else None,
-        attempts=1 if status in ("delivered", "delivering") else 0,
+        next_attempt_at=now if status in (EventStatus.QUEUED, EventStatus.DELIVERING) else None,
+        locked_until=now + timedelta(seconds=lease) if status == EventStatus.DELIVERING else None,
+        delivered_at=now if status == EventStatus.DELIVERED else None,
+        attempts=1 if status in (EventStatus.DELIVERED, EventStatus.DELIVERING) else 0,
         secret_index=ctx.secret_index if ctx.secret_index >= 0 else None,
     )

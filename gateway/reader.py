@@ -1,15 +1,64 @@
-"""Walks parsed YAML once, with the key path at hand, so every error names file, key and value."""
+"""Walks parsed YAML once, with the key path at hand, so every error names file, key and value.
+
+It sits below both ``gateway.settings`` (the gateway's file) and ``gateway.providers`` (provider
+entries): both read YAML through it and neither imports the other for it. The accessors are
+typed, so strict mypy checks what crosses from untyped YAML into the frozen settings.
+"""
 
 from __future__ import annotations
 
 import difflib
 import math
 from collections.abc import Collection, Iterator
-from typing import Any, NoReturn
+from typing import Any, NoReturn, overload
 
 from gateway.errors import ConfigError
 
 MISSING: Any = object()
+
+
+class ConfigErrors(ConfigError):
+    """Several config errors found in one pass (``check`` lists them all); one line each in ``str()``."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.file, first.path, first.message, first.value)
+        self.errors = tuple(errors)
+        self.args = ("\n".join(str(e) for e in errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+class Errors:
+    """Collects the errors of one file, so a reader can go on after a bad key and report every one."""
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        """Record ``error``, unless its key, or a mapping holding it, has one already: a bad
+        ``${VAR}`` is not also a bad URL, and ``upstream: 5`` is not also a missing ``upstream.url``."""
+        for one in error.errors if isinstance(error, ConfigErrors) else (error,):
+            if not any(_within(one.path, seen.path) for seen in self.found):
+                self.found.append(one)
+
+    def at(self, *paths: str) -> bool:
+        """Whether an error was recorded at one of ``paths`` (or inside it)."""
+        return any(e.path == p or e.path.startswith(f"{p}.") for e in self.found for p in paths)
+
+    def raise_any(self) -> None:
+        """Nothing found: return. One: raise it as it is. Several: raise them together."""
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise ConfigErrors(self.found)
+
+
+def _within(path: str, outer: str) -> bool:
+    return path == outer or (outer != "" and path.startswith((f"{outer}.", f"{outer}[")))
 
 
 class Reader:
@@ -72,6 +121,10 @@ class Reader:
             return default
         return value
 
+    @overload
+    def text(self, key: str, default: str = ..., choices: Collection[str] = ()) -> str: ...
+    @overload
+    def text(self, key: str, default: None, choices: Collection[str] = ()) -> str | None: ...
     def text(self, key: str, default: Any = MISSING, choices: Collection[str] = ()) -> Any:
         value = self._get(key, default)
         if value is default:
@@ -82,7 +135,8 @@ class Reader:
             self.fail(f"must be one of {', '.join(sorted(choices))}", value, key)
         return value
 
-    def number(self, key: str, default: Any = MISSING, *, positive: bool = True) -> Any:
+    def number(self, key: str, default: float = MISSING, *, positive: bool = True) -> float:
+        """A finite number, ``> 0`` (or ``>= 0`` with ``positive=False``); an int stays an int."""
         value = self._get(key, default)
         if value is default:
             return value
@@ -96,7 +150,7 @@ class Reader:
             self.fail("must be >= 0", value, key)
         return value
 
-    def integer(self, key: str, default: Any = MISSING, *, minimum: int = 1) -> Any:
+    def integer(self, key: str, default: int = MISSING, *, minimum: int = 1) -> int:
         value = self._get(key, default)
         if value is default:
             return value
@@ -106,13 +160,13 @@ class Reader:
             self.fail(f"must be >= {minimum}", value, key)
         return value
 
-    def boolean(self, key: str, default: Any = MISSING) -> Any:
+    def boolean(self, key: str, default: bool = MISSING) -> bool:
         value = self._get(key, default)
         if not isinstance(value, bool):
             self.fail("must be true or false", value, key)
         return value
 
-    def strings(self, key: str, default: Any = MISSING) -> Any:
+    def strings(self, key: str, default: tuple[str, ...] = MISSING) -> tuple[str, ...]:
         value = self._get(key, default)
         if value is default:
             return value

@@ -15,14 +15,11 @@ import ssl
 from collections import deque
 from urllib.parse import urlsplit
 
-from gateway.netproto import Exchange
+from gateway.errors import ProtocolError
+from gateway.protocols.exchange import Exchange
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
-
-
-class ProtocolError(ConnectionError):
-    """The upstream's answer is not valid HTTP/1.1."""
 
 
 class ConnectTimeout(ConnectionError):

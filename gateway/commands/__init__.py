@@ -1,0 +1,1 @@
+"""Command-line tools beyond serving: generated docs, key-rotation reports."""
