@@ -1,6 +1,7 @@
 # Webhook gateway -- developer and CI entry points.
 #
 #   make run     install the gateway into .venv and run it (embedded demo config)
+#   make dev     the same as `webhook-gateway dev` (ARGS="--ngrok" for a public tunnel)
 #   make test    install test deps (pip, and npm in tests/npm), start Redis + PostgreSQL, run pytest
 #   make lint    ruff + mypy
 #   make help    list every target
@@ -35,7 +36,7 @@ NPM_DIR   := tests/npm
 NPM_HASH  := $(shell cat $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 NPM_STAMP := $(NPM_DIR)/node_modules/.installed-$(NPM_HASH)
 
-.PHONY: help venv install install-dev npm-oracles run services test lint bench constraints clean distclean \
+.PHONY: help venv install install-dev npm-oracles run dev services test lint bench constraints clean distclean \
 	deploy-tools deploy-check image image-test
 
 # Deployment checks (chart, alert rules, dashboard). helm comes from a registry package: the npm
@@ -83,16 +84,17 @@ install: $(RUN_STAMP) ## Install the gateway (runtime deps) into .venv
 install-dev: $(DEV_STAMP) ## Install the gateway with test + lint extras into .venv
 
 $(RUN_STAMP): | $(BIN)/python
-	@echo ">> pip install -e . (constraints: $(CONSTRAINTS))"
-	@$(PIP_INSTALL) -e .
+	@echo ">> pip install -e '.[dev]' (constraints: $(CONSTRAINTS))"
+	@$(PIP_INSTALL) -e '.[dev]'
 	@rm -f $(VENV)/.installed-run-*
 	@touch $@
 
-# The test/lint extras include the runtime deps, so this satisfies RUN_STAMP too. The otlp extra
+# The test/lint/dev extras include the runtime deps, so this satisfies RUN_STAMP too (the dev
+# extra, pyngrok for `webhook-gateway dev --ngrok`, is in both installs). The otlp extra
 # is there so the OTLP exporter path of gateway/tracing.py runs in tests (tests/test_tracing.py).
 $(DEV_STAMP): | $(BIN)/python
-	@echo ">> pip install -e '.[test,lint,otlp]' (constraints: $(CONSTRAINTS))"
-	@$(PIP_INSTALL) -e '.[test,lint,otlp]'
+	@echo ">> pip install -e '.[test,lint,otlp,dev]' (constraints: $(CONSTRAINTS))"
+	@$(PIP_INSTALL) -e '.[test,lint,otlp,dev]'
 	@rm -f $(VENV)/.installed-run-* $(VENV)/.installed-dev-*
 	@touch $@ $(RUN_STAMP)
 
@@ -124,6 +126,9 @@ $(NPM_STAMP):
 
 run: install ## Run the gateway (no ARGS = embedded demo config)
 	$(BIN)/webhook-gateway run $(ARGS)
+
+dev: install ## Run `webhook-gateway dev`: banner + a line per webhook (ARGS="--ngrok" for a tunnel)
+	$(BIN)/webhook-gateway dev $(ARGS)
 
 # --- tests and checks ---------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import passthrough, routes
+from gateway import logs, passthrough, routes
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
 from gateway.errors import Rejection, StoreError
@@ -35,8 +35,11 @@ def build_services(settings: Settings) -> Services:
     metrics.init_settings(settings)
     ledger = StatsLedger()
     ev = settings.events
-    options = EventStoreOptions(ev.max_memory_events, ev.migrate_on_start, ev.pool_size, ev.timeout)
+    options = EventStoreOptions(
+        ev.max_memory_events, ev.migrate_on_start, ev.pool_size, ev.timeout, ev.max_memory_bytes
+    )
     events = event_store_from_url(ev.url, options, ledger)
+    events.on_audit_lost = lambda count, reason: metrics.audit_lost.labels(reason).inc(count)
     forwarder = Forwarder(settings.upstream, metrics)
     delivery = None
     if settings.upstream.mode == "queue":
@@ -60,6 +63,7 @@ def _store_options(settings: Settings) -> StoreOptions:
 
 def build_app(settings: Settings, services: Services | None = None) -> web.Application:
     services = services or build_services(settings)
+    logs.guard_parser_errors()
     largest = max(p.max_body_bytes for p in settings.providers.values())
     app = web.Application(client_max_size=largest)
     app[SERVICES] = services

@@ -1,4 +1,4 @@
-"""``webhook-gateway run|check|sign|send``. Config errors print one line and exit 2."""
+"""``webhook-gateway run|dev|check|sign|send|migrate``. Config errors print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from gateway import __version__, routes
+from gateway.dev import add_arguments, dev
 from gateway.errors import ConfigError
 from gateway.providers.signer import sample_event, sign, sign_body
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import mask_url
 from gateway.settings.loader import load_config
 from gateway.settings.model import Settings
+
+if TYPE_CHECKING:
+    from gateway.server import Attach
 
 EXIT_CONFIG = 2
 
@@ -47,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = command("run", _run, "serve webhooks")
     run.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    add_arguments(command("dev", dev, "serve webhooks for local development: a public ngrok tunnel, a line per event"))
     command("check", _check, "validate a config and list its providers")
     command("migrate", _migrate, "apply the event store's SQL migrations (PostgreSQL)")
     for name, func, text in (
@@ -63,11 +69,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    if args.workers < 1:
+    return serve(settings, args.workers, demo=args.config is None)
+
+
+def serve(
+    settings: Settings,
+    workers: int,
+    demo: bool,
+    attach: Attach | None = None,
+    log_level: str | None = None,
+    log_stream: TextIO | None = None,
+) -> int:
+    """``run`` (and ``dev``, with its ``attach`` and logs at ``log_level`` to ``log_stream``)."""
+    if workers < 1:
         print("webhook-gateway: --workers must be >= 1", file=sys.stderr)
         return EXIT_CONFIG
     parent = os.getpid()
-    if args.workers > 1:
+    if workers > 1:
         from gateway.workers import prepare_multiprocess_metrics
 
         metrics_dir = prepare_multiprocess_metrics()  # before prometheus_client is first imported
@@ -79,13 +97,13 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             )
     from gateway import logs, server
 
-    logs.setup(settings.log_level)
+    logs.setup(log_level or settings.log_level, log_stream)
     for warning in startup_warnings(settings):
         print(f"webhook-gateway: WARNING: {warning}", file=sys.stderr)
     try:
-        return server.run(settings, demo=args.config is None, workers=args.workers)
+        return server.run(settings, demo=demo, workers=workers, attach=attach)
     finally:
-        if args.workers > 1 and os.getpid() == parent:
+        if workers > 1 and os.getpid() == parent:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 

@@ -9,11 +9,14 @@ from typing import TextIO
 from aiohttp import web
 
 
-def demo_upstream_app(out: TextIO | None = None) -> web.Application:
+def demo_upstream_app(out: TextIO | None = None, quiet: bool = False) -> web.Application:
+    """``quiet``: answer 204 and print nothing (``dev`` prints each event itself)."""
     stream = out or sys.stdout
 
     async def receive(request: web.Request) -> web.Response:
         raw = await request.read()
+        if quiet:
+            return web.Response(status=204)
         try:
             event = json.loads(raw)
             data = event.get("data", {})

@@ -90,6 +90,11 @@ class Metrics:
             f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
             ["provider", "result"], registry=r,
         )  # fmt: skip
+        self.audit_lost = Counter(
+            f"{PREFIX}_audit_rows_lost_total",
+            "Audit rows of forwarded events (sync mode) that could not be written, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
         )
@@ -138,6 +143,8 @@ class Metrics:
             self.queue_events.labels(status)
         for store in ("state", "events"):
             self.store_up.labels(store)
+        for reason in ("unavailable", "refused", "backlog", "error"):  # docs/metrics.md, "reason"
+            self.audit_lost.labels(reason)
         for provider in providers:
             self._init_provider(provider, queue)
 

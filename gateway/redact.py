@@ -2,14 +2,19 @@
 
 Paths are dotted, with ``[n]`` or ``[*]`` for list items and ``*`` for any key:
 ``data.object.billing_details.email``, ``line_items[*].card``, ``customer.*``. Matched values
-become ``"[REDACTED]"``. Credentials in headers are always dropped from the stored copy.
+become ``"[REDACTED]"``. Credentials in headers are always masked in the stored copy, and so are
+the headers matching ``events.redact_headers`` (credential-looking names, by default).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import json
 import re
 from typing import Any
+
+from gateway.escape import storable_headers
 
 MASK = "[REDACTED]"
 #: Never stored: credentials and signatures (a signature is a replayable credential in its window).
@@ -76,10 +81,20 @@ def redact_event(event: bytes, paths: tuple[Path, ...]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def stored_headers(headers: Any, signature_header: str | None) -> dict[str, str]:
+def stored_headers(headers: Any, signature_header: str | None, patterns: tuple[str, ...]) -> dict[str, str]:
+    """The headers as stored: escaped where PostgreSQL needs it, credentials masked, and so are the
+    names matching ``patterns`` (``events.redact_headers``, lower-case shell patterns)."""
     masked = SENSITIVE_HEADERS | {(signature_header or "").lower()}
-    out = dict(headers)  # one C-level copy; the few sensitive ones are then masked in place
+    extra = header_patterns(patterns)
+    out = storable_headers(headers.items())
     for name in out:
-        if name.lower() in masked:
+        lower = name.lower()
+        if lower in masked or extra.match(lower):
             out[name] = MASK
     return out
+
+
+@functools.lru_cache(maxsize=16)  # one entry per configured list: built once, not per request
+def header_patterns(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for the shell patterns (``*-token``), matched against lower-cased names."""
+    return re.compile("|".join(fnmatch.translate(p.lower()) for p in patterns) or r"(?!)")

@@ -3,7 +3,8 @@
 The new file is loaded and checked in full first; if it is invalid the old config keeps serving
 and the reason is logged (and counted). Providers, secrets, limits, dedup and proxy settings take
 effect for the next request. What needs new connections or sockets (listen, state, events,
-upstream, tracing) is kept as it was and logged as "restart needed".
+upstream, tracing) is kept as it was and logged as "restart needed". The process's overlay
+(``Services.overlay``: ``dev --ngrok`` sets ``public_url`` to the tunnel) is applied to the new config too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def apply(app: web.Application, new: Settings) -> list[str]:
     old = services.settings
     pending = [key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)]
     merged = dataclasses.replace(new, **{key: getattr(old, key) for key in RESTART_ONLY})
+    if services.overlay is not None:  # what the process adds to any config (dev's tunnel)
+        merged = services.overlay(merged)
     services.settings = merged
     try:
         stages = tuple(default_stages(services))

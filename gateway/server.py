@@ -8,34 +8,52 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvloop
 from aiohttp import web
 
 from gateway import reload
 from gateway.app import build_app, build_services, metrics_app
+from gateway.app_state import Services
 from gateway.demo import demo_upstream_app
 from gateway.settings.model import Settings
 
 log = logging.getLogger("gateway.server")
 DEMO_UPSTREAM_PORT = 9000
 
+#: ``attach(services, primary)``: called once the services are built, before listening (so it can
+#: subscribe to ``services.feed`` in time); the coroutine it returns runs from listening until stop.
+#: ``primary`` is True in one process only (worker 0). ``dev`` uses it for its banner and event lines;
+#: with an attach the demo upstream prints nothing and the demo banner is left to it.
+Attach = Callable[[Services, bool], Coroutine[Any, Any, None]]
 
-def run(settings: Settings, demo: bool = False, workers: int = 1) -> int:
+
+def run(settings: Settings, demo: bool = False, workers: int = 1, attach: Attach | None = None) -> int:
     """Run until SIGTERM or SIGINT; returns the process exit code."""
     if workers <= 1:
-        return uvloop.run(_serve(settings, demo))
+        return uvloop.run(_serve(settings, demo, attach=attach))
     from gateway.workers import supervise
 
-    return supervise(workers, lambda index: uvloop.run(_serve(settings, demo and index == 0, reuse_port=True)))
+    return supervise(
+        workers,
+        lambda index: uvloop.run(
+            _serve(settings, demo and index == 0, reuse_port=True, attach=attach, primary=index == 0)
+        ),
+    )
 
 
-async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> int:
+async def _serve(
+    settings: Settings, demo: bool, reuse_port: bool = False, attach: Attach | None = None, primary: bool = True
+) -> int:
     services = build_services(settings)
+    watch = attach(services, primary) if attach is not None else None
     runners: list[web.AppRunner] = []
     try:
         if demo:
-            runners.append(await _start(demo_upstream_app(), "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
+            upstream = demo_upstream_app(quiet=watch is not None)
+            runners.append(await _start(upstream, "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
         app = build_app(settings, services)
         gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port)
         runners.append(gateway)
@@ -46,11 +64,14 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
         print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
         for runner in runners:
             await runner.cleanup()
+        if watch is not None:
+            watch.close()
         return 2
     _tune_gc()
     log.info("listening", extra={"url": settings.public_url, "providers": sorted(settings.providers)})
-    if demo:
+    if demo and watch is None:
         _banner(settings)
+    watching = asyncio.create_task(watch, name="attach") if watch is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,6 +91,9 @@ async def _serve(settings: Settings, demo: bool, reuse_port: bool = False) -> in
     await asyncio.sleep(settings.drain_delay)
     for runner in reversed(runners):
         await runner.cleanup()
+    if watching is not None:  # after the drain: the last answers get their lines too
+        await asyncio.sleep(0)
+        watching.cancel()
     log.info("stopped")
     return 0
 

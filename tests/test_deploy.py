@@ -56,6 +56,7 @@ KNOWN_VALUES: dict[str, frozenset[str]] = {
     "concern": frozenset({"dedup", "rate_limit", "events"}),
     "policy": frozenset({"open", "closed", "commit", "release", "retention", "retry", "mark_delivered", "mark_failed"}),
     "secret": frozenset(str(i) for i in range(10)),
+    "reason": frozenset({"unavailable", "refused", "backlog", "error"}),  # audit rows lost
     "code": frozenset(ERROR_STATUS),  # shadow-mode rejections
     "status": frozenset({"queued", "delivering", "dead"}),
     "store": frozenset({"state", "events"}),

@@ -36,6 +36,9 @@ LAYERS: dict[str, int] = {
     "gateway.secrets": 0,
     "gateway.jsonutil": 0,
     "gateway.redact": 0,
+    "gateway.escape": 0,
+    "gateway.observe": 0,  # the live feed of answered webhooks (dev, dashboard)
+    "gateway.tunnel": 0,
     "gateway.stats": 0,
     "gateway.logs": 0,
     "gateway.protocols": 0,
@@ -57,6 +60,7 @@ LAYERS: dict[str, int] = {
     "gateway.workers": 6,
     "gateway.demo": 6,
     "gateway.cli": 6,
+    "gateway.dev": 6,
     "gateway.commands": 6,
     "gateway.__main__": 6,
     "dashboard": 6,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -86,6 +87,8 @@ class EventStore(Protocol):
 
     url: str
     durable: bool
+    #: Called with (count, reason) when audit copies given to ``submit`` cannot be written.
+    on_audit_lost: Callable[[int, str], None]
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -140,6 +143,7 @@ class EventStoreOptions:
     migrate: bool = True  # PostgreSQL: apply pending migrations on start
     pool_size: int = 10  # PostgreSQL: connections
     timeout: float = 5.0  # PostgreSQL: seconds per statement
+    max_bytes: int = 64 * 1024 * 1024  # memory: bytes of stored bodies and headers, the oldest dropped first
 
 
 class EventBackend(Protocol):

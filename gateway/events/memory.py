@@ -1,5 +1,8 @@
 """``memory://`` event store: the last ``max_events`` events of this process, for the audit API.
 
+Bounded in count and in bytes (``max_bytes``: bodies, envelopes and headers), so a flood of
+large webhooks cannot grow the process past the bound: the oldest events go first.
+
 Not durable, so the config refuses queue mode on it (a 202 must mean the event is on disk).
 """
 
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +25,12 @@ from gateway.events.base import (
 )
 from gateway.outcomes import EventStatus
 from gateway.stats import StatsLedger
+
+
+def _size(r: EventRecord) -> int:
+    """What a record holds, roughly: its body and envelope plus its header text (a bound, not a
+    measurement of Python's overhead, which is a few hundred bytes per record)."""
+    return len(r.body) + len(r.event) + sum(len(k) + len(v) for k, v in r.headers.items()) + 512
 
 
 def matches(r: EventRecord, f: EventFilter) -> bool:
@@ -39,18 +49,27 @@ def matches(r: EventRecord, f: EventFilter) -> bool:
 class MemoryEventStore:
     durable = False
 
-    def __init__(self, url: str = "memory://", max_events: int = 10_000, ledger: StatsLedger | None = None) -> None:
+    def __init__(
+        self,
+        url: str = "memory://",
+        max_events: int = 10_000,
+        ledger: StatsLedger | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.url = url
         self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the stored size of the events kept (see ``_size``)
         self._events: OrderedDict[int, EventRecord] = OrderedDict()
         self._keys: dict[tuple[str, str], int] = {}
         self._rejections: dict[tuple[datetime, str, str, str], Rejected] = {}
         self._next_id = 1
         self.ledger = ledger
+        self.on_audit_lost: Callable[[int, str], None] = lambda count, reason: None  # never: all in memory
 
     @classmethod
     def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> MemoryEventStore:
-        return cls(url, options.max_events, ledger)
+        return cls(url, options.max_events, ledger, options.max_bytes)
 
     async def start(self) -> None:
         return None
@@ -72,10 +91,15 @@ class MemoryEventStore:
         self._next_id += 1
         self._events[record.id] = record
         self._keys[key] = record.id
-        while len(self._events) > self.max_events:
+        self.bytes += _size(record)
+        while len(self._events) > self.max_events or (self.bytes > self.max_bytes and len(self._events) > 1):
             _, old = self._events.popitem(last=False)
-            self._keys.pop((old.provider, old.event_id), None)
+            self._forget(old)
         return True
+
+    def _forget(self, record: EventRecord) -> None:
+        self._keys.pop((record.provider, record.event_id), None)
+        self.bytes -= _size(record)
 
     def submit(self, record: EventRecord) -> None:
         """Audit copy of a delivered event (sync mode)."""
@@ -114,6 +138,7 @@ class MemoryEventStore:
 
     async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
         if r := self._fenced(record_id, attempt):
+            self.bytes += len(event or r.event) - len(r.event)
             r.event = event or r.event
             r.status, r.delivered_at, r.next_attempt_at, r.last_error = (
                 EventStatus.DELIVERED,
@@ -150,7 +175,7 @@ class MemoryEventStore:
         doomed = [r for r in self._events.values() if matches(r, flt)]
         for r in doomed:
             del self._events[r.id]
-            self._keys.pop((r.provider, r.event_id), None)
+            self._forget(r)
         return len(doomed)
 
     async def stats(self, days: int) -> dict[str, Any]:
@@ -174,7 +199,6 @@ class MemoryEventStore:
             if matches(r, flt) and r.status in (EventStatus.DELIVERED, EventStatus.DEAD)
         ]
         for i in doomed:
-            r = self._events.pop(i)
-            self._keys.pop((r.provider, r.event_id), None)
+            self._forget(self._events.pop(i))
         self._rejections = {k: v for k, v in self._rejections.items() if k[0] >= cutoff}
         return len(doomed)

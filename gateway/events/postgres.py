@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -26,9 +27,12 @@ from gateway.outcomes import EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
 
 log = logging.getLogger("gateway.events")
+#: Audit copies (sync mode) kept while PostgreSQL is unreachable, retried every second; beyond
+#: this many bytes of bodies and envelopes, new ones are lost (logged and counted).
+HOLD_BYTES = 64 * 1024 * 1024
 _COLUMNS = (
     "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event, "
-    "secret_index, locked_until, attempts"
+    "secret_index, locked_until, attempts, delivered_at"
 )
 # SQL built with f-strings below interpolates only constants and `_where` clauses made of fixed
 # column names with $n placeholders; every value travels as a bind parameter.
@@ -36,7 +40,7 @@ _INSERT = f"""
 INSERT INTO webhook_events ({_COLUMNS})
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
                      $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
-                     $12::timestamptz[], $13::int[])
+                     $12::timestamptz[], $13::int[], $14::timestamptz[])
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
 """  # noqa: S608
@@ -107,9 +111,14 @@ class PostgresEventStore:
         self._marker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._folded: dict[tuple[datetime, str, str, str], int] = defaultdict(int)
+        self._held: list[tuple[EventRecord, asyncio.Future[bool] | None]] = []  # see HOLD_BYTES
+        self._held_bytes = 0
+        self._held_until = 0.0
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.write_failures = 0
+        #: Told how many audit copies (``submit``) were lost and why; the app counts them in a metric.
+        self.on_audit_lost: Callable[[int, str], None] = lambda count, reason: None
 
     @classmethod
     def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> PostgresEventStore:
@@ -131,6 +140,8 @@ class PostgresEventStore:
         if self._writer is not None:
             await asyncio.wait([self._writer], timeout=self.timeout)
             self._writer.cancel()
+        self._lost(self._held, "unavailable")  # the store never came back
+        self._held, self._held_bytes = [], 0
         if self._marker is not None:
             await asyncio.wait([self._marker], timeout=self.timeout)
             self._marker.cancel()
@@ -195,6 +206,8 @@ class PostgresEventStore:
         if len(self._pending) < 100_000:
             self._pending.append((record, None))
             self._wake.set()
+        else:
+            self._lost([(record, None)], "backlog")
 
     def record_rejection(self, provider: str, source: str, code: str) -> None:
         minute = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -207,12 +220,15 @@ class PostgresEventStore:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             self._wake.clear()
+            if self._held and time.monotonic() >= self._held_until:
+                self._pending[:0], self._held, self._held_bytes = self._held, [], 0
             while self._pending:
                 batch, self._pending = self._pending[: self.batch_max], self._pending[self.batch_max :]
                 try:
                     await self._write(batch)
                 except Exception as exc:  # the writer must outlive any one batch, or inserts hang
                     log.exception("event store write failed")
+                    self._lost(batch, "error")
                     _fail(batch, StoreError(f"postgresql: {type(exc).__name__}"))
             if self._folded and (time.monotonic() - last_fold >= 1.0 or self._closing):
                 last_fold = time.monotonic()
@@ -232,6 +248,10 @@ class PostgresEventStore:
                     await self._write([item])
                 return
             self.write_failures += 1
+            if _bad_data(exc):
+                self._lost(batch, "refused")
+            else:
+                self._hold(batch)
             _fail(batch, UnstorableEvent(str(exc)) if _bad_data(exc) else exc)
             return
         ids = {(row["provider"], row["event_id"]): row["id"] for row in rows}
@@ -241,6 +261,31 @@ class PostgresEventStore:
             if fut is not None and not fut.done():
                 fut.set_result(rec.id != 0)
 
+    def _hold(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]]) -> None:
+        """Keep the audit copies of a batch the store could not take, to retry in a second (an
+        insert with a waiter fails at once instead: its provider retries)."""
+        dropped = []
+        for rec, fut in batch:
+            if fut is not None:
+                continue
+            size = len(rec.body) + len(rec.event)
+            if self._closing or self._held_bytes + size > HOLD_BYTES:
+                dropped.append((rec, fut))
+            else:
+                self._held.append((rec, fut))
+                self._held_bytes += size
+        self._held_until = time.monotonic() + 1.0
+        self._lost(dropped, "unavailable")
+
+    def _lost(self, batch: Sequence[tuple[EventRecord, asyncio.Future[bool] | None]], reason: str) -> None:
+        """Audit copies of delivered events (no waiter to tell) that will never be written: logged
+        and counted, never silent. Inserts with a waiter fail their request instead (503/400)."""
+        lost = [rec for rec, fut in batch if fut is None]
+        if lost:
+            ids = [f"{rec.provider}/{rec.event_id}" for rec in lost[:10]]
+            log.error("audit rows lost", extra={"count": len(lost), "reason": reason, "events": ids})
+            self.on_audit_lost(len(lost), reason)
+
     async def _insert(self, recs: list[EventRecord]) -> Any:
         return await self._run(
             "fetch", _INSERT,
@@ -248,7 +293,7 @@ class PostgresEventStore:
             [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
             [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
             [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
-            [r.attempts for r in recs],
+            [r.attempts for r in recs], [r.delivered_at for r in recs],
         )  # fmt: skip
 
     async def _fold(self) -> None:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.app_state import Services
 from gateway.errors import Rejection
+from gateway.escape import storable
 from gateway.events.base import EventFilter, EventRecord
 from gateway.handlers.auth import managed
 from gateway.outcomes import STATUSES, EventStatus, Outcome
@@ -24,7 +25,11 @@ FILTER_KEYS = frozenset({"provider", "status", "event_id", "event_type", "since"
 def parse_filter(params: Any, status: str | None = None) -> EventFilter:
     def text(name: str) -> str | None:
         value = params.get(name)
-        return str(value) if value not in (None, "") else None
+        if value in (None, ""):
+            return None
+        if storable(str(value)) != str(value):  # NUL or undecodable bytes: no stored text matches
+            raise Rejection("invalid_parameter", f"{name} must be text without NUL or invalid UTF-8")
+        return str(value)
 
     chosen = status or text("status")
     if chosen is not None and chosen not in STATUSES:

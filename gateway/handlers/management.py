@@ -73,6 +73,8 @@ async def health(request: web.Request, services: Services) -> web.Response:
         "providers": [
             {"name": n, "last_event_at": _iso(services.last_event.get(n))} for n in services.settings.providers
         ],
+        # webhook-gateway dev --ngrok: where providers reach this process, and whether ngrok still lists it
+        "tunnel": await services.tunnel.describe() if services.tunnel is not None else None,
     }
     return json_response(200, body)
 

@@ -48,6 +48,7 @@ class RequestContext:
     event_type: str = ""
     dedup_key: str = ""
     event: bytes = b""  # the normalized CloudEvents envelope
+    upstream_status: int = 0  # the upstream's 2xx, once forwarded (sync mode)
     traceparent: str = ""
     reply: Reply | None = None
     cleanups: list[Cleanup] = field(default_factory=list)

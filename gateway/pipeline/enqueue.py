@@ -2,8 +2,9 @@
 
 Inserts from concurrent requests share one transaction (group commit). A store failure is 503,
 so the provider retries: never a 4xx, which would make it give up on an event we do not have.
-The one exception is an event whose own data the database refuses (a NUL in its id): a retry of
-the same bytes can never succeed, so it is a 400, and its batch-mates are stored regardless.
+Text the database cannot hold (a NUL in the id, a header that is not UTF-8) is stored escaped
+(``gateway.escape``). Should the database still refuse one record's data, a retry of the
+same bytes could never succeed: that is a 400, and its batch-mates are stored regardless.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from gateway.pipeline.record import record_from
 class Enqueue:
     name = "enqueue"
 
-    def __init__(self, events: EventStore, delivery: Delivery) -> None:
+    def __init__(self, events: EventStore, delivery: Delivery, redact_headers: tuple[str, ...]) -> None:
         self.events = events
         self.delivery = delivery
+        self.redact_headers = redact_headers
 
     async def __call__(self, ctx: RequestContext) -> None:
         leased = self.delivery.reserve()  # a free delivery slot: store it leased, deliver after commit
@@ -29,6 +31,7 @@ class Enqueue:
             ctx,
             EventStatus.DELIVERING if leased else EventStatus.QUEUED,
             redact_envelope=False,
+            redact_headers=self.redact_headers,
             lease=self.delivery.settings.lease,
         )
         stored = False

@@ -14,6 +14,6 @@ class Forward:
         self.forwarder = forwarder
 
     async def __call__(self, ctx: RequestContext) -> None:
-        await self.forwarder.send(ctx.provider_name, ctx.event, ctx.traceparent)
+        ctx.upstream_status = await self.forwarder.send(ctx.provider_name, ctx.event, ctx.traceparent)
         body = {"success": True, "status": Outcome.FORWARDED, "event_id": ctx.event_id}
         ctx.reply = Reply(200, Outcome.FORWARDED, body)

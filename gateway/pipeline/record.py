@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from gateway.escape import storable
 from gateway.events.base import EventRecord
 from gateway.outcomes import EventStatus
 from gateway.pipeline.context import RequestContext
 from gateway.redact import redact_body, redact_event, stored_headers
 
 
-def record_from(ctx: RequestContext, status: EventStatus, redact_envelope: bool, lease: float = 0.0) -> EventRecord:
-    """``redact_envelope``: mask the envelope too (it was delivered already, sync mode); a queued
+def record_from(
+    ctx: RequestContext,
+    status: EventStatus,
+    redact_envelope: bool,
+    redact_headers: tuple[str, ...],
+    lease: float = 0.0,
+) -> EventRecord:
+    """Text the database cannot hold (NUL, bytes that are not UTF-8) is stored escaped, never
+    refused: the event was verified and is delivered as it came (``gateway.escape``).
+    ``redact_headers``: the header-name patterns masked besides credentials (settings).
+    ``redact_envelope``: mask the envelope too (it was delivered already, sync mode); a queued
     envelope is kept whole until delivered, then the worker stores its redacted form.
     ``delivering``: stored already leased for ``lease`` seconds to this process, which delivers
     it straight after the commit (no claim query); if the process dies, the lease runs out and
@@ -21,11 +31,13 @@ def record_from(ctx: RequestContext, status: EventStatus, redact_envelope: bool,
     now = datetime.now(UTC)
     return EventRecord(
         provider=provider.name,
-        event_id=ctx.event_id,
-        event_type=ctx.event_type,
+        event_id=storable(ctx.event_id),
+        event_type=storable(ctx.event_type),
         received_at=now,
         status=status,
-        headers=stored_headers(ctx.request.headers, provider.signature.header if provider.signature else None),
+        headers=stored_headers(
+            ctx.request.headers, provider.signature.header if provider.signature else None, redact_headers
+        ),
         body=redact_body(ctx.body, provider.redact),
         event=redact_event(ctx.event, provider.redact) if redact_envelope else ctx.event,
         client_ip=ctx.client_ip,

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.app_state import Services
 from gateway.errors import Rejection
+from gateway.observe import Observed
 from gateway.outcomes import ACCEPTED, EventStatus, Outcome
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.record import record_from
@@ -28,6 +29,7 @@ class Pipeline:
         self.services = services
         self.stages = tuple(stages)
         self.metrics = services.metrics
+        self.feed = services.feed
 
     async def handle(self, request: web.Request) -> web.Response:
         ctx = RequestContext(request=request, started=time.perf_counter())
@@ -42,7 +44,7 @@ class Pipeline:
             if ctx.reply is None:
                 raise RuntimeError("the pipeline ended without an answer")
         except Rejection as rej:
-            error = rej
+            error = _detached(rej)
         except asyncio.CancelledError:
             error = Rejection("shutting_down", "the gateway stopped before the event was delivered")
             raise
@@ -97,7 +99,9 @@ class Pipeline:
         """The event store's copy: the delivered event (sync mode; queue mode stored it already),
         or one more in the folded count of rejections and duplicates."""
         if outcome == Outcome.FORWARDED:
-            self.services.events.submit(record_from(ctx, EventStatus.DELIVERED, redact_envelope=True))
+            patterns = self.services.settings.events.redact_headers
+            record = record_from(ctx, EventStatus.DELIVERED, redact_envelope=True, redact_headers=patterns)
+            self.services.events.submit(record)
         elif outcome != Outcome.QUEUED:
             self.services.events.record_rejection(ctx.provider_name, ctx.client_ip or ctx.request.remote or "", outcome)
 
@@ -113,6 +117,8 @@ class Pipeline:
             now = time.time()
             self.services.last_event[provider] = now
             self.metrics.child(self.metrics.last_event, provider).set(now)
+        if self.feed.subscribers:  # someone watches (webhook-gateway dev, a live tail): else no cost
+            self.feed.publish(_observed(ctx, error, outcome, seconds))
         if not log.isEnabledFor(logging.INFO):
             return
         log.info(
@@ -129,6 +135,32 @@ class Pipeline:
                 "reason": error.message if error else None,
             },
         )
+
+
+def _detached(rej: Rejection) -> Rejection:
+    """The rejection without its traceback and chained exceptions, which hold the frames of the
+    stages it passed through and so the request context: kept, they form a cycle (this frame ->
+    rejection -> traceback -> this frame) that only the cyclic collector frees, holding every
+    rejected body (up to 1 MiB each) until a full collection (issue 13)."""
+    rej.__traceback__ = rej.__context__ = rej.__cause__ = None
+    return rej
+
+
+def _observed(ctx: RequestContext, error: Rejection | None, outcome: str, seconds: float) -> Observed:
+    signed = ctx.provider is None or ctx.provider.signature is not None
+    return Observed(
+        at=time.time(),
+        provider=ctx.provider_name,
+        event_type=ctx.event_type,
+        event_id=ctx.event_id,
+        outcome=outcome,
+        status=error.status if error else ctx.reply.status if ctx.reply else 500,
+        latency_ms=round(seconds * 1000, 3),
+        verified=ctx.secret_index >= 0 if signed else None,
+        upstream_status=ctx.upstream_status or None,
+        reason=error.message if error else "",
+        event=ctx.event if outcome in ACCEPTED else b"",
+    )
 
 
 PIPELINE = web.AppKey("pipeline", Pipeline)

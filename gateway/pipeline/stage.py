@@ -89,7 +89,7 @@ def _delivery_stage(services: Services) -> Stage:
     if services.delivery is not None:
         from gateway.pipeline.enqueue import Enqueue
 
-        return Enqueue(services.events, services.delivery)
+        return Enqueue(services.events, services.delivery, services.settings.events.redact_headers)
     from gateway.pipeline.forward import Forward
 
     return Forward(services.forwarder)

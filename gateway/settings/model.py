@@ -75,6 +75,11 @@ class QueueSettings:
     )
 
 
+#: Header names (shell patterns, any case) masked in stored events besides the credentials that
+#: always are (Authorization, Cookie, Proxy-Authorization, X-API-Key, the signature header).
+REDACT_HEADERS = ("x-auth-token", "*-token", "*-secret", "*-signature*")
+
+
 @dataclass(frozen=True, slots=True)
 class EventsSettings:
     """The event store: audit log, outbox (queue mode) and dead letters."""
@@ -88,6 +93,20 @@ class EventsSettings:
         masked=True,
     )
     max_memory_events: int = setting(10_000, "Memory store: events kept, oldest dropped first.")
+    max_memory_bytes: int = setting(
+        64 * 1024 * 1024,
+        "Memory store: bytes of stored bodies, headers and envelopes kept, oldest dropped first.",
+        minimum=1024 * 1024,
+    )
+    redact_headers: tuple[str, ...] = setting(
+        REDACT_HEADERS,
+        "Header names (shell patterns, any case) masked in stored events besides the credentials that always "
+        "are (Authorization, Cookie, Proxy-Authorization, X-API-Key, the provider's signature header). The list "
+        "replaces the default; `[]` masks only those credentials.",
+        parse=values.header_patterns,
+        schema={"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~?-]+$"}},
+        shown=list(REDACT_HEADERS),
+    )
     migrate_on_start: bool = setting(
         True, "Apply the SQL migrations at start. Turn off when a job runs `webhook-gateway migrate` before a deploy."
     )

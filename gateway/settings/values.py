@@ -57,6 +57,19 @@ def duration(r: Reader, key: str, default: Any) -> float:
     return parse.parse_duration(r, key, default)
 
 
+#: A header name's characters, plus the shell pattern's ``*`` and ``?``.
+_HEADER_PATTERN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~?-]+")
+
+
+def header_patterns(r: Reader, key: str, default: Any) -> tuple[str, ...]:
+    """``events.redact_headers``: header names or shell patterns of them, kept lower-case."""
+    patterns: tuple[str, ...] = r.strings(key, default)
+    for pattern in patterns:
+        if not _HEADER_PATTERN.fullmatch(pattern):
+            r.fail("must be header names or shell patterns of them (letters, digits, -, *, ?)", pattern, key)
+    return tuple(p.lower() for p in patterns)
+
+
 def raw_text(r: Reader, key: str, default: Any) -> str:
     """A string that may be empty (``state.key_prefix: ""`` shares the keyspace on purpose)."""
     value = r.value.get(key, default) if isinstance(r.value, dict) else default
