@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "gateway.pipeline": 5,
     "gateway.handlers": 6,
     "gateway.app": 6,
+    "gateway.passthrough": 6,  # the catch-all route of app (passthrough.enabled)
     "gateway.reload": 6,
     "gateway.server": 6,
     "gateway.workers": 6,
