@@ -15,7 +15,7 @@ import uvloop
 from aiohttp import web
 
 from gateway import reload
-from gateway.app import build_app, build_services
+from gateway.app import build_app, build_services, metrics_app
 from gateway.app_state import Services
 from gateway.connections import ConnectionLimits, GatewayRunner
 from gateway.demo import demo_upstream_app
@@ -60,6 +60,9 @@ async def _serve(
         runners.append(gateway)
         if settings.dashboard.enabled and settings.dashboard.port:
             runners.append(await _start_dashboard(settings, services, reuse_port))
+        if settings.metrics_port:  # closed last (runners stop in reverse): scrapes see the drain
+            scrape = await _start(metrics_app(services), settings.host, settings.metrics_port, 1.0, reuse_port)
+            runners.insert(0, scrape)
     except OSError as exc:
         print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
         for runner in runners:

@@ -23,7 +23,15 @@ from importlib import resources
 from typing import Any
 
 from gateway.errors import StoreError, UnstorableEvent
-from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions, Rejected
+from gateway.events.base import (
+    BACKLOG_STATUSES,
+    EVENT_STORES,
+    Backlog,
+    EventFilter,
+    EventRecord,
+    EventStoreOptions,
+    Rejected,
+)
 from gateway.outcomes import STATUSES, EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
 
@@ -78,6 +86,12 @@ UPDATE webhook_events AS e SET status = 'delivered', delivered_at = now(), locke
        next_attempt_at = NULL, last_error = NULL, event = coalesce(v.event, e.event)
 FROM unnest($1::bigint[], $2::bytea[], $3::int[]) AS v(id, event, attempt)
 WHERE e.id = v.id AND (v.attempt IS NULL OR (e.status = 'delivering' AND e.attempts = v.attempt))
+"""
+
+# Served by the (status, id) index: only the outbox's rows are read, never the delivered log.
+_BACKLOG = """
+SELECT status, count(*) AS n, min(received_at) AS oldest FROM webhook_events
+WHERE status IN ('queued', 'delivering', 'dead') GROUP BY status
 """
 
 
@@ -438,6 +452,13 @@ class PostgresEventStore:
         rows = [(r["day"], r["provider"], _outcome(r["status"]), int(r["n"])) for r in accepted]
         rows += [(r["day"], r["provider"], r["code"], int(r["n"])) for r in folded]
         return summarize(rows, days, source="postgresql", since=None)
+
+    async def backlog(self) -> Backlog:
+        rows = await self._run("fetch", _BACKLOG)
+        counts = dict.fromkeys(BACKLOG_STATUSES, 0)
+        oldest = [r["oldest"] for r in rows if r["status"] != "dead"]
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return Backlog(counts, min(oldest, default=None))
 
 
 async def apply_migrations(pool: Any) -> list[str]:

@@ -159,8 +159,16 @@ def _otlp_installed(root: Reader, found: dict[str, Any]) -> None:
         )
 
 
+def _metrics_port_apart(root: Reader, found: dict[str, Any]) -> None:
+    if found["metrics_port"] and found["metrics_port"] == found["port"]:
+        root.sub("listen").fail(
+            "must differ from listen.port (0: /metrics on listen.port)", found["metrics_port"], "metrics_port"
+        )
+
+
 RULES = (
     Rule(("upstream", "dedup"), _lease_outlives_upstream),
+    Rule(("listen",), _metrics_port_apart),
     Rule(
         ("upstream", "events"),
         _queue_needs_durable_events,

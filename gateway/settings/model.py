@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.events import EVENT_STORES
 from gateway.providers.spec import Network, ProviderSpec, RateLimit
@@ -286,6 +287,39 @@ class DashboardSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PassthroughSettings:
+    """The sidecar as the pod's front door: other requests proxied unchanged to the app."""
+
+    enabled: bool = setting(
+        False,
+        "Every request outside the gateway's own paths (`/payments/api/webhooks/...`, `/payments/admin/...`, "
+        "`/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`) is proxied unchanged to the app: method, path and "
+        "query byte for byte, headers (Host too, hop-by-hop ones dropped), body and answer streamed with no "
+        "size limit, plus `X-Forwarded-For` (the peer appended), `X-Forwarded-Proto` and `X-Forwarded-Host` "
+        "(passed on only from `trusted_proxies`). App unreachable: 503 `upstream_unavailable`; no answer in "
+        "time: 504. The webhook route is matched first and pays nothing for it.",
+    )
+    url: str = setting(
+        "",
+        "The app's origin, `http(s)://host:port` without a path.",
+        parse=values.origin,
+        schema={"type": "string", "pattern": "^https?://[^/?#]+/?$"},
+        shown_doc="the origin of `upstream.url`",
+    )
+    timeout: float = setting(60.0, "Seconds without a byte from the app before the answer is given up.")
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, url=mask_url(self.url))
+
+    def origin(self, upstream_url: str) -> str:
+        """``url``, or the origin of ``upstream_url`` when it is empty."""
+        if self.url:
+            return self.url
+        split = urlsplit(upstream_url)
+        return f"{split.scheme}://{split.netloc}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything ``load_config`` read and checked. ``file`` names where it came from."""
@@ -293,6 +327,14 @@ class Settings:
     file: str  # where it was read from (not a key)
     host: str = setting("127.0.0.1", "Address to bind. Use `0.0.0.0` in a container.", key="listen.host")
     port: int = setting(8080, "TCP port, 0 to 65535 (0: any free port).", key="listen.port", minimum=0, maximum=65535)
+    metrics_port: int = setting(
+        0,
+        "Serve `/metrics` on this port only (with `/healthz` and `/readyz`), not on `listen.port`, so the "
+        "webhook Service or Ingress never exposes it. 0: `/metrics` on `listen.port`. Must differ from it.",
+        key="listen.metrics_port",
+        minimum=0,
+        maximum=65535,
+    )
     public_url: str = setting(
         "",
         "The URL providers reach the gateway at. Webhook URLs (`{public_url}/payments/api/webhooks/{provider}/`) "
@@ -388,6 +430,9 @@ class Settings:
     )
     tracing: TracingSettings = section(TracingSettings, "OpenTelemetry tracing.")
     dashboard: DashboardSettings = section(DashboardSettings, "The staff dashboard at `/payments/admin/`.")
+    passthrough: PassthroughSettings = section(
+        PassthroughSettings, "The sidecar as the pod's front door: other requests proxied unchanged to the app."
+    )
     drain_delay: float = setting(
         0.0,
         "On SIGTERM readiness fails at once; the listener closes after this many seconds (let the load "
