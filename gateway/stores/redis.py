@@ -33,9 +33,10 @@ local function gcra(key, rate, burst)
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local interval = 1 / tonumber(rate)
   local tat = tonumber(redis.call('GET', key)) or now
-  local new_tat = math.max(tat, now) + interval
-  local allow_at = new_tat - tonumber(burst) * interval
-  if now < allow_at then return allow_at - now end
+  local backlog = math.max(tat - now, 0)
+  local wait = backlog - (tonumber(burst) - 1) * interval
+  if wait > 0 then return wait end
+  local new_tat = now + backlog + interval
   redis.call('SET', key, string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
   return 0
 end
