@@ -120,6 +120,19 @@ async def test_an_event_the_database_refuses_is_400_and_spares_the_others(queue_
     await hs.eventually(lambda: sorted(gw.upstream.ids()) == ["evt_ok_a", "evt_ok_b"])
 
 
+async def test_a_lease_that_runs_out_mid_delivery_costs_no_second_delivery(queue_gateway, kit, pg_dsn):
+    """The process re-claims its own event while still delivering it: it keeps the one delivery
+    and records it under the newer attempt, instead of having its verdict fenced off."""
+    gw = await queue_gateway(queue={"lease": 0.3})
+    gw.upstream.then(("slow", 1.0))  # several leases long
+    await gw.expect(202, "stripe", kit.stripe_body("evt_slow_lease"))
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_slow_lease", "delivered"), timeout=5)
+    delivered = await row(pg_dsn, "evt_slow_lease")
+    assert delivered["attempts"] > 1  # re-claimed while the upstream was still answering
+    await asyncio.sleep(0.6)  # two more leases: nothing is left to deliver again
+    assert gw.upstream.ids() == ["evt_slow_lease"] and gw.upstream.attempts == 1
+
+
 # --------------------------------------------------------------------------- retries and dead letters
 
 

@@ -21,13 +21,15 @@ from importlib import resources
 from typing import Any
 
 from gateway.events.base import EventFilter, EventRecord, UnstorableEvent
+from gateway.events.holder import RESCUE, Holder
 from gateway.stats import summarize
 from gateway.stores.base import StoreError
 
 log = logging.getLogger("gateway.events")
+RESCUE_EVERY = 1.0  # seconds between looks for claims whose holder is gone (see holder.py)
 _COLUMNS = (
     "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event, "
-    "secret_index, locked_until, attempts"
+    "secret_index, locked_until, attempts, holder"
 )
 # SQL built with f-strings below interpolates only constants and `_where` clauses made of fixed
 # column names with $n placeholders; every value travels as a bind parameter.
@@ -35,7 +37,7 @@ _INSERT = f"""
 INSERT INTO webhook_events ({_COLUMNS})
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
                      $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
-                     $12::timestamptz[], $13::int[])
+                     $12::timestamptz[], $13::int[], $14::int[])
 ON CONFLICT (provider, event_id) DO NOTHING
 RETURNING id, provider, event_id
 """  # noqa: S608
@@ -57,7 +59,7 @@ UPDATE webhook_events SET status = 'dead', locked_until = NULL, next_attempt_at 
 WHERE id = $1 AND {_FENCE.format(n=3)}
 """  # noqa: S608
 _CLAIM = """
-UPDATE webhook_events SET status = 'delivering', attempts = attempts + 1,
+UPDATE webhook_events SET status = 'delivering', attempts = attempts + 1, holder = $3,
        locked_until = now() + make_interval(secs => $2)
 WHERE id IN (
     SELECT id FROM webhook_events
@@ -102,6 +104,8 @@ class PostgresEventStore:
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self.write_failures = 0
+        self._holder = Holder(dsn, timeout)
+        self._rescued_at = float("-inf")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class PostgresEventStore:
         if self._marker is not None:
             await asyncio.wait([self._marker], timeout=self.timeout)
             self._marker.cancel()
+        await self._holder.close()
         if self._pool is not None:
             await self._pool.close()
 
@@ -235,7 +240,7 @@ class PostgresEventStore:
             [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
             [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
             [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
-            [r.attempts for r in recs],
+            [r.attempts for r in recs], [self._holder.token if r.status == "delivering" else None for r in recs],
         )  # fmt: skip
 
     async def _fold(self) -> None:
@@ -253,8 +258,19 @@ class PostgresEventStore:
     # -- outbox ------------------------------------------------------------------------------
 
     async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
-        rows = await self._run("fetch", _CLAIM, limit, float(lease))
+        if time.monotonic() - self._rescued_at >= RESCUE_EVERY:
+            self._rescued_at = time.monotonic()
+            await self._rescue()
+        rows = await self._run("fetch", _CLAIM, limit, float(lease), self._holder.token)
         return [_record(row) for row in rows]
+
+    async def _rescue(self) -> None:
+        """Hold this process's lock (reconnecting its session if lost), then free the claims of
+        processes whose session has ended, so this claim takes them now, not after their lease."""
+        token = await self._holder.ensure()
+        rows = await self._run("fetch", RESCUE, token or 0)
+        if rows:
+            log.warning("took over events whose worker is gone", extra={"count": len(rows)})
 
     async def mark_delivered(self, record_id: int, event: bytes | None = None, attempt: int | None = None) -> None:
         """Done; ``event`` replaces the stored envelope (its redacted form) when given. Batched
