@@ -70,7 +70,11 @@ class Delivery:
         self._busy -= 1
 
     def dispatch(self, record: EventRecord) -> None:
-        """Deliver a committed, leased event on the slot :meth:`reserve` took."""
+        """Deliver a committed, leased event on the slot :meth:`reserve` took, unless the claim
+        loop got it first (its lease ran out while the commit was slow): one delivery is enough."""
+        if record.id in self._inflight:
+            self.unreserve()
+            return
         self._spawn(record)
 
     def _spawn(self, record: EventRecord) -> None:
@@ -104,28 +108,37 @@ class Delivery:
                 continue
             # Cleared before looking, so a notify() that lands while we look is not lost.
             self._wake.clear()
-            try:
-                batch = await self.events.claim_due(min(free, self.settings.batch), self.settings.lease)
-            except StoreError:
-                self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
-                batch = []
-            except Exception:  # the loop must outlive any one failure, or delivery stops silently
-                log.exception("claiming due events failed")
-                batch = []
+            want = min(free, self.settings.batch)
+            self._busy += want  # the slots are taken while we look: requests cannot take them too
+            batch = await self._claim(want)
+            self._busy -= want - self._start(batch)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-                continue
-            for record in batch:
-                # A lease that ran out while this process still delivers the event (a slow
-                # upstream, a long batch): it is ours already; delivering it twice helps no one.
-                # The claim counted a new attempt, so the verdict must carry that number, or the
-                # fence would drop it and the event would be delivered again after this lease.
-                if mine := self._inflight.get(record.id):
-                    mine.attempts = record.attempts
-                else:
-                    self._busy += 1
-                    self._spawn(record)
+
+    async def _claim(self, want: int) -> list[EventRecord]:
+        try:
+            return await self.events.claim_due(want, self.settings.lease)
+        except StoreError:
+            self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
+        except Exception:  # the loop must outlive any one failure, or delivery stops silently
+            log.exception("claiming due events failed")
+        return []
+
+    def _start(self, batch: list[EventRecord]) -> int:
+        """Deliver the claimed events on slots already taken; returns how many slots it used."""
+        started = 0
+        for record in batch:
+            # A lease that ran out while this process still delivers the event (a slow
+            # upstream, a long batch): it is ours already; delivering it twice helps no one.
+            # The claim counted a new attempt, so the verdict must carry that number, or the
+            # fence would drop it and the event would be delivered again after this lease.
+            if mine := self._inflight.get(record.id):
+                mine.attempts = record.attempts
+            else:
+                started += 1
+                self._spawn(record)
+        return started
 
     def _done(self, task: asyncio.Task[None], record_id: int) -> None:
         self._tasks.discard(task)
@@ -148,17 +161,23 @@ class Delivery:
         self.metrics.child(self.metrics.queue_deliveries, record.provider, "delivered").inc()
 
     async def _mark_delivered(self, record: EventRecord, redacted: bytes | None) -> None:
-        for pause in (0.5, 1.0, 2.0, None):  # a short store hiccup must not cost a second delivery
+        pauses = iter((0.5, 1.0, 2.0))  # a short store hiccup must not cost a second delivery
+        while True:
+            attempt = record.attempts
             try:
-                await self.events.mark_delivered(record.id, redacted, attempt=record.attempts)
-                return
+                await self.events.mark_delivered(record.id, redacted, attempt=attempt)
             except StoreError:
                 self.metrics.child(self.metrics.store_errors, "events", "mark_delivered").inc()
-            if pause is None or self._stopping:
-                # Delivered but not marked: it is delivered again once the claim is taken over.
-                # The upstream sees the same CloudEvent id twice: it must be idempotent on `id`.
+                pause = next(pauses, None)
+                if pause is None or self._stopping:
+                    # Delivered but not marked: delivered again once its claim is taken over.
+                    # The upstream sees the same CloudEvent id twice: it must be idempotent on `id`.
+                    return
+                await asyncio.sleep(pause)
+                continue
+            if record.attempts == attempt:
                 return
-            await asyncio.sleep(pause)
+            # Re-claimed by this process while being marked: that mark was fenced off; again.
 
     async def _failed(self, record: EventRecord, rej: Rejection) -> None:
         error = f"{rej.code}: {rej.message}"

@@ -71,7 +71,11 @@ class Holder:
     async def _alive(self) -> bool:
         try:
             await self._conn.fetchval("SELECT 1", timeout=self.timeout)
-        except Exception:  # any failure means the session (and so the lock) may be gone
+        except TimeoutError:
+            # Slow, not gone: the lock lasts as long as the session. Dropping it here would hand
+            # this process's events to another worker while it still delivers them.
+            return not self._conn.is_closed()
+        except Exception:  # a broken connection: the session, and so the lock, is gone
             return False
         return True
 
