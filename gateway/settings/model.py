@@ -30,7 +30,7 @@ class QueueSettings:
     backoff_base: float = 1.0  # seconds; doubles per attempt, with jitter
     backoff_max: float = 3600.0
     poll_interval: float = 0.5  # seconds between looks when idle (new events wake workers at once)
-    lease: float = 60.0  # a claimed event returns to the queue if its worker dies
+    lease: float = 60.0  # a claim held by a live but stuck worker returns to the queue after this
 
 
 @dataclass(frozen=True, slots=True)
