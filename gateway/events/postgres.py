@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.events.base import EventFilter, EventRecord, UnstorableEvent
 from gateway.events.holder import RESCUE, Holder
+from gateway.events.partitions import drop_expired, ensure_ahead
 from gateway.stats import summarize
 from gateway.stores.base import StoreError
 
@@ -33,14 +34,29 @@ _COLUMNS = (
 )
 # SQL built with f-strings below interpolates only constants and `_where` clauses made of fixed
 # column names with $n placeholders; every value travels as a bind parameter.
+# One row per (provider, event_id): the key goes into webhook_event_keys first (the event table is
+# partitioned by day, so it cannot hold that unique key itself), and only new keys' events go in.
 _INSERT = f"""
+WITH v AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
+                         $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
+                         $12::timestamptz[], $13::int[], $14::int[]) AS v({_COLUMNS})
+), k AS (
+    INSERT INTO webhook_event_keys (provider, event_id, received_at)
+    SELECT provider, event_id, received_at FROM v
+    ON CONFLICT (provider, event_id) DO NOTHING
+    RETURNING provider, event_id
+)
 INSERT INTO webhook_events ({_COLUMNS})
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
-                     $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
-                     $12::timestamptz[], $13::int[], $14::int[])
-ON CONFLICT (provider, event_id) DO NOTHING
+SELECT v.* FROM v JOIN k USING (provider, event_id)
 RETURNING id, provider, event_id
 """  # noqa: S608
+# Deleting events frees their keys: a purged or expired event id may be accepted again.
+_DELETE = """
+WITH d AS (DELETE FROM webhook_events WHERE {0} RETURNING provider, event_id),
+     k AS (DELETE FROM webhook_event_keys k USING d WHERE k.provider = d.provider AND k.event_id = d.event_id)
+SELECT count(*) FROM d
+"""
 _FOLD = """
 INSERT INTO webhook_rejections (minute, provider, source, code, count)
 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bigint[])
@@ -338,18 +354,23 @@ class PostgresEventStore:
 
     async def purge(self, flt: EventFilter) -> int:
         where, args = _where(flt)
-        rows = await self._run("fetch", f"DELETE FROM webhook_events WHERE {where} RETURNING id", *args)  # noqa: S608
-        return len(rows)
+        return int(await self._run("fetchval", _DELETE.format(where), *args))
 
     async def expire(self, days: float) -> int:
+        """Drop the daily partitions past ``days`` (those with nothing undelivered), delete the
+        finished rows left before the cutoff, and create the partitions of the days ahead."""
         cutoff = datetime.now(UTC) - timedelta(days=days)
-        rows = await self._run(
-            "fetch",
-            "DELETE FROM webhook_events WHERE received_at < $1 AND status IN ('delivered', 'dead') RETURNING id",
-            cutoff,
-        )
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                removed, _ = await drop_expired(conn, cutoff)
+                await ensure_ahead(conn)
+        except _errors() as exc:
+            raise StoreError(f"postgresql: {type(exc).__name__}") from exc
+        rest = "received_at < $1 AND status IN ('delivered', 'dead')"
+        removed += int(await self._run("fetchval", _DELETE.format(rest), cutoff))
         await self._run("execute", "DELETE FROM webhook_rejections WHERE minute < $1", cutoff)
-        return len(rows)
+        return removed
 
     async def stats(self, days: int) -> dict[str, Any]:
         today = datetime.now(UTC).date()
@@ -391,6 +412,7 @@ async def apply_migrations(pool: Any) -> list[str]:
                 await conn.execute(f.read_text("utf-8"))
                 await conn.execute("INSERT INTO webhook_gateway_migrations (version) VALUES ($1)", f.name)
                 applied.append(f.name)
+        await ensure_ahead(conn)  # days may have passed since the last start
     return applied
 
 
