@@ -54,6 +54,7 @@ class Holder:
         self._last: int | None = None  # the token held before the session was lost
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        self._warned = False  # once per outage, not once a second
 
     async def ensure(self) -> int | None:
         """The token, (re)connecting first if the session is gone; None while unreachable."""
@@ -63,8 +64,11 @@ class Holder:
             await self._drop()
             try:
                 await self._connect()
+                self._warned = False
             except Exception as exc:  # asyncpg or OS errors: unreachable now, tried again next cycle
-                log.warning("lease holder session unavailable", extra={"error": type(exc).__name__})
+                if not self._warned:
+                    log.warning("lease holder session unavailable", extra={"error": type(exc).__name__})
+                    self._warned = True
                 await self._drop()
             return self.token
 
