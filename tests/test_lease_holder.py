@@ -9,8 +9,11 @@ so every claim looks for dead holders and a test need not wait for the next look
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
+import helpers_proc as hp
 import helpers_services as hs
 import pytest
 from test_events_store import insert_all, rec
@@ -116,3 +119,33 @@ async def test_the_holder_session_asks_the_server_for_tight_keepalives(two, pg_d
     values = [await conn.fetchval(f"SHOW {name}") for name in ("tcp_keepalives_idle", "tcp_keepalives_interval",
                                                                  "tcp_keepalives_count")]  # fmt: skip
     assert values == ["5", "2", "3"]
+
+
+_HOLDING_CHILD = """
+import asyncio, sys
+from gateway.events.holder import Holder
+
+async def main():
+    holder = Holder(sys.argv[1], 5)
+    print(await holder.ensure(), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_process_loses_its_lock_within_a_second(pg_dsn):
+    """What docs/deployment.md states: after SIGKILL the server ends the session at once."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDING_CHILD, pg_dsn, stdout=asyncio.subprocess.PIPE, cwd=hp.REPO
+    )
+    assert child.stdout is not None
+    token = int(await asyncio.wait_for(child.stdout.readline(), 20))
+    assert await holder_pids(pg_dsn, token)
+    child.kill()
+    killed = time.monotonic()
+    await child.wait()
+    await hs.eventually(lambda: _gone(pg_dsn, token), timeout=5, interval=0.001)
+    released = time.monotonic() - killed
+    print(f"\nholder lock released {released * 1000:.1f} ms after SIGKILL")
+    assert released < 1.0
