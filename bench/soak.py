@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peak-duration", type=int, default=10, help="seconds of the peak measurement")
     p.add_argument("--pool", type=int, default=60_000, help="signed webhooks in the pool (default 60000)")
     p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, pool, gateway logs)")
     p.add_argument("--results-dir", type=Path, default=B.BENCH / "results")
     a = p.parse_args(argv)
     if a.duration < 10 or a.samples < 2:
@@ -60,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def bench_args(a: argparse.Namespace) -> argparse.Namespace:
     """The benchmark's own settings, as ``bench.py`` parses them, for the pieces reused here."""
     args = B.parse_args(["--runs", "1", "--warmup", "2", "--connections", str(a.connections)])
+    args.log_level = a.log_level
     args.results_dir = a.results_dir
     return args
 
@@ -222,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         for proc in reversed(services):
             proc.stop()
         B._stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if a.keep_tmp:
+            B.log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     finished = datetime.now(UTC)
     out = {
         "id": started.strftime("%Y%m%dT%H%M%SZ"), "finished_at": finished.isoformat(timespec="seconds"),

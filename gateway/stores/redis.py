@@ -15,12 +15,15 @@ from gateway.stores.base import Claim, StoreError
 from gateway.stores.resp import RespError, RespPool
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
+# A claim already holding our own token is ours: a call whose reply timed out ran anyway, and the
+# caller's retry (dedup falls back to a plain claim when the fused admit fails) must not wait on
+# itself and answer 409 (seen in the soak as `in_flight` for events sent once).
 _CLAIM_FN = """
 local function claim(key, token, lease_ms)
   local v = redis.call('GET', key)
   if v then
     if string.sub(v, 1, 2) == 'D:' then return 2 end
-    return 1
+    if v ~= 'F:' .. token then return 1 end
   end
   redis.call('SET', key, 'F:' .. token, 'PX', lease_ms)
   return 0
