@@ -36,7 +36,7 @@ NPM_DIR   := tests/npm
 NPM_HASH  := $(shell cat $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 NPM_STAMP := $(NPM_DIR)/node_modules/.installed-$(NPM_HASH)
 
-.PHONY: help venv install install-dev npm-oracles browser dashboard-vendor run dev services test lint bench constraints clean distclean \
+.PHONY: help venv install install-dev npm-oracles browser dashboard-vendor run dev services test lint bench soak constraints clean distclean \
 	deploy-tools deploy-check image image-test
 
 # Deployment checks (chart, alert rules, dashboard). helm comes from a registry package: the npm
@@ -219,6 +219,11 @@ image-test: install ## Run the image (podman, read-only root, non-root) and prob
 bench: install-dev services ## Run the load benchmark (bench/run.sh)
 	@if [ ! -f bench/run.sh ]; then echo "error: bench/run.sh not found" >&2; exit 1; fi
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run.sh $(ARGS)
+
+# A soak: the gateway at ~80% of its measured peak for DURATION seconds (default 600), loopback only.
+DURATION ?= 600
+soak: install-dev services ## Soak at 80% of peak for DURATION s (default 600): RSS samples, errors, verdict
+	PATH="$(CURDIR)/$(BIN):$$PATH" BENCH_SCRIPT=soak.py bash bench/run.sh --duration $(DURATION) $(ARGS)
 
 # --- maintenance --------------------------------------------------------------
 

@@ -298,9 +298,8 @@ async def test_the_migrate_command_applies_once(tmp_path, kit):
         script = Path(sys.executable).with_name("webhook-gateway")  # the installed console script
         cmd = [str(script), "migrate", "--config", str(config)]
         first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        assert (first.returncode, first.stdout.strip()) == (0, "applied: 001_events.sql, 002_secret_index.sql"), (
-            first.stderr
-        )
+        applied = "applied: 001_events.sql, 002_secret_index.sql, 003_holder.sql, 004_partitioned.sql"
+        assert (first.returncode, first.stdout.strip()) == (0, applied), first.stderr
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert (second.returncode, second.stdout.strip()) == (0, "up to date"), second.stderr
         # Replicas starting together on a migrated database: the advisory lock serializes them.
@@ -323,7 +322,12 @@ async def test_replicas_migrating_a_fresh_database_together():
         for s in stores:
             await s.close()
         rows = await hs.pg_fetch(hs.dsn_for(name), "SELECT version FROM webhook_gateway_migrations")
-        assert [r["version"] for r in rows] == ["001_events.sql", "002_secret_index.sql"]
+        assert [r["version"] for r in rows] == [
+            "001_events.sql",
+            "002_secret_index.sql",
+            "003_holder.sql",
+            "004_partitioned.sql",
+        ]
     finally:
         hs.drop_database(name)
 

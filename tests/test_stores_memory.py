@@ -38,7 +38,8 @@ class TestDedupContract:
     async def test_a_held_id_is_in_flight_for_everyone(self, store, key):
         await store.claim(key, "a", 5)
         assert await store.claim(key, "b", 5) is Claim.IN_FLIGHT
-        assert await store.claim(key, "a", 5) is Claim.IN_FLIGHT  # not re-entrant either
+        assert await store.claim(key, "c", 5) is Claim.IN_FLIGHT  # the same token is re-entrant: see
+        # test_a_retried_claim_with_the_same_token_is_still_ours (a call that timed out but ran)
 
     async def test_a_committed_id_is_done(self, store, key):
         await store.claim(key, "a", 5)

@@ -72,7 +72,9 @@ class QueueSettings:
     )
     lease: float = setting(
         60.0,
-        "Queue mode: seconds a claimed event belongs to its worker; if the worker dies, another claims it after this.",
+        "Queue mode: seconds a claimed event belongs to its worker. A worker whose process dies loses its claims "
+        "at once (they belong to its PostgreSQL session, see docs/deployment.md); the lease is the backstop for a "
+        "live worker that is stuck, and for a session the server cannot see end.",
     )
 
 
@@ -114,7 +116,8 @@ class EventsSettings:
     retention_days: float = setting(
         30.0,
         "Delivered and dead events, and rejection counts, older than this are deleted (hourly). Queued events "
-        "are never deleted.",
+        "are never deleted. In PostgreSQL the event table is partitioned by day: a day past this age whose "
+        "events are all delivered or dead is dropped as a whole partition; the rest is deleted row by row.",
     )
     pool_size: int = setting(10, "PostgreSQL connections per process.")
     timeout: float = setting(5.0, "Seconds per event-store call.")

@@ -38,7 +38,10 @@ class MemoryStore:
         now = time.monotonic()
         entry = self._ids.get(key)
         if entry is not None and entry[1] > now:
-            return Claim.DONE if entry[0] == _DONE else Claim.IN_FLIGHT
+            if entry[0] == _DONE:
+                return Claim.DONE
+            if entry[2] != token:  # our own token: a retried call, the claim is still ours
+                return Claim.IN_FLIGHT
         if entry is None and len(self._ids) >= self.max_entries:
             self._ids = self._trimmed(self._ids, lambda v: v[1] > now)
         self._ids[key] = (_IN_FLIGHT, now + lease, token)

@@ -16,12 +16,15 @@ from gateway.protocols.resp import RespError, RespPool
 from gateway.stores.base import STORES, Claim, StoreOptions
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
+# A claim already holding our own token is ours: a call whose reply timed out ran anyway, and the
+# caller's retry (dedup falls back to a plain claim when the fused admit fails) must not wait on
+# itself and answer 409 (seen in the soak as `in_flight` for events sent once).
 _CLAIM_FN = """
 local function claim(key, token, lease_ms)
   local v = redis.call('GET', key)
   if v then
     if string.sub(v, 1, 2) == 'D:' then return 2 end
-    return 1
+    if v ~= 'F:' .. token then return 1 end
   end
   redis.call('SET', key, 'F:' .. token, 'PX', lease_ms)
   return 0
@@ -34,9 +37,10 @@ local function gcra(key, rate, burst)
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local interval = 1 / tonumber(rate)
   local tat = tonumber(redis.call('GET', key)) or now
-  local new_tat = math.max(tat, now) + interval
-  local allow_at = new_tat - tonumber(burst) * interval
-  if now < allow_at then return allow_at - now end
+  local backlog = math.max(tat - now, 0)
+  local wait = backlog - (tonumber(burst) - 1) * interval
+  if wait > 0 then return wait end
+  local new_tat = now + backlog + interval
   redis.call('SET', key, string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
   return 0
 end
