@@ -36,7 +36,8 @@ WORKDIR /src
 # Dependencies first, in a layer of their own: rebuilt only when pyproject.toml or
 # constraints.txt change, not on every source edit. Every version comes from constraints.txt.
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['otlp']))" \
         > /tmp/requirements.txt \
  && pip install -c constraints.txt -r /tmp/requirements.txt
 
@@ -44,7 +45,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY gateway ./gateway
 COPY dashboard ./dashboard
-RUN pip install -c constraints.txt . \
+# The otlp extra: `tracing.exporter: otlp` works in the image (it is refused without the exporter).
+RUN pip install -c constraints.txt '.[otlp]' \
  && pip check
 
 # Smoke test of the installed package (not the source tree): the CLI starts, the embedded demo
@@ -57,6 +59,7 @@ RUN webhook-gateway --version \
 m = r.files('gateway.events').joinpath('migrations'); \
 assert m.is_dir() and any(f.name.endswith('.sql') for f in m.iterdir()), \
 'gateway/events/migrations/*.sql is missing from the installed package (pyproject.toml package-data)'" \
+ && python -c "import opentelemetry.exporter.otlp.proto.http.trace_exporter" \
  && pip uninstall --yes pip
 
 # --- runtime -------------------------------------------------------------------------------

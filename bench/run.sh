@@ -62,4 +62,5 @@ if [[ -n "${PROFILE:-}" ]]; then
 fi
 
 cd "$ROOT"
-exec "$PYTHON" "$HERE/bench.py" "${args[@]}"
+# BENCH_SCRIPT=soak.py: the soak (make soak) reuses this setup.
+exec "$PYTHON" "$HERE/${BENCH_SCRIPT:-bench.py}" "${args[@]}"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import logs, routes
+from gateway import logs, passthrough, routes
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
 from gateway.errors import Rejection, StoreError
@@ -32,6 +32,7 @@ log = logging.getLogger("gateway.app")
 
 def build_services(settings: Settings) -> Services:
     metrics = Metrics()
+    metrics.init_settings(settings)
     ledger = StatsLedger()
     ev = settings.events
     options = EventStoreOptions(
@@ -83,18 +84,36 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     ):
         r.add_route(method, path, json_safe(handler))
     expect = expect_continue(settings.providers)
-    r.add_route("*", routes.WEBHOOK, pipeline.handle, expect_handler=expect)
-    r.add_route("*", routes.WEBHOOK.rstrip("/"), pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK_ROUTE, pipeline.handle, expect_handler=expect)
+    r.add_route("*", routes.WEBHOOK_ROUTE.rstrip("/"), pipeline.handle, expect_handler=expect)
     for path, handler in (
         (routes.HEALTHZ, ops.healthz), (routes.READYZ, ops.readyz), (routes.METRICS, ops.metrics),
         (routes.OPENAPI, ops.openapi),
     ):  # fmt: skip
+        if path == routes.METRICS and settings.metrics_port:
+            continue  # served by metrics_app() on listen.metrics_port only
         r.add_get(path, json_safe(handler))
     if settings.dashboard.enabled and not settings.dashboard.port:
         from dashboard import mount  # imported only when on: Jinja2 and friends stay unloaded otherwise
 
         mount(app, services)  # a sub-app: its middlewares never see a webhook
-    r.add_route("*", "/{tail:.*}", unmatched)
+    if settings.passthrough.enabled:  # the last route: the webhook path never reaches it
+        origin = settings.passthrough.origin(settings.upstream.url)
+        app.cleanup_ctx.append(passthrough.lifecycle(settings.passthrough))
+        r.add_route("*", "/{tail:.*}", passthrough.handler(origin, settings.trusted_proxies, unmatched))
+    else:
+        r.add_route("*", "/{tail:.*}", unmatched)
+    return app
+
+
+def metrics_app(services: Services) -> web.Application:
+    """``listen.metrics_port``: /metrics (and the probes, for a kubelet that checks this port)
+    on a port of its own, so a Service or Ingress for webhooks never exposes it."""
+    app = web.Application()
+    app[SERVICES] = services
+    for path, handler in ((routes.METRICS, ops.metrics), (routes.HEALTHZ, ops.healthz), (routes.READYZ, ops.readyz)):
+        app.router.add_get(path, json_safe(handler))
+    app.router.add_route("*", "/{tail:.*}", unmatched)
     return app
 
 

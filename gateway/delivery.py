@@ -2,8 +2,12 @@
 
 Workers claim due events (``FOR UPDATE SKIP LOCKED`` in PostgreSQL, so replicas never deliver the
 same claim twice), deliver each through the shared ``Forwarder``, then mark it delivered, due again
-after a backoff that honours the upstream's Retry-After, or dead after ``max_attempts``. A worker
-that dies leaves its claims to expire after ``lease`` seconds; another worker picks them up.
+after a backoff that honours the upstream's Retry-After, or dead after ``max_attempts``. A claim
+belongs to its process's PostgreSQL session (``gateway/events/holder.py``): when the process dies,
+the next claim by any worker takes its events over at once; ``lease`` is the backstop.
+
+A slot stays taken until the verdict is recorded, so one process never has more than
+``concurrency`` events delivered but not yet marked: a kill repeats at most that many deliveries.
 Each try on the wire is kept with the event, written by the same statement that marks it.
 """
 
@@ -48,7 +52,7 @@ class Delivery:
         self._wake = asyncio.Event()
         self._busy = 0  # deliveries running plus slots reserved by requests being committed
         self._tasks: set[asyncio.Task[None]] = set()
-        self._inflight: set[int] = set()  # ids of the events being delivered by this process
+        self._inflight: dict[int, EventRecord] = {}  # the events being delivered by this process
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -68,11 +72,15 @@ class Delivery:
         self._busy -= 1
 
     def dispatch(self, record: EventRecord) -> None:
-        """Deliver a committed, leased event on the slot :meth:`reserve` took."""
+        """Deliver a committed, leased event on the slot :meth:`reserve` took, unless the claim
+        loop got it first (its lease ran out while the commit was slow): one delivery is enough."""
+        if record.id in self._inflight:
+            self.unreserve()
+            return
         self._spawn(record)
 
     def _spawn(self, record: EventRecord) -> None:
-        self._inflight.add(record.id)
+        self._inflight[record.id] = record
         task = asyncio.create_task(self._deliver(record))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._done(t, record.id))
@@ -102,28 +110,41 @@ class Delivery:
                 continue
             # Cleared before looking, so a notify() that lands while we look is not lost.
             self._wake.clear()
-            try:
-                batch = await self.events.claim_due(min(free, self.settings.batch), self.settings.lease)
-            except StoreError:
-                self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
-                batch = []
-            except Exception:  # the loop must outlive any one failure, or delivery stops silently
-                log.exception("claiming due events failed")
-                batch = []
+            want = min(free, self.settings.batch)
+            self._busy += want  # the slots are taken while we look: requests cannot take them too
+            batch = await self._claim(want)
+            self._busy -= want - self._start(batch)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-                continue
-            for record in batch:
-                # A lease that ran out while this process still delivers the event (a slow
-                # upstream, a long batch): it is ours already; delivering it twice helps no one.
-                if record.id not in self._inflight:
-                    self._busy += 1
-                    self._spawn(record)
+
+    async def _claim(self, want: int) -> list[EventRecord]:
+        try:
+            return await self.events.claim_due(want, self.settings.lease)
+        except StoreError:
+            self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
+        except Exception:  # the loop must outlive any one failure, or delivery stops silently
+            log.exception("claiming due events failed")
+        return []
+
+    def _start(self, batch: list[EventRecord]) -> int:
+        """Deliver the claimed events on slots already taken; returns how many slots it used."""
+        started = 0
+        for record in batch:
+            # A lease that ran out while this process still delivers the event (a slow
+            # upstream, a long batch): it is ours already; delivering it twice helps no one.
+            # The claim counted a new attempt, so the verdict must carry that number, or the
+            # fence would drop it and the event would be delivered again after this lease.
+            if mine := self._inflight.get(record.id):
+                mine.attempts = record.attempts
+            else:
+                started += 1
+                self._spawn(record)
+        return started
 
     def _done(self, task: asyncio.Task[None], record_id: int) -> None:
         self._tasks.discard(task)
-        self._inflight.discard(record_id)
+        self._inflight.pop(record_id, None)
         self._busy -= 1
 
     async def _deliver(self, record: EventRecord) -> None:
@@ -139,13 +160,29 @@ class Delivery:
             await self._failed(record, Rejection("internal_error", f"delivery failed: {type(exc).__name__}"), tries)
             return
         redacted = redact_event(record.event, spec.redact) if spec and spec.redact else None
-        try:
-            await self.events.mark_delivered(record.id, redacted, attempt=record.attempts, tries=tries.items)
-        except StoreError:
-            # Delivered but not marked: the lease expires and it is delivered again. The upstream
-            # sees the same CloudEvent id twice, which is why it must be idempotent on `id`.
-            self.metrics.child(self.metrics.store_errors, "events", "mark_delivered").inc()
+        await self._mark_delivered(record, redacted, tries)
         self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DELIVERED).inc()
+
+    async def _mark_delivered(self, record: EventRecord, redacted: bytes | None, tries: Tries) -> None:
+        pauses = iter((0.5, 1.0, 2.0))  # a short store hiccup must not cost a second delivery
+        unrecorded = tries.items  # a failed statement wrote nothing; a fenced-off one wrote the tries
+        while True:
+            attempt = record.attempts
+            try:
+                await self.events.mark_delivered(record.id, redacted, attempt=attempt, tries=unrecorded)
+            except StoreError:
+                self.metrics.child(self.metrics.store_errors, "events", "mark_delivered").inc()
+                pause = next(pauses, None)
+                if pause is None or self._stopping:
+                    # Delivered but not marked: delivered again once its claim is taken over.
+                    # The upstream sees the same CloudEvent id twice: it must be idempotent on `id`.
+                    return
+                await asyncio.sleep(pause)
+                continue
+            unrecorded = []
+            if record.attempts == attempt:
+                return
+            # Re-claimed by this process while being marked: that mark was fenced off; again.
 
     async def _failed(self, record: EventRecord, rej: Rejection, tries: Tries) -> None:
         error = f"{rej.code}: {rej.message}"

@@ -28,6 +28,8 @@ ERROR_STATUS: Mapping[str, int] = {
     "invalid_parameter": 400,
     "body_too_large": 413,
     "body_timeout": 408,
+    "header_timeout": 408,
+    "unsupported_encoding": 415,
     "truncated_body": 400,
     "invalid_json": 400,
     "invalid_body": 400,
@@ -43,6 +45,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "upstream_unavailable": 503,
     "upstream_timeout": 504,
     "shutting_down": 503,
+    "too_many_connections": 503,
     "internal_error": 500,
 }
 

@@ -18,7 +18,29 @@ JSONDecodeError = orjson.JSONDecodeError
 
 def loads(data: bytes) -> Any:
     """Parse strict JSON; raises ``JSONDecodeError`` (a ``ValueError``) on anything else."""
-    return orjson.loads(data)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "infinity" not in str(exc):
+            raise
+        return _loads_huge_numbers(data, exc)
+
+
+def _loads_huge_numbers(data: bytes, error: orjson.JSONDecodeError) -> Any:
+    """A number beyond a double's range (``1e400``) is valid JSON that orjson refuses: a signed
+    event carrying one is still an event (its number reads as infinity, which normalization
+    leaves out). The stdlib parses it; everything else stays as strict as orjson: UTF-8 only,
+    no NaN/Infinity literals, and no lone surrogates (the result must encode as UTF-8)."""
+
+    def refuse(name: str) -> Any:
+        raise error
+
+    try:
+        doc = json.loads(data.decode("utf-8"), parse_constant=refuse)
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")  # a lone surrogate fails here, as in orjson
+    except (UnicodeError, ValueError, RecursionError):
+        raise error from None
+    return doc
 
 
 def dumps(obj: Any) -> bytes:

@@ -8,9 +8,26 @@ position in the provider's secret list. Nothing from a request becomes a label a
 from __future__ import annotations
 
 import os
-from typing import Any
+import platform
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.settings.model import Settings
 
 PREFIX = "webhook_gateway"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -39,6 +56,11 @@ class Metrics:
         self.dedup_hits = Counter(
             f"{PREFIX}_dedup_hits_total", "Verified copies of an event already accepted.", ["provider"], registry=r
         )
+        self.content_replays = Counter(
+            f"{PREFIX}_signed_content_replays_total",
+            "Verified requests whose signed content was accepted before under another event id.",
+            ["provider"], registry=r,
+        )  # fmt: skip
         self.rate_limited = Counter(
             f"{PREFIX}_rate_limited_total", "Requests refused by a rate limit, by scope (source or provider).",
             ["provider", "scope"], registry=r,
@@ -73,6 +95,11 @@ class Metrics:
             f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
             ["provider", "result"], registry=r,
         )  # fmt: skip
+        self.connections_dropped = Counter(
+            f"{PREFIX}_connections_dropped_total",
+            "Client connections closed by a limit, by reason (header_timeout, connection_limit).",
+            ["reason"], registry=r,
+        )  # fmt: skip
         self.audit_lost = Counter(
             f"{PREFIX}_audit_rows_lost_total",
             "Audit rows of forwarded events (sync mode) that could not be written, by reason.",
@@ -81,6 +108,72 @@ class Metrics:
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
         )
+        # Read from the stores when /metrics is scraped (gateway.handlers.ops): every worker and
+        # replica sees the same outbox, so the most recent reading is the value.
+        self.queue_events = Gauge(
+            f"{PREFIX}_queue_events", "Events in the event store's outbox by status (queued, delivering, dead).",
+            ["status"], multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.queue_oldest_age = Gauge(
+            f"{PREFIX}_queue_oldest_pending_age_seconds",
+            "Age of the oldest event still waiting for delivery (queued or delivering); 0 when none waits.",
+            multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.store_up = Gauge(
+            f"{PREFIX}_store_up", "1 when the store (state or events) answered its health check at the last scrape.",
+            ["store"], multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info", "Always 1; the labels say which gateway and Python run.",
+            ["version", "python_version"], multiprocess_mode="max", registry=r,
+        )  # fmt: skip
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        # process_* and python_* of this process (under --workers: see render()).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.init_series((), queue=False)
+
+    def init_settings(self, settings: Settings) -> None:
+        """``init_series`` for the providers, upstream mode and store policies of ``settings``."""
+        self.init_series(settings.providers, queue=settings.upstream.mode == "queue")
+        self.store_errors.labels("dedup", settings.state.dedup_on_error)
+        self.store_errors.labels("rate_limit", settings.state.rate_limit_on_error)
+
+    def init_series(self, providers: Iterable[str], *, queue: bool) -> None:
+        """Create the labelled series that alerts and panels read, at 0, before any event.
+
+        A counter's first sample must be 0: ``increase()`` over a series that starts at 1 reads 0,
+        so an alert on the first dead letter or the first failed reload would never fire. Called
+        at start and after every reload (new providers); creating an existing child is a no-op.
+        """
+        for result in ("ok", "error"):
+            self.config_reloads.labels(result)
+        for status in ("queued", "delivering", "dead"):
+            self.queue_events.labels(status)
+        for store in ("state", "events"):
+            self.store_up.labels(store)
+        for reason in ("unavailable", "refused", "backlog", "error"):  # docs/metrics.md, "reason"
+            self.audit_lost.labels(reason)
+        for reason in ("header_timeout", "connection_limit"):
+            self.connections_dropped.labels(reason)
+        for provider in providers:
+            self._init_provider(provider, queue)
+
+    def _init_provider(self, provider: str, queue: bool) -> None:
+        accepted = "queued" if queue else "forwarded"
+        for outcome in (accepted, "duplicate", "invalid_signature", "missing_signature", "stale_timestamp"):
+            self.requests.labels(provider, outcome)
+        for scope in ("source", "provider"):
+            self.rate_limited.labels(provider, scope)
+        self.dedup_hits.labels(provider)
+        self.content_replays.labels(provider)
+        self.request_seconds.labels(provider)
+        self.forward_seconds.labels(provider, "success")
+        self.secret_matches.labels(provider, "0")
+        if queue:
+            for result in ("delivered", "retry", "dead"):
+                self.queue_deliveries.labels(provider, result)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: ``labels()`` takes a lock and builds a key on every
@@ -96,5 +189,8 @@ class Metrics:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            # python_info is the same in every worker; process_* of one worker would read as the
+            # pod's, so under --workers only the platform collector is added.
+            PlatformCollector(registry=registry)
             return generate_latest(registry)
         return generate_latest(self.registry)

@@ -42,6 +42,7 @@ def apply(app: web.Application, new: Settings) -> list[str]:
         services.settings = old  # all or nothing: the old config keeps serving whole
         raise
     app[PIPELINE].stages = stages
+    services.metrics.init_settings(merged)  # new providers' series start at 0 too
     if services.delivery is not None:
         services.delivery.providers = merged.providers
     return pending

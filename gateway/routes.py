@@ -18,8 +18,9 @@ HEALTH = f"{API}/health/"
 STATS = f"{API}/stats/"
 EVENTS = f"{API}/events/"
 EVENTS_REPLAY = f"{API}/events/replay/"
-EVENT = API + "/events/{id}/"
-EVENT_REPLAY = API + "/events/{id}/replay/"
+# A stored event's id is digits: /events/replay/ is never taken for the event "replay".
+EVENT = API + r"/events/{id:\d+}/"
+EVENT_REPLAY = API + r"/events/{id:\d+}/replay/"
 DEAD_LETTERS = f"{API}/dead-letters/"
 
 # Operations (no key: probes and scrapers).
@@ -33,6 +34,9 @@ ADMIN = "/payments/admin"
 
 #: First path segments under ``API`` that are not providers ("replay" kept free for a bulk path).
 RESERVED_NAMES = frozenset({"providers", "health", "stats", "events", "dead-letters", "replay"})
+#: The webhook route as matched: a provider is one path segment and never a reserved name, so
+#: another method on /health/ or /events/ is that path's 405 (with its Allow), not a webhook.
+WEBHOOK_ROUTE = API + "/{provider:(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")(?:/|$))[^{}/]+}/"
 #: What a provider may be named: it is a path segment and a metric label.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

@@ -15,8 +15,9 @@ import uvloop
 from aiohttp import web
 
 from gateway import reload
-from gateway.app import build_app, build_services
+from gateway.app import build_app, build_services, metrics_app
 from gateway.app_state import Services
+from gateway.connections import ConnectionLimits, GatewayRunner
 from gateway.demo import demo_upstream_app
 from gateway.settings.model import Settings
 
@@ -56,10 +57,13 @@ async def _serve(
             upstream = demo_upstream_app(quiet=watch is not None)
             runners.append(await _start(upstream, "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
         app = build_app(settings, services)
-        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port)
+        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port, services)
         runners.append(gateway)
         if settings.dashboard.enabled and settings.dashboard.port:
             runners.append(await _start_dashboard(settings, services, reuse_port))
+        if settings.metrics_port:  # closed last (runners stop in reverse): scrapes see the drain
+            scrape = await _start(metrics_app(services), settings.host, settings.metrics_port, 1.0, reuse_port)
+            runners.insert(0, scrape)
     except OSError as exc:
         print(f"webhook-gateway: cannot listen: {exc.strerror} ({exc})", file=sys.stderr)
         for runner in runners:
@@ -99,9 +103,19 @@ async def _serve(
 
 
 async def _start(
-    app: web.Application, host: str, port: int, shutdown_timeout: float, reuse_port: bool = False
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    reuse_port: bool = False,
+    services: Services | None = None,
 ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    """Serve ``app``; the gateway (``services`` given) with its connection limits."""
+    kwargs: dict[str, Any] = {"access_log": None, "handle_signals": False, "shutdown_timeout": shutdown_timeout}
+    if services is None:
+        runner = web.AppRunner(app, **kwargs)
+    else:
+        runner = GatewayRunner(app, connection_limits(services), **kwargs)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
@@ -120,7 +134,17 @@ async def _start_dashboard(settings: Settings, services: Services, reuse_port: b
     mount(root, services, webhook_base=f"http://{host}:{settings.port}")
     dash = settings.dashboard
     log.info("dashboard listening", extra={"host": dash.host, "port": dash.port})
-    return await _start(root, dash.host, dash.port, settings.shutdown_timeout, reuse_port)
+    return await _start(root, dash.host, dash.port, settings.shutdown_timeout, reuse_port, services)
+
+
+def connection_limits(services: Services) -> ConnectionLimits:
+    """The settings' header deadline and connection cap, counted in ``services.metrics``."""
+    metrics = services.metrics
+    return ConnectionLimits(
+        header_timeout=services.settings.header_timeout,
+        max_connections=services.settings.max_connections,
+        on_drop=lambda reason: metrics.child(metrics.connections_dropped, reason).inc(),
+    )
 
 
 def _tune_gc() -> None:

@@ -33,7 +33,10 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import build_app
+from gateway.app_state import SERVICES
+from gateway.connections import GatewayRunner
 from gateway.providers.signer import sign
+from gateway.server import connection_limits
 from gateway.settings.loader import build_settings, deep_merge, load_catalog
 from gateway.settings.model import Settings
 
@@ -226,13 +229,14 @@ class Gateway:
 
 
 class ProductionServer(TestServer):
-    """Serves the app as ``gateway.server`` does. ``TestServer`` turns on aiohttp's handler
-    cancellation on client disconnect; production keeps aiohttp's default (off), and a gateway
-    test must see what production does when a client hangs up mid-request."""
+    """Serves the app as ``gateway.server`` does: through its ``GatewayRunner`` (connection
+    limits, bodies as sent). ``TestServer`` turns on aiohttp's handler cancellation on client
+    disconnect; production keeps aiohttp's default (off), and a gateway test must see what
+    production does when a client hangs up mid-request."""
 
     async def _make_runner(self, **kwargs: Any) -> Any:
         kwargs["handler_cancellation"] = False
-        return await super()._make_runner(**kwargs)
+        return GatewayRunner(self.app, connection_limits(self.app[SERVICES]), **kwargs)
 
 
 MakeGateway = Callable[..., Awaitable[Gateway]]

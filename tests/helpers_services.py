@@ -29,7 +29,7 @@ import pytest
 
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('GATEWAY_TEST_REDIS_DB', '7')}"
 PG_ADMIN_DSN = os.environ.get("GATEWAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = ("webhook_events", "webhook_rejections", "webhook_delivery_attempts")
+TABLES = ("webhook_events", "webhook_event_keys", "webhook_rejections", "webhook_delivery_attempts")
 
 
 def unavailable(what: str, exc: BaseException) -> None:

@@ -310,6 +310,7 @@ DEFAULTS: dict[str, Callable[[Settings], Any]] = {
     "#/$defs/provider/properties/body": lambda s: provider(s).body,
     "#/$defs/signature/properties/encoding": lambda s: provider(s).signature.encoding,
     "#/$defs/signature/properties/prefix": lambda s: provider(s).signature.prefix,
+    "#/$defs/signature/properties/prefix_optional": lambda s: provider(s).signature.prefix_optional,
     "#/$defs/signature/properties/style": lambda s: provider(s).signature.style,
     "#/$defs/signature/properties/item_separator": lambda s: provider(s).signature.item_separator,
     "#/$defs/signature/properties/kv_separator": lambda s: provider(s).signature.kv_separator,

@@ -58,6 +58,8 @@ KNOWN_VALUES: dict[str, frozenset[str]] = {
     "secret": frozenset(str(i) for i in range(10)),
     "reason": frozenset({"unavailable", "refused", "backlog", "error"}),  # audit rows lost
     "code": frozenset(ERROR_STATUS),  # shadow-mode rejections
+    "status": frozenset({"queued", "delivering", "dead"}),
+    "store": frozenset({"state", "events"}),
 }
 
 
@@ -78,7 +80,8 @@ def _exposed() -> tuple[dict[str, frozenset[str]], set[str]]:
     series: dict[str, frozenset[str]] = {}
     families = set()
     for family in metrics.registry.collect():
-        families.add(family.name)
+        if family.name.startswith("webhook_gateway_"):  # not process_* / python_* (standard collectors)
+            families.add(family.name)
         for sample in family.samples:
             series[sample.name] = series.get(sample.name, frozenset()) | frozenset(sample.labels)
     return series, families
@@ -101,6 +104,9 @@ def test_registry_has_the_expected_shape() -> None:
     assert "le" in SERIES["webhook_gateway_request_duration_seconds_bucket"]
     assert "webhook_gateway_in_flight_requests" in SERIES
     assert all(f.startswith("webhook_gateway_") for f in FAMILIES)
+    # The standard collectors and the build info (issue 11).
+    assert {"process_resident_memory_bytes", "python_info", "webhook_gateway_build_info"} <= set(SERIES)
+    assert {"version", "python_version"} <= SERIES["webhook_gateway_build_info"]
 
 
 # --- PromQL helpers ----------------------------------------------------------------------------
@@ -600,7 +606,10 @@ def test_dockerfile_runtime_contract() -> None:
 def test_dockerfile_installs_with_constraints_and_bakes_no_secret() -> None:
     instructions = dockerfile_instructions()
     runs = [rest for word, rest in instructions if word == "RUN"]
-    assert any("pip install -c constraints.txt ." in r for r in runs)
+    # With the otlp extra, so `tracing.exporter: otlp` is not refused in the image (issue 11).
+    assert any("pip install -c constraints.txt '.[otlp]'" in r for r in runs)
+    assert any("optional-dependencies']['otlp']" in r for r in runs), "the otlp deps in the cached layer"
+    assert any("import opentelemetry.exporter.otlp.proto.http" in r for r in runs), "smoke-tested"
     assert all("pip install" not in r or "-c constraints.txt" in r for r in runs if "uninstall" not in r)
     for word, rest in instructions:
         if word in {"ENV", "ARG"}:
@@ -648,3 +657,25 @@ def test_package_data_ships_every_runtime_resource() -> None:
         if not any(fnmatch(relative, pattern) and relative.count("/") == pattern.count("/") for pattern in patterns):
             missing.append(relative)
     assert missing == [], f"add to [tool.setuptools.package-data] gateway in pyproject.toml: {missing}"
+
+
+# --- docs that drifted from the code (issue 11) ------------------------------------------------------
+
+
+def test_deployment_doc_matches_the_supervisor_and_the_shutdown_budget() -> None:
+    doc = " ".join(DEPLOYMENT_DOC.read_text("utf-8").split())
+    workers = (ROOT / "gateway" / "workers.py").read_text("utf-8")
+    assert "SIGHUP" in workers, "the supervisor forwards SIGHUP (gateway/workers.py)"
+    assert "does not pass `SIGHUP` on" not in doc
+    assert "passes `SIGHUP` on to every worker" in doc
+    app = (ROOT / "gateway" / "app.py").read_text("utf-8")
+    assert "deadline - time.monotonic()" in app, "queue deliveries get what is left of the budget"
+    assert "get their own wait" not in doc
+    assert "what is left of the same `shutdown.timeout` budget" in doc
+
+
+def test_metrics_doc_lists_every_outcome() -> None:
+    lines = (ROOT / "docs" / "metrics.md").read_text("utf-8").splitlines()
+    row = next(line for line in lines if line.startswith("| `outcome`"))
+    missing = sorted(o for o in SUCCESS_OUTCOMES if f"`{o}`" not in row)  # handshake was missing
+    assert missing == []

@@ -298,7 +298,10 @@ async def test_the_migrate_command_applies_once(tmp_path, kit):
         script = Path(sys.executable).with_name("webhook-gateway")  # the installed console script
         cmd = [str(script), "migrate", "--config", str(config)]
         first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        applied = "applied: 001_events.sql, 002_secret_index.sql, 005_delivery_attempts.sql"
+        applied = (
+            "applied: 001_events.sql, 002_secret_index.sql, 003_holder.sql, 004_partitioned.sql, "
+            "005_delivery_attempts.sql"
+        )
         assert (first.returncode, first.stdout.strip()) == (0, applied), first.stderr
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert (second.returncode, second.stdout.strip()) == (0, "up to date"), second.stderr
@@ -322,7 +325,13 @@ async def test_replicas_migrating_a_fresh_database_together():
         for s in stores:
             await s.close()
         rows = await hs.pg_fetch(hs.dsn_for(name), "SELECT version FROM webhook_gateway_migrations")
-        assert [r["version"] for r in rows] == ["001_events.sql", "002_secret_index.sql", "005_delivery_attempts.sql"]
+        assert [r["version"] for r in rows] == [
+            "001_events.sql",
+            "002_secret_index.sql",
+            "003_holder.sql",
+            "004_partitioned.sql",
+            "005_delivery_attempts.sql",
+        ]
     finally:
         hs.drop_database(name)
 

@@ -56,8 +56,10 @@ LAYERS: dict[str, int] = {
     "gateway.pipeline": 5,
     "gateway.handlers": 6,
     "gateway.app": 6,
+    "gateway.passthrough": 6,  # the catch-all route of app (passthrough.enabled)
     "gateway.reload": 6,
     "gateway.server": 6,
+    "gateway.connections": 6,  # the server's connection limits: head deadline, connection cap
     "gateway.workers": 6,
     "gateway.demo": 6,
     "gateway.cli": 6,

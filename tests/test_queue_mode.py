@@ -129,6 +129,19 @@ async def test_an_id_the_database_cannot_hold_is_stored_escaped_beside_the_other
     await hs.eventually(lambda: status_is(pg_dsn, "evt_nul\\x00x", "delivered"))
 
 
+async def test_a_lease_that_runs_out_mid_delivery_costs_no_second_delivery(queue_gateway, kit, pg_dsn):
+    """The process re-claims its own event while still delivering it: it keeps the one delivery
+    and records it under the newer attempt, instead of having its verdict fenced off."""
+    gw = await queue_gateway(queue={"lease": 0.3})
+    gw.upstream.then(("slow", 1.0))  # several leases long
+    await gw.expect(202, "stripe", kit.stripe_body("evt_slow_lease"))
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_slow_lease", "delivered"), timeout=5)
+    delivered = await row(pg_dsn, "evt_slow_lease")
+    assert delivered["attempts"] > 1  # re-claimed while the upstream was still answering
+    await asyncio.sleep(0.6)  # two more leases: nothing is left to deliver again
+    assert gw.upstream.ids() == ["evt_slow_lease"] and gw.upstream.attempts == 1
+
+
 # --------------------------------------------------------------------------- retries and dead letters
 
 

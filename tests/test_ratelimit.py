@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.stores.base import gcra
+
 EVENT = "evt_rate_1"
 
 
@@ -64,3 +66,22 @@ async def test_limits_can_be_turned_off(make_gateway, kit):
     gw = await make_gateway(rate_limits={"per_source": False, "per_provider": False})
     await asyncio.gather(*(gw.expect(200, "stripe", kit.stripe_body(f"evt_free_{i}")) for i in range(30)))
     assert len(gw.upstream.events) == 30
+
+
+def _rounding_clocks(interval: float, count: int) -> list[float]:
+    """Clock readings ``t`` for which ``(t + interval) - interval > t`` in floating point."""
+    found, t = [], 500.0
+    while len(found) < count:
+        t += 0.001237
+        if (t + interval) - interval > t:
+            found.append(t)
+    return found
+
+
+def test_a_fresh_bucket_always_admits_its_first_request():
+    # The cause of a flaky "(200, 429, 429)": a new bucket with burst 1 refused its first request
+    # when the clock reading happened to round up (about 1 in 600 readings near uptime 700 s).
+    for now in _rounding_clocks(10.0, 20):
+        tat, retry_after = gcra(now, now, 0.1, 1)
+        assert retry_after == 0.0 and tat == now + 10.0
+        assert abs(gcra(tat, now, 0.1, 1)[1] - 10.0) < 1e-9  # the next one waits a whole interval

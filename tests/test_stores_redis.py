@@ -62,6 +62,16 @@ async def test_tokens_decide_who_may_settle(any_store, key):
     assert await any_store.claim(key, "b", 5) is Claim.DONE
 
 
+async def test_a_retried_claim_with_the_same_token_is_still_ours(any_store, key):
+    # A call whose reply timed out may have run: its retry must not wait on itself (a 409).
+    assert await any_store.claim(key, "a", 5) is Claim.CLAIMED
+    assert await any_store.claim(key, "a", 5) is Claim.CLAIMED
+    assert await any_store.claim(key, "b", 5) is Claim.IN_FLIGHT
+    assert (await any_store.admit("rl:prov:{x}", 100.0, 10, key, "a", 5)) == (0.0, Claim.CLAIMED)
+    await any_store.commit(key, "a", 60)
+    assert await any_store.claim(key, "a", 5) is Claim.DONE
+
+
 async def test_a_lease_expires_and_the_id_is_free_again(any_store, key):
     assert await any_store.claim(key, "a", 0.4) is Claim.CLAIMED
     assert await any_store.claim(key, "b", 5) is Claim.IN_FLIGHT

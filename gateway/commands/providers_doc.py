@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gateway.providers.schemes import SCHEMES
 from gateway.settings.loader import load_catalog
 
 DEFAULT_OUTPUT = Path("docs/providers.md")
@@ -90,7 +91,9 @@ def header_shape(sig: dict[str, Any] | None) -> str:
         return "none (unsigned)"
     name = sig.get("header")
     if not name:
-        return "none: signed inside the body"
+        platform = getattr(SCHEMES.get(str(sig.get("canonicalizer", ""))), "platform_header", "")
+        also = f"; platform webhooks: `{platform}`: `<{sig.get('encoding', 'hex')}>` of the body" if platform else ""
+        return "none: signed inside the body" + also
     value = f"<{sig.get('encoding', 'hex')}>"
     if sig.get("style") == "list":
         kv, sep = str(sig.get("kv_separator", "=")), str(sig.get("item_separator", ","))
@@ -101,7 +104,8 @@ def header_shape(sig: dict[str, Any] | None) -> str:
     elif sig.get("algorithm") == "token":
         shape = "<token>"
     else:
-        shape = f"{sig.get('prefix', '')}{value}"
+        prefix = str(sig.get("prefix", ""))
+        shape = f"[{prefix}]{value}" if prefix and sig.get("prefix_optional") else f"{prefix}{value}"
     return f"`{_text(name)}`: `{_text(shape)}`"
 
 

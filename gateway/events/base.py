@@ -19,6 +19,9 @@ from gateway.events.attempts import Attempt
 from gateway.stats import StatsLedger
 from gateway.stores.registry import Backends
 
+#: The outbox: what has not been delivered (``EventStore.backlog`` counts these).
+BACKLOG_STATUSES = ("queued", "delivering", "dead")
+
 
 @dataclass(slots=True)
 class EventRecord:
@@ -143,10 +146,20 @@ class EventStore(Protocol):
 
     async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
         """Folded rejection counts, newest minute first; ``status`` filters by code."""
+    async def backlog(self) -> Backlog:
+        """The outbox now: events by status (queued, delivering, dead) and the oldest pending one."""
 
     async def expire(self, days: float) -> int:
         """Retention: delete delivered and dead events, rejection counts and delivery attempts
         older than ``days``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What ``EventStore.backlog`` reads: counts by status, and when the oldest pending arrived."""
+
+    counts: dict[str, int]
+    oldest_pending: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

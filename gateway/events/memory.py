@@ -17,7 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.events.attempts import KEEP_PER_EVENT, Attempt
-from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions, Rejected, contains
+from gateway.events.base import (
+    BACKLOG_STATUSES,
+    EVENT_STORES,
+    Backlog,
+    EventFilter,
+    EventRecord,
+    EventStoreOptions,
+    Rejected,
+    contains,
+)
 from gateway.outcomes import STATUSES, EventStatus
 from gateway.stats import StatsLedger
 
@@ -232,6 +241,14 @@ class MemoryEventStore:
             and (flt.since is None or minute >= flt.since) and (flt.until is None or minute < flt.until)
         ]  # fmt: skip
         return sorted(rows, key=lambda v: v.minute, reverse=True)[: flt.limit]
+
+    async def backlog(self) -> Backlog:
+        counts = dict.fromkeys(BACKLOG_STATUSES, 0)
+        pending = [r.received_at for r in self._events.values() if r.status in ("queued", "delivering")]
+        for r in self._events.values():
+            if r.status in counts:
+                counts[r.status] += 1
+        return Backlog(counts, min(pending, default=None))
 
     async def expire(self, days: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=days)

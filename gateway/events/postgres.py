@@ -28,7 +28,17 @@ from typing import Any
 
 from gateway.errors import StoreError, UnstorableEvent
 from gateway.events.attempts import KEEP_PER_EVENT, Attempt
-from gateway.events.base import EVENT_STORES, EventFilter, EventRecord, EventStoreOptions, Rejected
+from gateway.events.base import (
+    BACKLOG_STATUSES,
+    EVENT_STORES,
+    Backlog,
+    EventFilter,
+    EventRecord,
+    EventStoreOptions,
+    Rejected,
+)
+from gateway.events.holder import RESCUE, Holder
+from gateway.events.partitions import drop_expired, ensure_ahead
 from gateway.outcomes import STATUSES, EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
 
@@ -36,29 +46,48 @@ log = logging.getLogger("gateway.events")
 #: Audit copies (sync mode) kept while PostgreSQL is unreachable, retried every second; beyond
 #: this many bytes of bodies and envelopes, new ones are lost (logged and counted).
 HOLD_BYTES = 64 * 1024 * 1024
+RESCUE_EVERY = 1.0  # seconds between looks for claims whose holder is gone (see holder.py)
 _COLUMNS = (
     "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event, "
-    "secret_index, locked_until, attempts, delivered_at"
+    "secret_index, locked_until, attempts, delivered_at, holder"
 )
 # SQL built with f-strings below interpolates only constants and `_where` clauses made of fixed
 # column names with $n placeholders; every value travels as a bind parameter.
+# One row per (provider, event_id): the key goes into webhook_event_keys first (the event table is
+# partitioned by day, so it cannot hold that unique key itself), and only new keys' events go in.
 _INSERT = f"""
+WITH v AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
+                         $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
+                         $12::timestamptz[], $13::int[], $14::timestamptz[], $15::int[]) AS v({_COLUMNS})
+), k AS (
+    INSERT INTO webhook_event_keys (provider, event_id, received_at)
+    SELECT provider, event_id, received_at FROM v
+    ON CONFLICT (provider, event_id) DO NOTHING
+    RETURNING provider, event_id
+)
 INSERT INTO webhook_events ({_COLUMNS})
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
-                     $7::text[], $8::jsonb[], $9::bytea[], $10::bytea[], $11::smallint[],
-                     $12::timestamptz[], $13::int[], $14::timestamptz[])
-ON CONFLICT (provider, event_id) DO NOTHING
+SELECT v.* FROM v JOIN k USING (provider, event_id)
 RETURNING id, provider, event_id
 """  # noqa: S608
+# Deleting events frees their keys: a purged or expired event id may be accepted again. Their
+# delivery attempts go with them.
+_DELETE = """
+WITH d AS (DELETE FROM webhook_events WHERE {0} RETURNING id, provider, event_id),
+     k AS (DELETE FROM webhook_event_keys k USING d WHERE k.provider = d.provider AND k.event_id = d.event_id),
+     t AS (DELETE FROM webhook_delivery_attempts WHERE record_id IN (SELECT id FROM d))
+SELECT count(*) FROM d
+"""
 _TRY_COLUMNS = "record_id, attempt, at, result, status, latency_ms, response, error"
 _TRY_TYPES = ("int", "timestamptz", "text", "smallint", "real", "text", "text")
 # Sync mode: the tries happened before the event had an id; they join the rows the insert returned.
+_KEYED, _INSERTED = _INSERT.strip().split("\nINSERT INTO webhook_events ", 1)
 _INSERT_TRIED = f"""
-WITH ins AS ({_INSERT.strip()}),
+{_KEYED}, ins AS (INSERT INTO webhook_events {_INSERTED}),
 tries AS (
     INSERT INTO webhook_delivery_attempts ({_TRY_COLUMNS})
     SELECT ins.id, t.attempt, t.at, t.result, t.status, t.latency_ms, t.response, t.error
-    FROM unnest($15::text[], $16::text[], {", ".join(f"${17 + i}::{t}[]" for i, t in enumerate(_TRY_TYPES))})
+    FROM unnest($16::text[], $17::text[], {", ".join(f"${18 + i}::{t}[]" for i, t in enumerate(_TRY_TYPES))})
          AS t(provider, event_id, attempt, at, result, status, latency_ms, response, error)
     JOIN ins ON ins.provider = t.provider AND ins.event_id = t.event_id)
 SELECT id, provider, event_id FROM ins
@@ -97,7 +126,7 @@ UPDATE webhook_events SET status = 'dead', locked_until = NULL, next_attempt_at 
 WHERE id = $1 AND {_FENCE.format(n=3)}
 """  # noqa: S608
 _CLAIM = """
-UPDATE webhook_events SET status = 'delivering', attempts = attempts + 1,
+UPDATE webhook_events SET status = 'delivering', attempts = attempts + 1, holder = $3,
        locked_until = now() + make_interval(secs => $2)
 WHERE id IN (
     SELECT id FROM webhook_events
@@ -112,6 +141,12 @@ UPDATE webhook_events AS e SET status = 'delivered', delivered_at = now(), locke
        next_attempt_at = NULL, last_error = NULL, event = coalesce(v.event, e.event)
 FROM unnest($1::bigint[], $2::bytea[], $3::int[]) AS v(id, event, attempt)
 WHERE e.id = v.id AND (v.attempt IS NULL OR (e.status = 'delivering' AND e.attempts = v.attempt))
+"""
+
+# Served by the (status, id) index: only the outbox's rows are read, never the delivered log.
+_BACKLOG = """
+SELECT status, count(*) AS n, min(received_at) AS oldest FROM webhook_events
+WHERE status IN ('queued', 'delivering', 'dead') GROUP BY status
 """
 
 
@@ -148,6 +183,8 @@ class PostgresEventStore:
         self.write_failures = 0
         #: Told how many audit copies (``submit``) were lost and why; the app counts them in a metric.
         self.on_audit_lost: Callable[[int, str], None] = lambda count, reason: None
+        self._holder = Holder(dsn, timeout)
+        self._rescued_at = float("-inf")
 
     @classmethod
     def open(cls, url: str, options: EventStoreOptions, ledger: StatsLedger | None) -> PostgresEventStore:
@@ -174,6 +211,7 @@ class PostgresEventStore:
         if self._marker is not None:
             await asyncio.wait([self._marker], timeout=self.timeout)
             self._marker.cancel()
+        await self._holder.close()
         if self._pool is not None:
             await self._pool.close()
 
@@ -322,6 +360,7 @@ class PostgresEventStore:
             [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
             [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
             [r.attempts for r in recs], [r.delivered_at for r in recs],
+            [self._holder.token if r.status == "delivering" else None for r in recs],
         ]  # fmt: skip
         tried = [(r, a) for r in recs for a in r.delivery_attempts]
         if not tried:  # queue mode's inserts: nothing was tried yet
@@ -344,8 +383,19 @@ class PostgresEventStore:
     # -- outbox ------------------------------------------------------------------------------
 
     async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
-        rows = await self._run("fetch", _CLAIM, limit, float(lease))
+        if time.monotonic() - self._rescued_at >= RESCUE_EVERY:
+            self._rescued_at = time.monotonic()
+            await self._rescue()
+        rows = await self._run("fetch", _CLAIM, limit, float(lease), self._holder.token)
         return [_record(row) for row in rows]
+
+    async def _rescue(self) -> None:
+        """Hold this process's lock (reconnecting its session if lost), then free the claims of
+        processes whose session has ended, so this claim takes them now, not after their lease."""
+        token = await self._holder.ensure()
+        rows = await self._run("fetch", RESCUE, token or 0)
+        if rows:
+            log.warning("took over events whose worker is gone", extra={"count": len(rows)})
 
     async def mark_delivered(
         self, record_id: int, event: bytes | None = None, attempt: int | None = None, tries: Sequence[Attempt] = ()
@@ -442,14 +492,7 @@ class PostgresEventStore:
 
     async def purge(self, flt: EventFilter) -> int:
         where, args = _where(flt)
-        rows = await self._run(
-            "fetch",
-            f"WITH gone AS (DELETE FROM webhook_events WHERE {where} RETURNING id), "  # noqa: S608
-            "tries AS (DELETE FROM webhook_delivery_attempts WHERE record_id IN (SELECT id FROM gone)) "
-            "SELECT id FROM gone",
-            *args,
-        )
-        return len(rows)
+        return int(await self._run("fetchval", _DELETE.format(where), *args))
 
     async def count(self, flt: EventFilter) -> int:
         where, args = _where(replace(flt, before_id=None))
@@ -483,16 +526,22 @@ class PostgresEventStore:
         return [Rejected(r["minute"], r["provider"], r["source"], r["code"], int(r["count"])) for r in rows]
 
     async def expire(self, days: float) -> int:
+        """Drop the daily partitions past ``days`` (those with nothing undelivered), delete the
+        finished rows left before the cutoff, and create the partitions of the days ahead."""
         cutoff = datetime.now(UTC) - timedelta(days=days)
-        rows = await self._run(
-            "fetch",
-            "DELETE FROM webhook_events WHERE received_at < $1 AND status IN ('delivered', 'dead') RETURNING id",
-            cutoff,
-        )
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                removed, _ = await drop_expired(conn, cutoff)
+                await ensure_ahead(conn)
+        except _errors() as exc:
+            raise StoreError(f"postgresql: {type(exc).__name__}") from exc
+        rest = "received_at < $1 AND status IN ('delivered', 'dead')"
+        removed += int(await self._run("fetchval", _DELETE.format(rest), cutoff))
         await self._run("execute", "DELETE FROM webhook_rejections WHERE minute < $1", cutoff)
         # By time, not by event: webhook_events may be partitioned, and has no key to cascade from.
         await self._run("execute", "DELETE FROM webhook_delivery_attempts WHERE at < $1", cutoff)
-        return len(rows)
+        return removed
 
     async def stats(self, days: int) -> dict[str, Any]:
         today = datetime.now(UTC).date()
@@ -514,6 +563,13 @@ class PostgresEventStore:
         rows += [(r["day"], r["provider"], r["code"], int(r["n"])) for r in folded]
         return summarize(rows, days, source="postgresql", since=None)
 
+    async def backlog(self) -> Backlog:
+        rows = await self._run("fetch", _BACKLOG)
+        counts = dict.fromkeys(BACKLOG_STATUSES, 0)
+        oldest = [r["oldest"] for r in rows if r["status"] != "dead"]
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return Backlog(counts, min(oldest, default=None))
+
 
 async def apply_migrations(pool: Any) -> list[str]:
     """Apply the packaged SQL migrations not yet applied, under an advisory lock (replica-safe)."""
@@ -534,6 +590,7 @@ async def apply_migrations(pool: Any) -> list[str]:
                 await conn.execute(f.read_text("utf-8"))
                 await conn.execute("INSERT INTO webhook_gateway_migrations (version) VALUES ($1)", f.name)
                 applied.append(f.name)
+        await ensure_ahead(conn)  # days may have passed since the last start
     return applied
 
 

@@ -23,6 +23,9 @@ FILTER_KEYS = frozenset({"provider", "status", "event_id", "event_type", "since"
 
 
 def parse_filter(params: Any, status: str | None = None) -> EventFilter:
+    """The list filters. An empty text filter (``?provider=``) is no filter; an empty typed one
+    (``?limit=``, ``?status=``, ``?since=``) is a 400, as any other value that is not its type."""
+
     def text(name: str) -> str | None:
         value = params.get(name)
         if value in (None, ""):
@@ -31,7 +34,11 @@ def parse_filter(params: Any, status: str | None = None) -> EventFilter:
             raise Rejection("invalid_parameter", f"{name} must be text without NUL or invalid UTF-8")
         return str(value)
 
-    chosen = status or text("status")
+    def raw(name: str) -> str | None:
+        value = params.get(name)
+        return None if value is None else str(value)
+
+    chosen = status or raw("status")
     if chosen is not None and chosen not in STATUSES:
         raise Rejection("invalid_parameter", f"status must be one of {', '.join(STATUSES)}")
     return EventFilter(
@@ -39,18 +46,20 @@ def parse_filter(params: Any, status: str | None = None) -> EventFilter:
         status=chosen,
         event_id=text("event_id"),
         event_type=text("event_type"),
-        since=_time(text("since"), "since"),
-        until=_time(text("until"), "until"),
-        limit=_int(text("limit") or "100", "limit", 1, MAX_LIMIT),
-        before_id=_int(text("before_id"), "before_id", 1, 2**62) if text("before_id") else None,
+        since=_time(params.get("since"), "since"),
+        until=_time(params.get("until"), "until"),
+        limit=_int(raw("limit"), "limit", 1, MAX_LIMIT) if raw("limit") is not None else 100,
+        before_id=_int(raw("before_id"), "before_id", 1, 2**62) if raw("before_id") is not None else None,
     )
 
 
-def _time(value: str | None, name: str) -> datetime | None:
+def _time(value: object, name: str) -> datetime | None:
+    """An ISO 8601 time with a zone; absent is None, but present and empty is an error (a time
+    filter the client meant to set is never silently dropped)."""
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise Rejection("invalid_parameter", f"{name} must be an ISO 8601 time with a zone") from None
     if parsed.tzinfo is None:
@@ -62,6 +71,19 @@ def _int(value: str | None, name: str, low: int, high: int) -> int:
     if value is None or len(value) > 19 or not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
         raise Rejection("invalid_parameter", f"{name} must be a whole number from {low} to {high}")
     return int(value)
+
+
+def _body_filters(params: dict[str, Any]) -> dict[str, str]:
+    """Bulk replay's JSON filters as text: strings, never empty (a filter meant is never dropped
+    silently), and for ``limit``/``before_id`` also whole numbers."""
+    for key, value in params.items():
+        if key in ("limit", "before_id") and type(value) in (int, float) and float(value).is_integer():
+            params = {**params, key: int(value)}  # 64.0 is the integer 64 in JSON
+            continue
+        if not isinstance(value, str) or not value:
+            kind = "a whole number or a digit string" if key in ("limit", "before_id") else "a non-empty string"
+            raise Rejection("invalid_parameter", f"{key} must be {kind}")
+    return {key: str(value) for key, value in params.items()}
 
 
 def detail(record: EventRecord) -> dict[str, Any]:
@@ -119,7 +141,7 @@ async def replay_events(request: web.Request, services: Services) -> web.Respons
         raise Rejection(
             "invalid_parameter", f"unknown filter {sorted(unknown)[0]!r}; known: {', '.join(sorted(FILTER_KEYS))}"
         )
-    flt = parse_filter({k: str(v) for k, v in params.items() if v is not None})
+    flt = parse_filter(_body_filters(params))
     named = (flt.provider, flt.status, flt.event_id, flt.event_type, flt.since, flt.until)
     if all(value is None for value in named):  # a limit or a cursor alone selects everything
         raise Rejection(

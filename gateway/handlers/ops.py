@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from importlib import resources
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.app_state import SERVICES
+from gateway.app_state import SERVICES, Services
+from gateway.errors import StoreError
 from gateway.responses import json_response
+
+SCRAPE_READ_TIMEOUT = 2.0  # under the usual scrape_timeout (10 s): a slow store must not stall the scrape
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -31,7 +37,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVICES].metrics.render()
+    services = request.app[SERVICES]
+    await read_store_gauges(services)
+    body = services.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -42,3 +50,32 @@ def _openapi_text() -> bytes:
 
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=_openapi_text(), content_type="application/yaml")
+
+
+async def read_store_gauges(services: Services) -> None:
+    """Set the gauges read from the stores: their health and the outbox's depth and oldest age.
+
+    Read at scrape time, not on the request path, so webhooks pay nothing for them. A store that
+    does not answer in time reads as down and its outbox gauges keep their last value.
+    """
+    m = services.metrics
+    state_ok, events_ok = await asyncio.gather(_answers(services.store.ping()), _answers(services.events.ping()))
+    m.store_up.labels("state").set(int(state_ok))
+    m.store_up.labels("events").set(int(events_ok))
+    if not events_ok:
+        return
+    try:
+        backlog = await asyncio.wait_for(services.events.backlog(), SCRAPE_READ_TIMEOUT)
+    except (StoreError, TimeoutError):
+        return
+    for status, count in backlog.counts.items():
+        m.queue_events.labels(status).set(count)
+    oldest = backlog.oldest_pending
+    m.queue_oldest_age.set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()) if oldest else 0.0)
+
+
+async def _answers(ping: Awaitable[bool]) -> bool:
+    try:
+        return bool(await asyncio.wait_for(ping, SCRAPE_READ_TIMEOUT))
+    except (StoreError, TimeoutError, OSError):
+        return False

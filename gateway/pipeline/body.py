@@ -21,6 +21,7 @@ class Body:
 
     async def __call__(self, ctx: RequestContext) -> None:
         assert ctx.provider is not None
+        _refuse_encoded(ctx.request)
         limit = ctx.provider.max_body_bytes
         declared = ctx.request.content_length
         if declared is not None and declared > limit:
@@ -52,6 +53,16 @@ class Body:
         return bytes(buf)
 
 
+def _refuse_encoded(request: web.Request) -> None:
+    """Only ``identity`` bodies. Providers sign the bytes they send and none compresses webhooks;
+    inflating an untrusted body before its signature is checked invites decompression bombs. The
+    server hands us the bytes as sent (``GatewayRunner``: ``auto_decompress=False``), so whatever
+    an encoded body holds, broken gzip included, the answer is this 415 (see docs/threat-model.md)."""
+    for value in request.headers.getall("Content-Encoding", ()):
+        if any(token.strip().lower() not in ("", "identity") for token in value.split(",")):
+            raise Rejection("unsupported_encoding", "send the body unencoded (Content-Encoding: identity)")
+
+
 def expect_continue(providers: Mapping[str, ProviderSpec]) -> Callable[[web.Request], Awaitable[None]]:
     """The webhook route's ``Expect: 100-continue`` handler: invite the body only if it may be taken.
 
@@ -67,6 +78,10 @@ def expect_continue(providers: Mapping[str, ProviderSpec]) -> Callable[[web.Requ
         provider = providers.get(request.match_info.get("provider", ""))
         declared = request.content_length
         if provider is None or request.method != "POST" or (declared or 0) > provider.max_body_bytes:
+            return
+        try:
+            _refuse_encoded(request)
+        except Rejection:
             return
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim answer is not part of the response size

@@ -45,6 +45,7 @@ class RequestContext:
     timestamp: float | None = None
     document: Any = UNPARSED  # the parsed JSON or form body, once a stage needed it
     signed_body: bytes = b""  # the canonical form the provider signed, when verify computed one
+    signed_payloads: tuple[bytes, ...] = ()  # what the signature was checked over (dedup's replay digest)
     event_id: str = ""
     event_type: str = ""
     dedup_key: str = ""

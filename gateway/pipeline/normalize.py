@@ -101,23 +101,49 @@ def _now_rfc3339() -> str:
     return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
+#: The amounts normalization converts: at most _MAX_DIGITS significant digits, below
+#: 10**_MAX_DIGITS, with at most _MAX_SCALE decimal places. Beyond that the value is no money
+#: amount, and a huge exponent ("1e999999999") would be written out digit by digit (a gigabyte).
+#: 28 is the default Decimal precision: scaling a minor-unit amount stays exact.
+_MAX_DIGITS = 28
+_MAX_SCALE = 60
+
+
 def _amount(value: Any, unit: str, currency: str | None) -> str | None:
-    """A decimal string in major units (``"20.00"``), or None when absent or not a number."""
+    """A decimal string in major units (``"20.00"``), or None when absent, not a number, or out
+    of bounds (the payload still carries the provider's value as sent)."""
     if value is None or isinstance(value, bool | dict | list):
         return None
-    if unit == "minor" and type(value) is int and value >= 0:  # the common case, without Decimal
+    if unit == "minor" and type(value) is int and 0 <= value < 10**_MAX_DIGITS:  # the common case
         exponent = _EXPONENT.get(currency or "", 2)
         if not exponent:
             return str(value)
         units, cents = divmod(value, 10**exponent)
         return f"{units}.{cents:0{exponent}d}"
+    amount = _decimal(value)
+    if amount is None:
+        return None
+    if unit == "minor":
+        amount = amount.scaleb(-_EXPONENT.get(currency or "", 2))
+    return format(amount, "f")  # plain notation: never "1E+3"
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """``value`` as a finite Decimal within the bounds above, else None. Text is length-checked
+    before parsing; an int is checked before ``str()`` (which refuses over 4300 digits)."""
+    if isinstance(value, int) and not -(10**_MAX_DIGITS) < value < 10**_MAX_DIGITS:
+        return None
+    text = repr(value) if isinstance(value, float) else str(value)
+    if len(text) > 2 * _MAX_DIGITS:
+        return None
     try:
-        amount = Decimal(repr(value) if isinstance(value, float) else str(value))
+        amount = Decimal(text)
     except InvalidOperation:
         return None
     if not amount.is_finite():
         return None
-    if unit == "minor":
-        exponent = _EXPONENT.get(currency or "", 2)
-        amount = amount.scaleb(-exponent)
-    return format(amount, "f")  # plain notation: never "1E+3"
+    digits, exponent = amount.as_tuple()[1:]
+    assert isinstance(exponent, int)  # finite
+    if len(digits) > _MAX_DIGITS or exponent < -_MAX_SCALE or amount.adjusted() >= _MAX_DIGITS:
+        return None
+    return amount

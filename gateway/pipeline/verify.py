@@ -65,6 +65,7 @@ class Verify:
         ctx.secret_index = result.secret_index
         ctx.timestamp = result.timestamp
         ctx.signed_body = result.signed_body
+        ctx.signed_payloads = result.signed_payloads
         if result.document is not None:
             ctx.document = result.document  # parsed for its timestamp: not parsed again
         if result.secret_index >= 0:

@@ -90,11 +90,20 @@ class RespPool:
     async def call(self, *args: Any) -> Any:
         """One command, one reply. Raises ``RespError``, ``OSError`` or ``TimeoutError`` (the
         whole call, waiting for a free connection included, is bounded by ``timeout``)."""
-        payload = encode(args)
+        return await self._exchange(encode(args))
+
+    async def call_asking(self, *args: Any) -> Any:
+        """``ASKING`` then the command, on one connection: how a Redis Cluster client follows an
+        ``-ASK`` redirect (the target node serves a migrating slot's key to that connection only)."""
+        return await self._exchange(encode(("ASKING",)), encode(args))
+
+    async def _exchange(self, *payloads: bytes) -> Any:
+        """Each payload in turn on one connection; the last reply."""
         async with asyncio.timeout(self.timeout), self._slots:
             conn = await self._acquire()
             try:
-                reply = await conn.request(payload)
+                for payload in payloads:
+                    reply = await conn.request(payload)
             except RespError:
                 self._idle.append(conn)  # an error reply leaves the connection in step
                 raise

@@ -6,6 +6,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from dataclasses import replace
 from typing import Any
 
 from gateway.providers.handshakes import RESPONDERS
@@ -40,12 +41,12 @@ PROVIDER_KEYS = (
     "event_id", "event_type", "payment", "sample", "secrets", "allow_unsigned", "max_body_bytes",
     "ip_allowlist", "rate_limit", "dedup_ttl", "tested_with", "redact", "public_keys", "certificate",
     "webhook_id", "handshake", "shadow", "url_from_forwarded_headers", "rotation_warn_after",
-    "min_secret_bytes",
+    "min_secret_bytes", "dedup_signed_content",
 )  # fmt: skip
 SIGNATURE_KEYS = (
     "algorithm", "header", "encoding", "prefix", "style", "item_separator", "kv_separator",
     "signature_keys", "timestamp_key", "id_header", "payload", "canonicalizer", "secret_encoding",
-    "public_key", "certificate_header", "certificate_hosts", "repeated",
+    "public_key", "certificate_header", "certificate_hosts", "repeated", "prefix_optional",
 )  # fmt: skip
 HANDSHAKE_KEYS = ("name", "when", "reply", "responder")
 DEFAULT_ROTATION_WARN = 7 * 24 * 3600.0
@@ -67,7 +68,7 @@ def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: 
     if signature and signature.payload.kinds & {"timestamp"} and timestamp is None:
         r.fail("the signed payload uses {timestamp} but no timestamp is configured", key="timestamp")
     rate = r.sub("rate_limit")
-    return ProviderSpec(
+    spec = ProviderSpec(
         name=name,
         display_name=r.text("display_name", name),
         icon=r.text("icon", "🔔"),
@@ -94,6 +95,9 @@ def parse_provider(name: str, r: Reader, secrets: tuple[Secret, ...], defaults: 
         rotation_warn_after=parse_duration(r, "rotation_warn_after", defaults.get("rotation_warn_after")),
         min_secret_bytes=r.integer("min_secret_bytes", 0, minimum=0),
     )
+    if signature is None:
+        return spec
+    return replace(spec, dedup_signed_content=r.boolean("dedup_signed_content", spec.replayable_under_new_id()))
 
 
 def parse_duration(r: Reader, key: str, default: Any) -> float:
@@ -155,6 +159,7 @@ def parse_signature(r: Reader, secrets: tuple[Secret, ...], provider: Reader) ->
         secrets=tuple(decode_secret(r, s, encoding, i) for i, s in enumerate(secrets)),
         style=style,
         prefix=_raw_text(r, "prefix"),
+        prefix_optional=r.boolean("prefix_optional", False),
         item_separator=_raw_text(r, "item_separator", ","),
         kv_separator=_raw_text(r, "kv_separator", "="),
         signature_keys=keys,

@@ -22,6 +22,10 @@ SYMMETRIC = ("hmac-sha1", "hmac-sha256", "hmac-sha512", "token")
 ASYMMETRIC = ("ed25519", "ecdsa-p256-sha256", "rsa-sha256")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: Schemes in code (``gateway/providers/schemes/``) by whether their signature covers the
+#: whole body: Twilio signs every form parameter (or the body's SHA-256); Adyen signs a few fields
+#: of each item and Mailgun only a timestamp and a token, so the rest of their bodies is unsigned.
+SIGNS_BODY = {"twilio": True, "adyen": False, "mailgun": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class SignatureSpec:
     secrets: tuple[Secret, ...]
     style: str = "plain"
     prefix: str = ""
+    prefix_optional: bool = False  # the header is accepted without its prefix too (Mollie's own library does)
     item_separator: str = ","
     kv_separator: str = "="
     signature_keys: tuple[str, ...] = ()
@@ -180,6 +185,25 @@ class ProviderSpec:
     url_from_forwarded_headers: bool = False  # the signed URL from X-Forwarded-Proto/-Host of a trusted proxy
     rotation_warn_after: float = 7 * 24 * 3600.0  # `check` warns when a non-first key is unused this long
     min_secret_bytes: int = 0  # the shortest key the provider documents; `check` warns below it
+    # Remember the digest of the signed content too (for dedup_ttl): a second event id over the
+    # same signed bytes is a replay. On by default where the event id is not signed.
+    dedup_signed_content: bool = False
+
+    def replayable_under_new_id(self) -> bool:
+        """Whether a captured body and signature could be sent again under a fresh event id:
+        the id (or, without one, the body it is hashed from) is not all covered by the signature,
+        as GitHub's X-GitHub-Delivery header or Mailgun's unsigned event-data. False for
+        ``token`` schemes (nothing is signed: whoever has the token can send anything anyway)."""
+        sig = self.signature
+        if sig is None or sig.algorithm == "token":
+            return False
+        scheme = SIGNS_BODY.get(sig.scheme)
+        body_signed = scheme if scheme is not None else "body" in sig.payload.kinds
+        signed_headers = {name.lower() for kind, name in sig.payload.parts if kind == "header"}
+        if "id" in sig.payload.kinds and sig.id_header:
+            signed_headers.add(sig.id_header.lower())
+        headers = (ref.header.lower() for ref in self.event_id if ref.header)
+        return not body_signed or not all(name in signed_headers for name in headers)
 
     @property
     def algorithm_label(self) -> str:

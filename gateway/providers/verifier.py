@@ -32,6 +32,10 @@ class Verified:
     timestamp: float | None  # the signed timestamp (unix seconds), when the scheme has one
     signed_body: bytes = b""  # a body canonicalizer's form of the body, as signed (for content ids)
     document: Any = None  # the body parsed, when the timestamp had to be read from it
+    # Every candidate payload the signature was checked over: a function of the signed inputs
+    # only (body forms, signed timestamp, headers, URL), so the same signed content gives the
+    # same tuple (dedup's replay digest). References, not copies.
+    signed_payloads: tuple[bytes, ...] = ()
 
 
 def verify(
@@ -71,7 +75,7 @@ def verify(
         ts, document = _body_timestamp(provider.timestamp, body)
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
-    return Verified(index, ts, canonical, document)
+    return Verified(index, ts, canonical, document, tuple(p for part in parts for p in part.payloads))
 
 
 def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:

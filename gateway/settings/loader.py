@@ -27,10 +27,11 @@ from gateway.providers.parse import parse_provider
 from gateway.providers.spec import ProviderSpec
 from gateway.reader import Errors, Reader
 from gateway.routes import NAME_RE, RESERVED_NAMES
-from gateway.secrets import Secret
+from gateway.secrets import Secret, mask_url
 from gateway.settings import values
 from gateway.settings.model import EVENT_SCHEMES, STORE_SCHEMES, Settings
 from gateway.settings.read import read_section, tree
+from gateway.stores import STORES
 
 __all__ = ["EVENT_SCHEMES", "STORE_SCHEMES", "TOP_KEYS", "build_settings", "deep_merge", "load_catalog", "load_config"]
 
@@ -140,6 +141,16 @@ def _dashboard_has_a_login(root: Reader, found: dict[str, Any]) -> None:
         root.sub("dashboard").fail("needs dashboard.keys or management.api_keys to log in with", True, "enabled")
 
 
+def _store_accepts_url(root: Reader, found: dict[str, Any]) -> None:
+    """What the state store's backend finds wrong with its URL and prefix without connecting
+    (a cluster's seeds and database, a hash tag in the prefix)."""
+    state = found["state"]
+    problem = STORES.backend(state.url).check(state.url, state.key_prefix)
+    if problem is not None:
+        key, message = problem
+        root.sub("state").fail(message, mask_url(state.url) if key == "url" else state.key_prefix, key)
+
+
 def _otlp_installed(root: Reader, found: dict[str, Any]) -> None:
     tracing = found["tracing"]
     if tracing.enabled and tracing.exporter == "otlp" and not _importable(OTLP_MODULE):
@@ -148,8 +159,16 @@ def _otlp_installed(root: Reader, found: dict[str, Any]) -> None:
         )
 
 
+def _metrics_port_apart(root: Reader, found: dict[str, Any]) -> None:
+    if found["metrics_port"] and found["metrics_port"] == found["port"]:
+        root.sub("listen").fail(
+            "must differ from listen.port (0: /metrics on listen.port)", found["metrics_port"], "metrics_port"
+        )
+
+
 RULES = (
     Rule(("upstream", "dedup"), _lease_outlives_upstream),
+    Rule(("listen",), _metrics_port_apart),
     Rule(
         ("upstream", "events"),
         _queue_needs_durable_events,
@@ -167,6 +186,7 @@ RULES = (
             },
         },
     ),
+    Rule(("state",), _store_accepts_url),
     Rule(("tracing",), _otlp_installed),
     Rule(("dashboard", "api_keys"), _dashboard_has_a_login),
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.events import EVENT_STORES
 from gateway.providers.spec import Network, ProviderSpec, RateLimit
@@ -71,7 +72,9 @@ class QueueSettings:
     )
     lease: float = setting(
         60.0,
-        "Queue mode: seconds a claimed event belongs to its worker; if the worker dies, another claims it after this.",
+        "Queue mode: seconds a claimed event belongs to its worker. A worker whose process dies loses its claims "
+        "at once (they belong to its PostgreSQL session, see docs/deployment.md); the lease is the backstop for a "
+        "live worker that is stuck, and for a session the server cannot see end.",
     )
 
 
@@ -113,7 +116,8 @@ class EventsSettings:
     retention_days: float = setting(
         30.0,
         "Delivered and dead events, rejection counts and delivery attempts older than this are deleted (hourly). "
-        "Queued events are never deleted.",
+        "Queued events are never deleted. In PostgreSQL the event table is partitioned by day: a day past this age whose "
+        "events are all delivered or dead is dropped as a whole partition; the rest is deleted row by row.",
     )
     pool_size: int = setting(10, "PostgreSQL connections per process.")
     timeout: float = setting(5.0, "Seconds per event-store call.")
@@ -198,19 +202,26 @@ class StateSettings:
 
     url: str = setting(
         "memory://",
-        "Dedup and rate-limit state: `memory://` (this process) or `redis://` / `rediss://` (TLS), shared by "
-        "every replica. URL-encode special characters of the password.",
+        "Dedup and rate-limit state: `memory://` (this process), `redis://` / `rediss://` (one Redis, TLS with "
+        "`rediss`), or a Redis Cluster: `redis+cluster://[user:password@]host:port,host:port` / "
+        "`rediss+cluster://` (seed nodes, comma-separated; the rest is discovered; database 0 only). Shared by "
+        "every replica. URL-encode special characters of the password. See [scaling.md](scaling.md).",
         schemes=STORE_SCHEMES,
         scheme_error="unsupported store",
         masked=True,
     )
     key_prefix: str = setting(
         "whgw:",
-        "Prefix of every Redis key (several gateways may share a Redis).",
+        "Prefix of every Redis key (several gateways may share a Redis). With Redis Cluster it may not contain "
+        "`{` or `}` (a hash tag there would put every key in one slot).",
         parse=values.raw_text,
         schema={"type": "string"},
     )
-    timeout: float = setting(0.5, "Seconds per store call before it counts as failed.")
+    timeout: float = setting(
+        0.5,
+        "Seconds per store call before it counts as failed. With Redis Cluster the whole call is bounded by it, "
+        "redirects and retries after a lost node included.",
+    )
     dedup_on_error: str = setting(
         "closed",
         "When the store fails during dedup: `closed` answers 503 `store_unavailable` (the provider retries; no "
@@ -279,6 +290,39 @@ class DashboardSettings:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PassthroughSettings:
+    """The sidecar as the pod's front door: other requests proxied unchanged to the app."""
+
+    enabled: bool = setting(
+        False,
+        "Every request outside the gateway's own paths (`/payments/api/webhooks/...`, `/payments/admin/...`, "
+        "`/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`) is proxied unchanged to the app: method, path and "
+        "query byte for byte, headers (Host too, hop-by-hop ones dropped), body and answer streamed with no "
+        "size limit, plus `X-Forwarded-For` (the peer appended), `X-Forwarded-Proto` and `X-Forwarded-Host` "
+        "(passed on only from `trusted_proxies`). App unreachable: 503 `upstream_unavailable`; no answer in "
+        "time: 504. The webhook route is matched first and pays nothing for it.",
+    )
+    url: str = setting(
+        "",
+        "The app's origin, `http(s)://host:port` without a path.",
+        parse=values.origin,
+        schema={"type": "string", "pattern": "^https?://[^/?#]+/?$"},
+        shown_doc="the origin of `upstream.url`",
+    )
+    timeout: float = setting(60.0, "Seconds without a byte from the app before the answer is given up.")
+
+    def __repr__(self) -> str:
+        return _masked_repr(self, url=mask_url(self.url))
+
+    def origin(self, upstream_url: str) -> str:
+        """``url``, or the origin of ``upstream_url`` when it is empty."""
+        if self.url:
+            return self.url
+        split = urlsplit(upstream_url)
+        return f"{split.scheme}://{split.netloc}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything ``load_config`` read and checked. ``file`` names where it came from."""
@@ -286,6 +330,14 @@ class Settings:
     file: str  # where it was read from (not a key)
     host: str = setting("127.0.0.1", "Address to bind. Use `0.0.0.0` in a container.", key="listen.host")
     port: int = setting(8080, "TCP port, 0 to 65535 (0: any free port).", key="listen.port", minimum=0, maximum=65535)
+    metrics_port: int = setting(
+        0,
+        "Serve `/metrics` on this port only (with `/healthz` and `/readyz`), not on `listen.port`, so the "
+        "webhook Service or Ingress never exposes it. 0: `/metrics` on `listen.port`. Must differ from it.",
+        key="listen.metrics_port",
+        minimum=0,
+        maximum=65535,
+    )
     public_url: str = setting(
         "",
         "The URL providers reach the gateway at. Webhook URLs (`{public_url}/payments/api/webhooks/{provider}/`) "
@@ -331,6 +383,19 @@ class Settings:
         "Seconds to receive the whole body (408 after): slow uploads cannot hold a worker.",
         key="limits.body_timeout",
     )
+    header_timeout: float = setting(
+        10.0,
+        "Seconds from a connection's start (or, kept alive, from the first bytes of its next request) to a "
+        "complete request line and headers: 408 `header_timeout` and the connection closes after.",
+        key="limits.header_timeout",
+    )
+    max_connections: int = setting(
+        1000,
+        "Open client connections per process; one more is answered 503 `too_many_connections` (Retry-After) "
+        "and closed before a request is read. `0`: no cap. Keep it below the process's file-descriptor limit.",
+        key="limits.max_connections",
+        minimum=0,
+    )
     per_source_limit: RateLimit | None = setting(
         RateLimit(rate=100.0, burst=200),
         "Per client address (IPv6 per /64), before the signature is checked: a cheap shield against floods of "
@@ -368,6 +433,9 @@ class Settings:
     )
     tracing: TracingSettings = section(TracingSettings, "OpenTelemetry tracing.")
     dashboard: DashboardSettings = section(DashboardSettings, "The staff dashboard at `/payments/admin/`.")
+    passthrough: PassthroughSettings = section(
+        PassthroughSettings, "The sidecar as the pod's front door: other requests proxied unchanged to the app."
+    )
     drain_delay: float = setting(
         0.0,
         "On SIGTERM readiness fails at once; the listener closes after this many seconds (let the load "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -104,7 +105,7 @@ def _scalar(kind: Any, meta: Meta) -> dict[str, Any]:
         return {"type": "number", "minimum": 0} if meta.zero_ok else {"type": "number", "exclusiveMinimum": 0}
     out = {"type": "string", "minLength": 1}
     if meta.schemes:
-        out["pattern"] = "^(" + "|".join(s.removesuffix("://") for s in meta.schemes) + ")://"
+        out["pattern"] = "^(" + "|".join(re.escape(s.removesuffix("://")) for s in meta.schemes) + ")://"
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # The module, not its names: gateway.events imports gateway.settings.model (which imports this)
 # while gateway.providers.parse is still loading; its functions are looked up when called.
@@ -121,3 +122,16 @@ def _refuse_broken_reference(r: Reader, value: str) -> None:
                 f"looks like {what} to the environment variable {name}, which would be used as the "
                 f'literal secret; write "${{{name}}}" (quoted) to read the variable'
             )
+
+
+def origin(r: Reader, key: str, default: Any) -> str:
+    """``passthrough.url``: ``http(s)://host[:port]`` without a path ("" = the upstream's origin)."""
+    value = r.value.get(key, default) if isinstance(r.value, dict) else default
+    if value == default:
+        return str(default)
+    split = urlsplit(value) if isinstance(value, str) else None
+    if split is None or split.scheme not in ("http", "https") or not split.netloc or split.path.strip("/"):
+        r.fail("must be an origin: http(s)://host:port, without a path", value, key)
+    if split.query or split.fragment:
+        r.fail("must be an origin: http(s)://host:port, without a path", value, key)
+    return str(value).rstrip("/")

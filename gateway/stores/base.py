@@ -66,6 +66,11 @@ class Backend(Protocol):
     @classmethod
     def open(cls, url: str, options: StoreOptions) -> Store: ...
 
+    @classmethod
+    def check(cls, url: str, key_prefix: str) -> tuple[str, str] | None:
+        """What is wrong with this URL and prefix, found without connecting: ``(key, message)``
+        for the config loader to report, or ``None``."""
+
 
 #: URL scheme -> store class; each backend module registers its own schemes.
 STORES: Backends[type[Backend]] = Backends("store")
@@ -78,8 +83,11 @@ def gcra(tat: float, now: float, rate: float, burst: int) -> tuple[float, float]
     every ``1/rate`` seconds. Shared by every backend (the Redis Lua script mirrors it).
     """
     interval = 1.0 / rate
-    new_tat = max(tat, now) + interval
-    allow_at = new_tat - burst * interval
-    if now < allow_at:
-        return tat, allow_at - now
-    return new_tat, 0.0
+    # Measured from ``now``, not as ``tat + interval - burst * interval`` compared with ``now``:
+    # that sum rounds (``(t + 10.0) - 10.0`` is one ulp above ``t`` for some clock values), and a
+    # fresh bucket with burst 1 then refused its first request now and then.
+    backlog = max(tat - now, 0.0)
+    wait = backlog - (burst - 1) * interval
+    if wait > 0.0:
+        return tat, wait
+    return now + backlog + interval, 0.0

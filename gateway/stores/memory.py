@@ -30,11 +30,18 @@ class MemoryStore:
     def open(cls, url: str, options: StoreOptions) -> MemoryStore:
         return cls(url, options.max_entries)
 
+    @classmethod
+    def check(cls, url: str, key_prefix: str) -> tuple[str, str] | None:
+        return None
+
     async def claim(self, key: str, token: str, lease: float) -> Claim:
         now = time.monotonic()
         entry = self._ids.get(key)
         if entry is not None and entry[1] > now:
-            return Claim.DONE if entry[0] == _DONE else Claim.IN_FLIGHT
+            if entry[0] == _DONE:
+                return Claim.DONE
+            if entry[2] != token:  # our own token: a retried call, the claim is still ours
+                return Claim.IN_FLIGHT
         if entry is None and len(self._ids) >= self.max_entries:
             self._ids = self._trimmed(self._ids, lambda v: v[1] > now)
         self._ids[key] = (_IN_FLIGHT, now + lease, token)

@@ -9,19 +9,22 @@ errors become :class:`StoreError`; the stages apply their declared policy.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import StoreError
 from gateway.protocols.resp import RespError, RespPool
 from gateway.stores.base import STORES, Claim, StoreOptions
 
 # Values: "F:<token>" while in flight (expires after the lease), "D:<token>" once done.
+# A claim already holding our own token is ours: a call whose reply timed out ran anyway, and the
+# caller's retry (dedup falls back to a plain claim when the fused admit fails) must not wait on
+# itself and answer 409 (seen in the soak as `in_flight` for events sent once).
 _CLAIM_FN = """
 local function claim(key, token, lease_ms)
   local v = redis.call('GET', key)
   if v then
     if string.sub(v, 1, 2) == 'D:' then return 2 end
-    return 1
+    if v ~= 'F:' .. token then return 1 end
   end
   redis.call('SET', key, 'F:' .. token, 'PX', lease_ms)
   return 0
@@ -34,9 +37,10 @@ local function gcra(key, rate, burst)
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local interval = 1 / tonumber(rate)
   local tat = tonumber(redis.call('GET', key)) or now
-  local new_tat = math.max(tat, now) + interval
-  local allow_at = new_tat - tonumber(burst) * interval
-  if now < allow_at then return allow_at - now end
+  local backlog = math.max(tat - now, 0)
+  local wait = backlog - (tonumber(burst) - 1) * interval
+  if wait > 0 then return wait end
+  local new_tat = now + backlog + interval
   redis.call('SET', key, string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
   return 0
 end
@@ -69,6 +73,16 @@ return 0
 _CLAIMS = {0: Claim.CLAIMED, 1: Claim.IN_FLIGHT, 2: Claim.DONE}
 
 
+class Commands(Protocol):
+    """What the store sends commands through: a ``RespPool`` (one server) or a ``ClusterClient``."""
+
+    timeout: float
+
+    async def call(self, *args: Any) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
 class _Script:
     """A Lua script run by its SHA1 (``EVALSHA``), loaded on first use or after a server restart."""
 
@@ -76,7 +90,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
 
-    async def __call__(self, pool: RespPool, keys: list[str], args: tuple[object, ...]) -> Any:
+    async def __call__(self, pool: Commands, keys: list[str], args: tuple[object, ...]) -> Any:
         try:
             return await pool.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except RespError as exc:
@@ -87,7 +101,7 @@ class _Script:
 
 @STORES.register("redis", "rediss")
 class RedisStore:
-    """A store on one Redis server (or a Cluster through a proxy); all keys under ``prefix``."""
+    """A store on one Redis server (a Redis Cluster is ``redis_cluster.RedisClusterStore``); keys under ``prefix``."""
 
     remote = True
 
@@ -96,7 +110,7 @@ class RedisStore:
         self.prefix = prefix
         # A burst of more concurrent requests than connections waits (within ``timeout``) for a
         # free one, rather than failing: dedup fails closed, and a spike is not an outage.
-        self._pool = RespPool(url, timeout=timeout, max_connections=max_connections)
+        self._pool = self.connect(url, timeout, max_connections)
         self._claim = _Script(_CLAIM)
         self._commit = _Script(_COMMIT)
         self._release = _Script(_RELEASE)
@@ -106,6 +120,15 @@ class RedisStore:
     @classmethod
     def open(cls, url: str, options: StoreOptions) -> RedisStore:
         return cls(url, prefix=options.key_prefix, timeout=options.timeout)
+
+    @classmethod
+    def check(cls, url: str, key_prefix: str) -> tuple[str, str] | None:
+        return None
+
+    @staticmethod
+    def connect(url: str, timeout: float, max_connections: int) -> Commands:
+        """The client for ``url`` (no connection is opened before the first call)."""
+        return RespPool(url, timeout=timeout, max_connections=max_connections)
 
     async def _call(self, script: _Script, key: str | tuple[str, ...], *args: object) -> Any:
         keys = [self.prefix + k for k in key] if isinstance(key, tuple) else [self.prefix + key]

@@ -129,7 +129,10 @@ def encodings(provider: ProviderSpec, value: str) -> list[str]:
     }  # fmt: skip
     variants = [rebuild(s) for s in sorted(spelt - {sig})]
     if spec.prefix:
-        variants += [sig, spec.prefix.upper() + sig, spec.prefix + spec.prefix + sig, spec.prefix + " " + sig]
+        variants += [spec.prefix.upper() + sig, spec.prefix + spec.prefix + sig, spec.prefix + " " + sig]
+        # Without the prefix: the one spelling refused, unless the prefix is optional (Mollie);
+        # then the other spellings are still refused bare too.
+        variants += sorted(spelt - {sig}) if spec.prefix_optional else [sig]
     return variants
 
 

@@ -1,7 +1,9 @@
 """Mailgun: the body's ``signature`` object holds ``timestamp``, ``token`` and ``signature``, the
 hex HMAC-SHA256 (webhook signing key) of timestamp + token; ``parent-signature`` (the primary
-account's key) for a subaccount's domain. ``event-data`` is not signed: the token is the dedup
-key, so a captured signature is never accepted twice, and the timestamp must be recent.
+account's key) for a subaccount's domain. ``event-data`` is not signed: the event id is
+``event-data.id`` (a retry carries a new token), the signed timestamp + token are remembered
+beside it (``dedup_signed_content``), so a captured signature is never accepted twice, and the
+timestamp must be recent.
 
 Mailgun publishes no Python verifier: the oracle is an independent implementation of "Securing
 Webhooks" in Mailgun's docs (its Node snippet: ``createHmac('sha256', signingKey)
@@ -81,11 +83,14 @@ def test_token_and_timestamp_are_signed(field):
     assert outcome(doc) == "invalid_signature"
 
 
-def test_event_data_is_not_signed_so_the_token_is_the_dedup_key():
+def test_event_data_is_not_signed_so_the_signed_content_is_remembered_too():
     doc = mailgun_doc()
     doc["event-data"] = {**EVENT_DATA, "event": "failed"}
     assert outcome(doc) == "accepted:0"  # Mailgun's scheme: only timestamp + token are signed
-    assert provider().event_id[0].path == ("signature", "token")
+    # The id is event-data.id (a retry carries a new token), so the signed timestamp + token are
+    # remembered beside it: a captured signature is never accepted twice.
+    assert provider().event_id[0].path == ("event-data", "id")
+    assert provider().dedup_signed_content
 
 
 @pytest.mark.parametrize(
@@ -181,13 +186,35 @@ async def test_delivery_through_the_gateway(make_gateway):
     headers = {"Content-Type": "application/json"}
     resp = await gateway.client.post(gateway.url("mailgun"), data=body, headers=headers)
     answer = await resp.json()
-    assert (resp.status, answer["status"], answer["event_id"]) == (200, "forwarded", TOKEN)
+    assert (resp.status, answer["status"], answer["event_id"]) == (200, "forwarded", EVENT_DATA["id"])
     assert gateway.upstream.events[-1].event["data"]["event_type"] == "delivered"
-    # the same signature with other event-data: a replay, answered duplicate, never forwarded
-    doc = json.loads(body)
-    doc["event-data"]["event"] = "complained"
-    again = await gateway.client.post(gateway.url("mailgun"), data=body_of(doc), headers=headers)
-    assert (await again.json())["status"] == "duplicate"
+    # the same signature with other event-data, even another event id: a replay, never forwarded
+    for change in ({"event": "complained"}, {"id": "ForgedEventId0000000000", "event": "complained"}):
+        doc = json.loads(body)
+        doc["event-data"].update(change)
+        again = await gateway.client.post(gateway.url("mailgun"), data=body_of(doc), headers=headers)
+        assert (await again.json())["status"] == "duplicate"
+    assert len(gateway.upstream.events) == 1
+    assert 'webhook_gateway_signed_content_replays_total{provider="mailgun"} 1.0' in gateway.metrics_text()
+
+
+async def test_a_retry_with_a_new_token_is_a_duplicate_of_the_same_event(make_gateway):
+    """Mailgun retries a failed delivery with a new token and timestamp: event-data.id is what
+    stays, so the retry is a duplicate once the first attempt was accepted, and goes through
+    when the first failed."""
+    gateway = await make_gateway(providers={"mailgun": {"secrets": [KEY]}})
+    headers = {"Content-Type": "application/json"}
+    now = int(time.time())
+    gateway.upstream.then(500)
+    first = await gateway.client.post(gateway.url("mailgun"), data=body_of(mailgun_doc(ts=now)), headers=headers)
+    assert first.status == 502
+    retry = body_of(mailgun_doc(ts=now + 60, token="f" * 50))
+    resp = await gateway.client.post(gateway.url("mailgun"), data=retry, headers=headers)
+    assert (await resp.json())["status"] == "forwarded"
+    later = body_of(mailgun_doc(ts=now + 120, token="a" * 50))
+    resp = await gateway.client.post(gateway.url("mailgun"), data=later, headers=headers)
+    answer = await resp.json()
+    assert (answer["status"], answer["event_id"]) == ("duplicate", EVENT_DATA["id"])
     assert len(gateway.upstream.events) == 1
 
 

@@ -78,12 +78,33 @@ def test_classic_webhooks_only_with_an_explicit_unsigned_provider(pv):
     assert outcome(classic, {}, b"id=tr_5B8cwPMGnU6qLbRvo7qEZo") == "accepted:-1"
 
 
-def test_a_signature_without_the_prefix_is_refused(pv):
-    """Mollie sends ``sha256=<hex>``; mollie-api-php strips the prefix only when present, we
-    require it (a header has one accepted spelling)."""
+def mollie_php_accepts(secrets: tuple[str, ...], body: bytes, headers: list[str]) -> bool:
+    """mollie-api-php ``SignatureValidator::validatePayload``, line for line: each header value
+    loses a leading ``sha256=`` only when it has one (``extractSignature``), then is compared
+    (``hash_equals``, exact text) with the lowercase hex HMAC under each signing secret."""
+    extracted = [h[len("sha256=") :] if h.startswith("sha256=") else h for h in headers]
+    expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in secrets]
+    return any(hmac.compare_digest(e, x) for x in extracted for e in expected)
+
+
+def test_a_signature_with_or_without_the_prefix_is_accepted_as_mollies_library_does(pv):
+    """Mollie sends ``sha256=<hex>``; its own library strips the prefix only when present, so
+    a bare hex signature verifies there too, and here."""
     provider = make_provider(pv, SCHEME, (SECRET,))
-    bare = mollie_doc(SECRET, event(NOW), NOW)["X-Mollie-Signature"].removeprefix("sha256=")
-    assert outcome(provider, {"X-Mollie-Signature": bare}, event(NOW)) == "invalid_signature"
+    body = event(NOW)
+    signed = mollie_doc(SECRET, body, NOW)["X-Mollie-Signature"]
+    bare = signed.removeprefix("sha256=")
+    wrong = mollie_doc(ROTATED, body, NOW)["X-Mollie-Signature"]
+    cases = [signed, bare, wrong, wrong.removeprefix("sha256="), bare.upper(), "sha256=" + signed,
+             "SHA256=" + bare, "sha256= " + bare, "sha256=", bare[:-1]]  # fmt: skip
+    for header in cases:
+        expected = "accepted:0" if mollie_php_accepts((SECRET,), body, [header]) else "invalid_signature"
+        got = outcome(provider, {"X-Mollie-Signature": header}, body)
+        assert got == expected or (expected != "accepted:0" and got == "missing_signature"), header
+    assert outcome(provider, {"X-Mollie-Signature": bare}, body) == "accepted:0"  # the oracle's positive control
+    assert outcome(provider, pv.multi(("X-Mollie-Signature", wrong), ("X-Mollie-Signature", bare)), body) == (
+        "accepted:0"
+    )
 
 
 async def test_payment_link_event_normalizes_from_its_type(make_gateway):

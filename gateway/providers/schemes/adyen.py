@@ -4,6 +4,11 @@ Per NotificationRequestItem, base64 HMAC-SHA256 (hex key) of
 ``pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:success``
 in ``additionalData.hmacSignature``. Every item of a batch must verify (``Adyen.util`` checks
 only the first: an unsigned item appended to a signed one would pass it).
+
+Platform webhooks (Balance Platform, Management API) sign the raw body instead: the same base64
+HMAC-SHA256 with a hex key, in the ``HmacSignature`` header (``Adyen.util``'s
+``is_valid_hmac_payload``). A request carrying that header is verified that way, else by its
+items: one ``adyen`` entry takes both (list both HMAC keys under ``secrets``).
 """
 
 from __future__ import annotations
@@ -28,10 +33,17 @@ FIELDS = (
 
 class Adyen(BodyScheme):
     name = "adyen"
-    describe = "per item: " + ":".join(f.removeprefix("amount.") for f in FIELDS)
+    describe = (
+        "per item: " + ":".join(f.removeprefix("amount.") for f in FIELDS) + "; platform webhooks: the body"
+        ", signature in HmacSignature"
+    )
     uses_header = False
+    platform_header = "HmacSignature"
 
     def parse(self, request: SignedRequest, header: str) -> tuple[tuple[Signed, ...], str | None]:
+        platform = request.optional_header(self.platform_header)
+        if platform is not None:
+            return (Signed((platform,), (request.body,)),), None
         items = json_object(request.body).get("notificationItems")
         if not isinstance(items, list) or not items:
             raise Rejection("missing_signature", "the body has no notificationItems")

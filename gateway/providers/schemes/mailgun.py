@@ -2,8 +2,9 @@
 
 The body's ``signature`` object holds ``timestamp``, ``token`` and ``signature``, the hex
 HMAC-SHA256 (webhook signing key) of timestamp + token; ``parent-signature``, with the primary
-account's key, for a subaccount's domain. ``event-data`` is NOT signed: the token is the event
-id, so a captured signature cannot be replayed with other data.
+account's key, for a subaccount's domain. ``event-data`` is NOT signed: the event id is
+``event-data.id`` (a retry carries a new token), and dedup remembers the signed timestamp + token
+beside it (``dedup_signed_content``), so a captured signature cannot be replayed with other data.
 """
 
 from __future__ import annotations

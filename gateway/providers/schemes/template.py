@@ -132,9 +132,10 @@ def _parse_header(spec: SignatureSpec, value: str) -> tuple[list[Signature], str
     """
     if spec.style == "plain":
         if spec.prefix:
-            if not value.startswith(spec.prefix):
+            if value.startswith(spec.prefix):
+                value = value[len(spec.prefix) :]
+            elif not spec.prefix_optional:
                 raise Rejection("invalid_signature", f"{spec.header} does not start with {spec.prefix!r}")
-            value = value[len(spec.prefix) :]
         sig = decode(spec.encoding, spec.algorithm, value)
         if sig is None:
             raise Rejection("invalid_signature", f"{spec.header} is not a {spec.encoding} {spec.algorithm} signature")

@@ -69,6 +69,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- int ($listen.port | default 8080) -}}
 {{- end -}}
 
+{{/* config.listen.metrics_port: /metrics on a port of its own ("" when unset or 0). */}}
+{{- define "webhook-gateway.metricsPort" -}}
+{{- $listen := .Values.config.listen | default dict -}}
+{{- if $listen.metrics_port -}}{{- int $listen.metrics_port -}}{{- end -}}
+{{- end -}}
+
+{{/* The container port name that serves /metrics. */}}
+{{- define "webhook-gateway.metricsPortName" -}}
+{{- if include "webhook-gateway.metricsPort" . -}}gateway-metrics{{- else -}}gateway-http{{- end -}}
+{{- end -}}
+
 {{/* "true" when config.events.url is literally a PostgreSQL URL. */}}
 {{- define "webhook-gateway.eventsOnPostgres" -}}
 {{- $events := .Values.config.events | default dict -}}
@@ -142,6 +153,14 @@ by the ConfigMap and the sidecar container, so a host chart gets them too.
 {{- $stateUrl := toString ($state.url | default "memory://") -}}
 {{- if and (eq .Values.mode "standalone") (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (hasPrefix "memory://" $stateUrl) -}}
 {{- fail "several replicas (replicaCount > 1 or autoscaling.enabled) need shared dedup and rate-limit state: set config.state.url to redis:// or rediss://" -}}
+{{- end -}}
+{{- $scrapes := list -}}
+{{- range $way := list "serviceMonitor" "podMonitor" -}}
+{{- if (index $.Values.metrics $way).enabled -}}{{- $scrapes = append $scrapes (printf "metrics.%s.enabled" $way) -}}{{- end -}}
+{{- end -}}
+{{- if .Values.metrics.podAnnotations -}}{{- $scrapes = append $scrapes "metrics.podAnnotations" -}}{{- end -}}
+{{- if gt (len $scrapes) 1 -}}
+{{- fail (printf "choose one way to scrape the gateway, not %s: each series would be scraped twice and the dashboard's sums would double" (join " and " $scrapes)) -}}
 {{- end -}}
 {{- if and (not .Values.secrets.existingSecret) (contains (printf "file:%s/" .Values.secrets.mountPath) (toYaml $cfg)) -}}
 {{- fail (printf "the config refers to files under %s but secrets.existingSecret is empty: name the Secret to mount there" .Values.secrets.mountPath) -}}
@@ -221,6 +240,11 @@ prefixed (gateway-http, webhook-gateway-*) so they cannot clash with the host po
     - name: gateway-http
       containerPort: {{ include "webhook-gateway.port" . }}
       protocol: TCP
+    {{- with include "webhook-gateway.metricsPort" . }}
+    - name: gateway-metrics
+      containerPort: {{ . }}
+      protocol: TCP
+    {{- end }}
   env:
     {{- include "webhook-gateway.env" . | nindent 4 }}
   {{- with .Values.envFrom }}
@@ -274,7 +298,7 @@ and, optionally, annotation-based scrape hints. Empty output is possible.
 {{- end -}}
 {{- if .Values.metrics.podAnnotations -}}
 {{- $lines = append $lines "prometheus.io/scrape: \"true\"" -}}
-{{- $lines = append $lines (printf "prometheus.io/port: %q" (include "webhook-gateway.port" .)) -}}
+{{- $lines = append $lines (printf "prometheus.io/port: %q" (include "webhook-gateway.metricsPort" . | default (include "webhook-gateway.port" .))) -}}
 {{- $lines = append $lines "prometheus.io/path: /metrics" -}}
 {{- end -}}
 {{- join "\n" $lines -}}
