@@ -116,8 +116,8 @@ class EventsSettings:
     retention_days: float = setting(
         30.0,
         "Delivered and dead events, rejection counts and delivery attempts older than this are deleted (hourly). "
-        "Queued events are never deleted. In PostgreSQL the event table is partitioned by day: a day past this age whose "
-        "events are all delivered or dead is dropped as a whole partition; the rest is deleted row by row.",
+        "Queued events are never deleted. In PostgreSQL the event table is partitioned by day: a day past this age "
+        "whose events are all delivered or dead is dropped as a whole partition; the rest is deleted row by row.",
     )
     pool_size: int = setting(10, "PostgreSQL connections per process.")
     timeout: float = setting(5.0, "Seconds per event-store call.")
