@@ -16,8 +16,12 @@ hot path (a head that arrives whole in one read, as webhooks do, arms no timer):
   the head still incomplete, ``408 header_timeout`` as JSON, and the connection is closed.
 
 A connection beyond ``max_connections`` (per process) is answered ``503 too_many_connections``
-with Retry-After and closed at once, before any request is read. Both are counted in
-``webhook_gateway_connections_dropped_total{reason}``.
+with Retry-After and closed at once, before any request is read.
+
+A request aiohttp's HTTP parser refuses (a control byte in a header, an over-long line, a
+malformed request line) is answered ``400 invalid_request`` as JSON and the connection closed:
+aiohttp's own answer is text/plain and quotes the offending line, which may hold a credential.
+All three are counted in ``webhook_gateway_connections_dropped_total{reason}``.
 """
 
 from __future__ import annotations
@@ -28,15 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from gateway import jsonutil
-from gateway.errors import ERROR_STATUS
+from gateway.errors import ERROR_STATUS, Rejection
+from gateway.responses import error_response
 
 #: aiohttp's own default for ``web.run_app``; the bare RequestHandler default is an hour, which
 #: would let idle connections fill the connection cap.
 KEEPALIVE_TIMEOUT = 75.0
 _REASONS = {408: "Request Timeout", 503: "Service Unavailable"}
+#: The whole message of a parser refusal: the parser's own reason quotes the refused bytes.
+BAD_REQUEST_MESSAGE = "the request line or headers are malformed or too long"
 
 
 @dataclass(slots=True)
@@ -117,6 +126,22 @@ class GuardedHandler(RequestHandler):
             return
         message = f"the request head did not arrive within {self._limits.header_timeout:g}s"
         self._drop("header_timeout", "header_timeout", message)
+
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        """A request the HTTP parser refused (aiohttp answers it here, with status 400): ``400
+        invalid_request`` as JSON, whose message names no header. Any other error: aiohttp's."""
+        if status != 400 or not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        # aiohttp's own log line (rewritten without header values by logs.ParserErrors); its
+        # text/plain answer, which would quote the refused line, is dropped.
+        super().handle_error(request, status, exc, "")
+        self._limits.on_drop("bad_request")
+        # aiohttp answers a refusal as HTTP/1.0, where closing is implied: say it anyway.
+        response = error_response(Rejection("invalid_request", BAD_REQUEST_MESSAGE, {"Connection": "close"}))
+        response.force_close()
+        return response
 
     def _drop(self, reason: str, code: str, message: str) -> None:
         if self.transport is not None:

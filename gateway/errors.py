@@ -26,6 +26,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "method_not_allowed": 405,
     "unauthorized": 401,
     "invalid_parameter": 400,
+    "invalid_request": 400,
     "body_too_large": 413,
     "body_timeout": 408,
     "header_timeout": 408,

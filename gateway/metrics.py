@@ -97,7 +97,7 @@ class Metrics:
         )  # fmt: skip
         self.connections_dropped = Counter(
             f"{PREFIX}_connections_dropped_total",
-            "Client connections closed by a limit, by reason (header_timeout, connection_limit).",
+            "Client connections the gateway closed, by reason (header_timeout, connection_limit, bad_request).",
             ["reason"], registry=r,
         )  # fmt: skip
         self.audit_lost = Counter(
@@ -155,7 +155,7 @@ class Metrics:
             self.store_up.labels(store)
         for reason in ("unavailable", "refused", "backlog", "error"):  # docs/metrics.md, "reason"
             self.audit_lost.labels(reason)
-        for reason in ("header_timeout", "connection_limit"):
+        for reason in ("header_timeout", "connection_limit", "bad_request"):
             self.connections_dropped.labels(reason)
         for provider in providers:
             self._init_provider(provider, queue)

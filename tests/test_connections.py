@@ -1,12 +1,16 @@
 """Connection limits over raw sockets on loopback: a deadline for the request head (408 and
-close), a cap on open connections (503 and close), both counted; normal clients unaffected."""
+close), a cap on open connections (503 and close), a request the HTTP parser refuses (400 JSON
+that quotes no header, and close), all counted; normal clients unaffected."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import secrets
 import time
+
+from gateway.connections import BAD_REQUEST_MESSAGE
 
 HEAD_TIMEOUT = 0.6
 
@@ -157,3 +161,66 @@ async def test_connections_over_the_cap_get_503_and_are_closed(make_gateway, kit
     assert status == 200, answer
     for _, w in held:
         await close(w)
+
+
+def parser_refusals(gateway, value: bytes) -> dict[str, bytes]:
+    """Requests aiohttp's HTTP parser refuses, each carrying ``value`` in its refused line."""
+    path = gateway.url("stripe")
+    head = f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n".encode()
+    return {
+        "control byte": head + b"Stripe-Signature: t=1,v1=" + value + b"\x01\r\n\r\n{}",
+        "delete byte": head + b"Authorization: Bearer " + value + b"\x7f\r\n\r\n{}",
+        "line too long": head + b"Authorization: Bearer " + value + b"A" * 9000 + b"\r\n\r\n{}",
+        "bad request line": b"POST " + path.encode() + value + b"\x01 HTTP/1.1\r\nHost: gw\r\n\r\n",
+        "no colon": head + value + b"\r\n\r\n{}",
+    }
+
+
+def windows(value: bytes, size: int = 6) -> set[bytes]:
+    return {value[i : i + size] for i in range(len(value) - size + 1)}
+
+
+async def test_parser_refusals_answer_json_quote_no_header_and_close(make_gateway, kit):
+    gateway = await make_gateway()
+    value = b"sk_live_" + secrets.token_urlsafe(24).encode()
+    cases = parser_refusals(gateway, value)
+    for name, wire in cases.items():
+        reader, writer = await open_conn(gateway)
+        try:
+            writer.write(wire)
+            status, headers, body = await read_answer_then_eof(reader, 5.0)  # EOF: closed
+        finally:
+            await close(writer)
+        assert status == 400 and headers["connection"] == "close", (name, status, body)
+        assert headers["content-type"].startswith("application/json"), (name, headers)
+        assert json.loads(body) == {
+            "success": False,
+            "error": {"code": "invalid_request", "message": BAD_REQUEST_MESSAGE},
+        }, name
+        answer = b"\r\n".join(f"{k}: {v}".encode() for k, v in headers.items()) + body
+        assert not [w for w in windows(value) if w in answer], (name, answer)  # not one 6-byte run of it
+    assert dropped(gateway, "bad_request") == f"{float(len(cases))}"
+    assert gateway.upstream.events == []
+    await wait_open(gateway, 0)
+
+
+async def test_a_keep_alive_client_is_unaffected_by_parser_refusals(make_gateway, kit):
+    gateway = await make_gateway()
+    assert dropped(gateway, "bad_request") == "0.0"  # the series exists from the start, at 0
+    refusals = list(parser_refusals(gateway, b"k3y").values())
+    reader, writer = await open_conn(gateway)
+    try:
+        for n, wire in enumerate(refusals):
+            body = kit.stripe_body(f"evt_beside_refusal_{n}")
+            writer.write(request(gateway, body, gateway.sign("stripe", body)))  # same connection each time
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                answer = json.loads(await reader.readexactly(length))
+            assert head.startswith(b"HTTP/1.1 200") and answer["status"] == "forwarded", head
+            status, _, _ = await kit.raw_exchange(gateway.host, gateway.port, [wire])  # another connection
+            assert status == 400
+    finally:
+        await close(writer)
+    assert len(gateway.upstream.events) == len(refusals)
+    assert dropped(gateway, "bad_request") == f"{float(len(refusals))}"

@@ -61,6 +61,8 @@ async def test_parser_refusals_never_log_header_values(gateway_proc, kit):
     for head in requests:
         answer = await send_raw(gateway_proc.port, head)
         assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0], answer[:200]
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "invalid_request", answer
+        assert key not in answer and stripe_signature.encode() not in answer, answer  # not echoed back
 
     # Wait for the four refusals to be logged (a positive control: the grep below is not vacuous).
     await hs.eventually(lambda: len(refused_lines(gateway_proc.log.read_text("utf-8"))) == len(requests))
