@@ -9,6 +9,7 @@ take about two seconds. Every wait is bounded; a missing binary fails the test (
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import socket
@@ -94,36 +95,41 @@ def free_cluster_port(taken: set[int]) -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
+class _Poll:
+    """One bounded poll of ``check()``: ``done()`` tries it once (exceptions count as not yet)
+    and raises once ``timeout`` has passed without a truthy result, kept in ``result``."""
+
+    def __init__(self, check: Callable[[], Any], what: str, timeout: float) -> None:
+        self.check, self.what, self.timeout = check, what, timeout
+        self.deadline = time.monotonic() + timeout
+        self.result: Any = None
+
+    def done(self) -> bool:
+        try:
+            self.result = self.check()
+        except Exception:  # a node still starting or electing: not yet
+            self.result = None
+        if self.result:
+            return True
+        if time.monotonic() > self.deadline:
+            raise AssertionError(f"{self.what}: not within {self.timeout} s")
+        return False
+
+
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     """Poll ``check()`` until truthy (exceptions count as not yet); fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except Exception:  # a node still starting or electing: not yet
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
+    poll = _Poll(check, what, timeout)
+    while not poll.done():
         time.sleep(0.05)
+    return poll.result
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     """``wait_for`` inside a test's event loop: polls without blocking the gateway under test."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except Exception:  # a node still starting or electing: not yet
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
+    poll = _Poll(check, what, timeout)
+    while not poll.done():
         await asyncio.sleep(0.05)
+    return poll.result
 
 
 class RedisCluster:

@@ -2,7 +2,7 @@
 kubernetes-validate. Shared by tests/test_chart.py, test_alerts.py, test_dashboard.py and
 scripts/deploy_check.py (what `.ci/run` prints).
 
-A missing tool fails under CI=true and skips otherwise, saying how to get it.
+A missing tool fails under CI=true and skips otherwise, saying how to get it (:func:`require`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,18 @@ def promtool_path() -> str:
     if not found:
         raise ToolMissing("promtool: run `make deploy-tools` (Debian package prometheus)")
     return found
+
+
+def require(tool: Callable[[], str]) -> str:
+    """``tool()``'s path, for a test: a missing tool fails it under CI=true and skips it otherwise."""
+    import pytest  # only for tests: scripts/deploy_check.py imports this module without pytest
+
+    try:
+        return tool()
+    except ToolMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -109,7 +122,17 @@ def strip_annotations(rules_text: str) -> str:
 
 def promtool_test(tests_file: Path = RULE_TESTS, rules_text: str | None = None) -> subprocess.CompletedProcess[str]:
     """`promtool test rules` of ``tests_file`` against the rules (annotations stripped) it names."""
-    spec = yaml.safe_load(tests_file.read_text("utf-8"))
+    return promtool_spec(yaml.safe_load(tests_file.read_text("utf-8")), rules_text)
+
+
+def promtool_tests(tests: list[dict[str, Any]], rules_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` of ``tests`` (each with its ``input_series``), evaluated every minute,
+    against ``rules_text`` (default: deploy/prometheus/alerts.yaml)."""
+    return promtool_spec({"evaluation_interval": "1m", "tests": tests}, rules_text)
+
+
+def promtool_spec(spec: dict[str, Any], rules_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` of a test file's content; its ``rule_files`` become ``rules_text``."""
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "alerts.yaml"
         rules.write_text(strip_annotations(rules_text if rules_text is not None else RULES.read_text("utf-8")))
@@ -117,6 +140,14 @@ def promtool_test(tests_file: Path = RULE_TESTS, rules_text: str | None = None) 
         test = Path(tmp) / "test.yaml"
         test.write_text(yaml.safe_dump(spec, sort_keys=False))
         return run([promtool_path(), "test", "rules", str(test)])
+
+
+async def scrape(gateway: Any) -> str:
+    """One real /metrics text of a gateway under test (the ``make_gateway`` fixture's)."""
+    resp = await gateway.client.get("/metrics")
+    assert resp.status == 200
+    text: str = await resp.text()
+    return text
 
 
 def series_name(name: str, labels: dict[str, str]) -> str:

@@ -8,9 +8,7 @@ gateway really creates them (the first reload failure fires because the series e
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,7 @@ from gateway.reload import reload
 
 @pytest.fixture(autouse=True)
 def _tools() -> None:
-    try:
-        hd.promtool_path()
-    except hd.ToolMissing as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    hd.require(hd.promtool_path)
 
 
 def alert_names() -> list[str]:
@@ -83,13 +76,6 @@ def test_every_alert_has_a_runbook_section() -> None:
 # --- real scrapes ------------------------------------------------------------------------------
 
 
-async def scrape(gateway: Any) -> str:
-    resp = await gateway.client.get("/metrics")
-    assert resp.status == 200
-    text: str = await resp.text()
-    return text
-
-
 def alert_test(scrapes: list[str], alertname: str, at: str, expected: list[dict[str, str]]) -> dict[str, Any]:
     series = hd.scrapes_to_input_series(scrapes, {"namespace": "pay"})
     case = {"eval_time": at, "alertname": alertname, "exp_alerts": [{"exp_labels": e} for e in expected]}
@@ -97,10 +83,7 @@ def alert_test(scrapes: list[str], alertname: str, at: str, expected: list[dict[
 
 
 def run_tests(tests: list[dict[str, Any]]) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "t.yaml"
-        path.write_text(yaml.safe_dump({"rule_files": ["alerts.yaml"], "evaluation_interval": "1m", "tests": tests}))
-        done = hd.promtool_test(path)
+    done = hd.promtool_tests(tests)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -112,10 +95,10 @@ async def test_first_reload_failure_fires(make_gateway: Any, kit: types.SimpleNa
     bad = tmp_path / "gateway.yaml"
     bad.write_text("providers: {stripe: {secrets: []}}\nno_such_key: 1\n")
     services.settings = dataclasses.replace(services.settings, file=str(bad))
-    before = await scrape(gw)
+    before = await hd.scrape(gw)
     assert 'webhook_gateway_config_reloads_total{result="error"} 0.0' in before
     assert reload(gw.app) is False
-    after = await scrape(gw)
+    after = await hd.scrape(gw)
     scrapes = [before, before, after, after, after]
     labels = {"severity": "warning", "namespace": "pay"}
     run_tests([alert_test(scrapes, "WebhookGatewayConfigReloadFailed", "4m", [labels])])
@@ -123,7 +106,7 @@ async def test_first_reload_failure_fires(make_gateway: Any, kit: types.SimpleNa
 
 async def test_series_for_alerts_exist_at_zero_before_any_event(make_gateway: Any) -> None:
     gw = await make_gateway()
-    text = await scrape(gw)
+    text = await hd.scrape(gw)
     for provider in gw.settings.providers:
         for outcome in ("forwarded", "invalid_signature", "missing_signature", "stale_timestamp"):
             assert f'webhook_gateway_requests_total{{outcome="{outcome}",provider="{provider}"}} 0.0' in text
@@ -145,11 +128,11 @@ def test_first_dead_letter_fires_only_with_the_zero_sample() -> None:
 async def test_healthy_gateway_fires_no_alert(make_gateway: Any, kit: types.SimpleNamespace) -> None:
     """Real scrapes of a gateway serving signed webhooks: not one alert fires."""
     gw = await make_gateway()
-    scrapes = [await scrape(gw)]
+    scrapes = [await hd.scrape(gw)]
     for i in range(4):
         for n in range(3):
             await gw.expect(200, "stripe", kit.stripe_body(f"evt_healthy_{i}_{n}"))
-        scrapes.append(await scrape(gw))
+        scrapes.append(await hd.scrape(gw))
     scrapes += [scrapes[-1]] * 15  # a quiet quarter of an hour: rates fall to 0, nothing fires
     tests = [alert_test(scrapes, name, at, []) for name in alert_names() for at in ("4m", "18m")]
     run_tests(tests)
@@ -158,7 +141,7 @@ async def test_healthy_gateway_fires_no_alert(make_gateway: Any, kit: types.Simp
 async def test_promtool_check_metrics_on_a_real_scrape(make_gateway: Any, kit: types.SimpleNamespace) -> None:
     gw = await make_gateway()
     await gw.expect(200, "stripe", kit.stripe_body("evt_lint"))
-    text = await scrape(gw)
+    text = await hd.scrape(gw)
     assert "process_resident_memory_bytes" in text and "python_info" in text
     assert 'webhook_gateway_build_info{python_version="' in text
     done = hd.subprocess.run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,7 @@ CI_VALUES = sorted((hd.CHART / "ci").glob("*-values.yaml"))
 
 @pytest.fixture(autouse=True)
 def _tools() -> None:
-    try:
-        hd.helm_path()
-    except hd.ToolMissing as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    hd.require(hd.helm_path)
 
 
 @functools.cache

@@ -119,11 +119,17 @@ async def test_overview_numbers_match_metrics_and_the_event_store(browser, site,
     no_errors(page)
 
 
-async def test_filter_open_a_detail_and_replay_it(browser, site, kit):
+async def stripe_events_page(browser: Browser, site, kit) -> Page:
+    """The known traffic served, then the events page filtered to provider stripe."""
     await known_traffic(site, kit)
     page = await open_page(browser, site)
     await page.get_by_label("Provider").select_option("stripe")
     await page.get_by_role("button", name="Apply").click()
+    return page
+
+
+async def test_filter_open_a_detail_and_replay_it(browser, site, kit):
+    page = await stripe_events_page(browser, site, kit)
     await expect(page).to_have_url(re.compile(r"provider=stripe"))
     rows = page.locator("table.events tbody tr")
     await expect(rows).to_have_count(3)
@@ -144,10 +150,7 @@ async def test_filter_open_a_detail_and_replay_it(browser, site, kit):
 
 
 async def test_bulk_replay_previews_the_count_then_replays(browser, site, kit):
-    await known_traffic(site, kit)
-    page = await open_page(browser, site)
-    await page.get_by_label("Provider").select_option("stripe")
-    await page.get_by_role("button", name="Apply").click()
+    page = await stripe_events_page(browser, site, kit)
     await page.get_by_role("button", name="Replay matching…").click()
     await expect(page.locator("#bulk-result")).to_contain_text("3 stored event(s) match")
     before = len(site.upstream.events)

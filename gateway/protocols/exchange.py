@@ -8,7 +8,8 @@ as they arrive and call :meth:`answer` or :meth:`fail`. Used by the upstream HTT
 from __future__ import annotations
 
 import asyncio
-from typing import Generic, TypeVar
+from collections import deque
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -57,3 +58,23 @@ class Exchange(asyncio.Protocol, Generic[T]):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+E = TypeVar("E", bound=Exchange[Any])
+
+
+def take_idle(idle: deque[E]) -> E | None:
+    """The most recently released idle connection still usable, or None; stale ones (closed by
+    the peer while idle) are closed on the way. The pools' shared first step of an acquire."""
+    while idle:
+        conn = idle.pop()
+        if conn.usable():
+            return conn
+        conn.close()
+    return None
+
+
+def close_idle(idle: deque[E]) -> None:
+    """Close every idle connection of a pool."""
+    while idle:
+        idle.pop().close()

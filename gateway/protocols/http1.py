@@ -16,7 +16,7 @@ from collections import deque
 from urllib.parse import urlsplit
 
 from gateway.errors import ProtocolError
-from gateway.protocols.exchange import Exchange
+from gateway.protocols.exchange import Exchange, close_idle, take_idle
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -209,11 +209,8 @@ class Http1Pool:
             return response
 
     async def _acquire(self) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.usable():
-                return conn
-            conn.close()
+        if (idle := take_idle(self._idle)) is not None:
+            return idle
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -231,6 +228,4 @@ class Http1Pool:
             conn.close()
 
     async def close(self) -> None:
-        while self._idle:
-            conn = self._idle.pop()
-            conn.close()
+        close_idle(self._idle)

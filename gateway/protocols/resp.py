@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gateway.protocols.exchange import Exchange
+from gateway.protocols.exchange import Exchange, close_idle, take_idle
 
 
 class RespError(Exception):
@@ -114,11 +114,8 @@ class RespPool:
             return reply
 
     async def _acquire(self) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.usable():
-                return conn
-            conn.close()
+        if (idle := take_idle(self._idle)) is not None:
+            return idle
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl)
         try:
@@ -133,5 +130,4 @@ class RespPool:
         return conn
 
     async def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        close_idle(self._idle)

@@ -41,6 +41,13 @@ GROUPS = {
 }
 
 
+def rate_setting(rate: int, burst: int, doc: str, *, key: str) -> Any:
+    """A GCRA rate-limit setting (``{rate, burst}``, or ``false``/``null`` for none), default on."""
+    default = RateLimit(rate=float(rate), burst=burst)
+    shown = {"rate": rate, "burst": burst}  # as YAML writes it
+    return setting(default, doc, key=key, parse=values.rate_limit, schema=RATE_SCHEMA, shown=shown)
+
+
 def _masked_repr(obj: Any, **shown: Any) -> str:
     """The dataclass repr, with the values in ``shown`` standing in for the real ones.
 
@@ -396,23 +403,19 @@ class Settings:
         key="limits.max_connections",
         minimum=0,
     )
-    per_source_limit: RateLimit | None = setting(
-        RateLimit(rate=100.0, burst=200),
+    per_source_limit: RateLimit | None = rate_setting(
+        100,
+        200,
         "Per client address (IPv6 per /64), before the signature is checked: a cheap shield against floods of "
         "junk. `false` or `null` disables it.",
         key="rate_limits.per_source",
-        parse=values.rate_limit,
-        schema=RATE_SCHEMA,
-        shown={"rate": 100, "burst": 200},
     )
-    per_provider_limit: RateLimit | None = setting(
-        RateLimit(rate=1000.0, burst=2000),
+    per_provider_limit: RateLimit | None = rate_setting(
+        1000,
+        2000,
         "Default per provider, verified requests only: protects the upstream. A provider's `rate_limit` "
         "overrides it; `false` or `null` disables the default.",
         key="rate_limits.per_provider",
-        parse=values.rate_limit,
-        schema=RATE_SCHEMA,
-        shown={"rate": 1000, "burst": 2000},
     )
     dedup: DedupSettings = section(DedupSettings, "Deduplication by event id.")
     state: StateSettings = section(StateSettings, "Where dedup and rate-limit state lives.")
