@@ -2,7 +2,8 @@
 
 ``Exchange`` holds the transport and the future the current reply goes to; subclasses parse bytes
 as they arrive and call :meth:`answer` or :meth:`fail`. Used by the upstream HTTP/1.1 pool
-(``gateway.protocols.http1``) and the Redis client (``gateway.protocols.resp``).
+(``gateway.protocols.http1``) and the Redis client (``gateway.protocols.resp``), whose pools
+share :func:`take_idle` and :func:`close_idle` too.
 """
 
 from __future__ import annotations
