@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -67,10 +68,15 @@ def _time(value: object, name: str) -> datetime | None:
     return parsed
 
 
+#: A whole number in a query string; ``155.0`` is one too (JSON Schema's ``integer`` says so).
+_WHOLE = re.compile(r"([0-9]{1,19})(?:\.0+)?")
+
+
 def _int(value: str | None, name: str, low: int, high: int) -> int:
-    if value is None or len(value) > 19 or not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    whole = _WHOLE.fullmatch(value) if value is not None and len(value) <= 40 else None
+    if whole is None or not low <= int(whole[1]) <= high:
         raise Rejection("invalid_parameter", f"{name} must be a whole number from {low} to {high}")
-    return int(value)
+    return int(whole[1])
 
 
 def _body_filters(params: dict[str, Any]) -> dict[str, str]:
