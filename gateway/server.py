@@ -18,6 +18,7 @@ from gateway import reload
 from gateway.app import build_app, build_services
 from gateway.app_state import Services
 from gateway.demo import demo_upstream_app
+from gateway.lean.runner import LeanRunner
 from gateway.settings.model import Settings
 
 log = logging.getLogger("gateway.server")
@@ -55,7 +56,7 @@ async def _serve(
             upstream = demo_upstream_app(quiet=watch is not None)
             runners.append(await _start(upstream, "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
         app = build_app(settings, services)
-        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port)
+        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port, lean=True)
         runners.append(gateway)
         if settings.dashboard.enabled and settings.dashboard.port:
             runners.append(await _start_dashboard(settings, services, reuse_port))
@@ -98,9 +99,11 @@ async def _serve(
 
 
 async def _start(
-    app: web.Application, host: str, port: int, shutdown_timeout: float, reuse_port: bool = False
+    app: web.Application, host: str, port: int, shutdown_timeout: float, reuse_port: bool = False, lean: bool = False
 ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    """Serve ``app``; with ``lean``, webhook requests take the lean path (``gateway.lean``)."""
+    kind = LeanRunner if lean else web.AppRunner
+    runner = kind(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()

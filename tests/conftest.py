@@ -33,6 +33,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import build_app
+from gateway.lean.runner import LeanRunner
 from gateway.providers.signer import sign
 from gateway.settings.loader import build_settings, deep_merge, load_catalog
 from gateway.settings.model import Settings
@@ -226,13 +227,14 @@ class Gateway:
 
 
 class ProductionServer(TestServer):
-    """Serves the app as ``gateway.server`` does. ``TestServer`` turns on aiohttp's handler
+    """Serves the app as ``gateway.server`` does: webhooks on the lean path (``LeanRunner``), the
+    rest through aiohttp. ``TestServer`` turns on aiohttp's handler
     cancellation on client disconnect; production keeps aiohttp's default (off), and a gateway
     test must see what production does when a client hangs up mid-request."""
 
     async def _make_runner(self, **kwargs: Any) -> Any:
         kwargs["handler_cancellation"] = False
-        return await super()._make_runner(**kwargs)
+        return LeanRunner(self.app, **kwargs)
 
 
 MakeGateway = Callable[..., Awaitable[Gateway]]

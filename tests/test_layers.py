@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "gateway.app": 6,
     "gateway.reload": 6,
     "gateway.server": 6,
+    "gateway.lean": 6,  # the lean server path for webhooks (its protocol, request and runner)
     "gateway.workers": 6,
     "gateway.demo": 6,
     "gateway.cli": 6,

@@ -13,7 +13,7 @@ from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.observe import Observed
 from gateway.outcomes import ACCEPTED, EventStatus, Outcome
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import RequestContext, WebhookRequest
 from gateway.pipeline.record import record_from
 from gateway.pipeline.stage import Stage
 from gateway.responses import error_response, json_response
@@ -31,7 +31,7 @@ class Pipeline:
         self.metrics = services.metrics
         self.feed = services.feed
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: WebhookRequest) -> web.Response:
         ctx = RequestContext(request=request, started=time.perf_counter())
         error: Rejection | None = None
         self.metrics.in_flight.inc()
