@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
@@ -25,6 +27,7 @@ from gateway.lean.request import MAX_HEAD, Body, LeanRequest, parse_head
 if TYPE_CHECKING:
     from gateway.lean.runner import LeanServer
 
+REASONS = {s.value: s.phrase for s in HTTPStatus}
 PAUSE_AT = 256 * 1024  # bytes of pipelined requests held before reading pauses
 NO_LENGTH = (204, 304)
 _date: tuple[int, str] = (0, "")
@@ -52,7 +55,7 @@ class LeanProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
-        tcp_keepalive(transport)
+        tcp_keepalive(self._transport)
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, (list, tuple)) else None
         self._server.lean_connections.add(self)
@@ -125,16 +128,20 @@ class LeanProtocol(asyncio.Protocol):
         self._task = asyncio.get_running_loop().create_task(self._answer(request))
 
     async def _answer(self, request: LeanRequest) -> None:
+        pipeline = self._server.pipeline
         try:
-            response = await self._server.pipeline.handle(request)
+            answer = await pipeline.answer(request)
         finally:
             self._task = None
         body = self._body
         self._body = None
         transport = self._transport
+        if transport is not None:
+            json = answer.json()
+            transport.write(serialize(answer.response()) if json is None else serialize_json(*json))
+        pipeline.finish(answer)  # metrics, stats, audit and the log line: after the answer left
         if transport is None:
             return
-        transport.write(serialize(response))
         self.idle_since = time.monotonic()
         if body is None or not body.complete or self._server.closing:
             transport.close()  # an unread body cannot be skipped safely; a closing server keeps no idle conns
@@ -167,6 +174,15 @@ def serialize(response: web.Response) -> bytes:
         lines.append(f"Content-Length: {len(data)}")
     lines.append(f"Date: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n\r\n")
     return "\r\n".join(lines).encode("latin-1") + data
+
+
+def serialize_json(status: int, body: bytes, headers: Mapping[str, str] | None) -> bytes:
+    """``serialize(json_response(status, ...))`` without building the ``web.Response``."""
+    own = "".join(f"{name}: {value}\r\n" for name, value in headers.items()) if headers else ""
+    return (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\n{own}Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nDate: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n\r\n"
+    ).encode("latin-1") + body
 
 
 def _http_date() -> str:
