@@ -8,6 +8,7 @@ position in the provider's secret list. Nothing from a request becomes a label a
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -81,20 +82,98 @@ class Metrics:
         self.in_flight = Gauge(
             f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
         )
+        self.in_flight_now = 0  # what the request path counts; flush() sets the gauge to it
 
     def child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, cached: ``labels()`` takes a lock and builds a key on every
-        call, which the request path should pay once per label set, not once per request."""
+        """A cheap stand-in for ``metric.labels(*labels)`` (same ``inc``/``observe``/``set``).
+
+        prometheus_client takes a lock for every update and walks a histogram's buckets in
+        Python; the request path instead adds to plain numbers here, and :meth:`flush` moves them
+        into the real metrics: before every scrape (:meth:`render`) and every
+        ``FLUSH_INTERVAL`` seconds (``gateway.app``), so the exposition, its names and labels,
+        and the multiprocess files of ``--workers N`` stay prometheus_client's own."""
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = self._children[key] = _tally(metric.labels(*labels))
         return found
+
+    def flush(self) -> None:
+        """Move what the request path counted into the prometheus metrics."""
+        self.in_flight.set(self.in_flight_now)
+        for tally in self._children.values():
+            tally.flush()
 
     def render(self) -> bytes:
         """The exposition text; under ``--workers N`` the sum over all worker processes."""
+        self.flush()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+FLUSH_INTERVAL = 0.25  # seconds between flushes outside scrapes (what another worker's scrape sees)
+
+
+class _Count:
+    __slots__ = ("child", "n")
+
+    def __init__(self, child: Any) -> None:
+        self.child, self.n = child, 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.n += amount
+
+    def flush(self) -> None:
+        if self.n:
+            n, self.n = self.n, 0.0
+            self.child.inc(n)
+
+
+class _Last:
+    __slots__ = ("child", "value")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.value: float | None = None
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def flush(self) -> None:
+        if self.value is not None:
+            value, self.value = self.value, None
+            self.child.set(value)
+
+
+class _Observations:
+    """A histogram child's counts per bucket and sum, as ``Histogram.observe`` keeps them."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)  # ends with +Inf
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1  # the first bucket with amount <= bound
+        self.total += amount
+
+    def flush(self) -> None:
+        if not any(self.counts):
+            return
+        counts, self.counts, total, self.total = self.counts, [0] * len(self.bounds), self.total, 0.0
+        for bucket, n in zip(self.child._buckets, counts, strict=True):
+            if n:
+                bucket.inc(n)
+        self.child._sum.inc(total)
+
+
+def _tally(child: Any) -> Any:
+    if isinstance(child, Histogram):
+        return _Observations(child)
+    return _Last(child) if isinstance(child, Gauge) else _Count(child)

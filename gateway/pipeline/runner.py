@@ -75,7 +75,7 @@ class Pipeline:
         ctx = RequestContext(request=request, started=time.perf_counter())
         error: Rejection | None = None
         cancelled = False
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight_now += 1
         try:
             if self.services.tracer is not None:
                 await self._run_traced(ctx)
@@ -103,7 +103,7 @@ class Pipeline:
                 # still runs this once; a second cancel could only cut a release short, and the
                 # lease then expires by itself.
                 await cleanup(ctx, accepted or outcome == Outcome.DUPLICATE)
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight_now -= 1
             if cancelled:  # no answer will be sent: record now
                 self._record(ctx, error, accepted)
         return Answer(ctx, error, accepted)
