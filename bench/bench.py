@@ -1034,7 +1034,8 @@ def render_markdown(result: dict[str, Any], targets: list[Target]) -> str:
             f"{_fmt(st.get('server_cores_median'), '{:.2f}')} | {st.get('runs_ok', 0)}/{st.get('runs', 0)} | "
             f"{'; '.join(notes)} |"
         )
-    lines += ["", "## Targets (issue 10)", "", "| target | measured | must reach | result |", "| --- | ---: | ---: | --- |"]
+    lines += ["", "## Targets (issue 10)", "", "| target | measured | must reach | result |"]
+    lines.append("| --- | ---: | ---: | --- |")
     for g in s.get("goals") or goals(s):
         unit = "" if g["kind"] == "cpu" else "×"
         shown = "–" if g["value"] is None else f"{g['value']:.2f}{unit}" if unit else f"{g['value']:.0f}"

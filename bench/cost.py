@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench as b  # noqa: E402
+import bench as b
 
 
 def main() -> int:

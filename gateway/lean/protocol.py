@@ -53,6 +53,11 @@ class LeanProtocol(asyncio.Protocol):
     def busy(self) -> bool:
         return self._task is not None
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The task answering the current request, if any."""
+        return self._task
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
         tcp_keepalive(self._transport)

@@ -27,7 +27,9 @@ _LINE = re.compile(
     rb"POST (" + re.escape(API.encode()) + rb"/([a-z0-9][a-z0-9_-]{0,62})/?(?:\?[A-Za-z0-9._~=&-]*)?) HTTP/1\.1\r\n"
 )
 # token ":" OWS visible-ASCII-with-inner-spaces OWS CRLF: no obs-fold, no control bytes, no obs-text.
-_FIELDS = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n)*")
+_FIELDS = re.compile(
+    rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n)*"
+)
 _LENGTH = re.compile(r"0|[1-9][0-9]{0,9}")
 _REFUSED = ("Transfer-Encoding", "Connection", "Expect", "Upgrade")
 

@@ -58,18 +58,18 @@ class LeanServer(web.Server):
             conn.close_idle()
         super().pre_shutdown()
 
-    async def shutdown(self, timeout: float | None = None) -> None:
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - aiohttp's signature
         if self._sweeper is not None:
             self._sweeper.cancel()
         await asyncio.gather(self._drain(timeout), super().shutdown(timeout))
 
-    async def _drain(self, timeout: float | None) -> None:
-        deadline = time.monotonic() + (timeout or 0)
-        while any(conn.busy for conn in self.lean_connections) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        tasks = [task for conn in list(self.lean_connections) if (task := conn.abort()) is not None]
-        if tasks:  # let the cancelled pipelines run their cleanups before the stores close
-            await asyncio.wait(tasks, timeout=1.0)
+    async def _drain(self, grace: float | None) -> None:
+        busy = {task for conn in self.lean_connections if (task := conn.task) is not None}
+        if busy:  # no new request starts once closing: each ends by closing its connection
+            await asyncio.wait(busy, timeout=grace)
+        late = [task for conn in list(self.lean_connections) if (task := conn.abort()) is not None]
+        if late:  # let the cancelled pipelines run their cleanups before the stores close
+            await asyncio.wait(late, timeout=1.0)
 
     async def _sweep(self) -> None:
         """Close lean connections idle for longer than the keep-alive timeout (checked every few s)."""
