@@ -43,8 +43,8 @@ class Forwarder:
         started = time.perf_counter()
         result = "error"
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                status, retry_after = await self._post(event, headers)
+            deadline = asyncio.get_running_loop().time() + self.settings.timeout
+            status, retry_after = await self._post(event, headers, deadline)
             result = "success" if 200 <= status < 300 else f"http_{status // 100}xx"
         except TimeoutError:
             result = "timeout"
@@ -68,15 +68,15 @@ class Forwarder:
             raise Rejection("upstream_unavailable", f"the upstream is busy (HTTP {status})", hint)
         raise Rejection("upstream_error", f"the upstream answered HTTP {status}")
 
-    async def _post(self, event: bytes, headers: dict[str, str] | None) -> tuple[int, str]:
+    async def _post(self, event: bytes, headers: dict[str, str] | None, deadline: float) -> tuple[int, str]:
         assert self.pool is not None, "Forwarder.start() was not awaited"
         attempt = 0
         while True:
             try:
-                response = await self.pool.post(event, headers)
+                response = await self.pool.post(event, headers, deadline)
                 return response.status, response.headers.get("retry-after", "")
-            except ProtocolError:
-                raise  # it answered, badly: sending again would not help
+            except (ProtocolError, TimeoutError):
+                raise  # it answered badly (sending again would not help), or the time is up
             except OSError:
                 if attempt >= self.settings.retries:
                     raise
