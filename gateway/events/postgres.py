@@ -31,7 +31,6 @@ log = logging.getLogger("gateway.events")
 #: Audit copies (sync mode) kept while PostgreSQL is unreachable, retried every second; beyond
 #: this many bytes of bodies and envelopes, new ones are lost (logged and counted).
 HOLD_BYTES = 64 * 1024 * 1024
-WRITERS = 3  # insert batches committing at once (see _write_loop)
 _COLUMNS = (
     "provider, event_id, event_type, received_at, status, next_attempt_at, client_ip, headers, body, event, "
     "secret_index, locked_until, attempts, delivered_at"
@@ -216,10 +215,6 @@ class PostgresEventStore:
 
     async def _write_loop(self) -> None:
         last_fold = time.monotonic()
-        # Up to WRITERS batches commit at once, each on its own pooled connection: a 202 waits for
-        # its batch's commit (a WAL flush), and while one batch waits the next need not queue
-        # behind it; PostgreSQL flushes the WAL of concurrent commits together.
-        writing: set[asyncio.Task[None]] = set()
         while not (self._closing and not self._pending):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
@@ -227,26 +222,16 @@ class PostgresEventStore:
             if self._held and time.monotonic() >= self._held_until:
                 self._pending[:0], self._held, self._held_bytes = self._held, [], 0
             while self._pending:
-                if len(writing) >= WRITERS:
-                    await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
-                    continue
                 batch, self._pending = self._pending[: self.batch_max], self._pending[self.batch_max :]
-                task = asyncio.create_task(self._write_safely(batch))
-                writing.add(task)
-                task.add_done_callback(writing.discard)
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # the writer must outlive any one batch, or inserts hang
+                    log.exception("event store write failed")
+                    self._lost(batch, "error")
+                    _fail(batch, StoreError(f"postgresql: {type(exc).__name__}"))
             if self._folded and (time.monotonic() - last_fold >= 1.0 or self._closing):
                 last_fold = time.monotonic()
                 await self._fold()
-        if writing:
-            await asyncio.wait(writing)
-
-    async def _write_safely(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]]) -> None:
-        try:
-            await self._write(batch)
-        except Exception as exc:  # the writer must outlive any one batch, or inserts hang
-            log.exception("event store write failed")
-            self._lost(batch, "error")
-            _fail(batch, StoreError(f"postgresql: {type(exc).__name__}"))
 
     async def _write(self, batch: list[tuple[EventRecord, asyncio.Future[bool] | None]]) -> None:
         # One row per (provider, event_id): ON CONFLICT DO NOTHING skips a second copy in the same
