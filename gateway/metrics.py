@@ -7,6 +7,7 @@ position in the provider's secret list. Nothing from a request becomes a label a
 
 from __future__ import annotations
 
+import asyncio
 import os
 from bisect import bisect_left
 from typing import Any
@@ -83,20 +84,34 @@ class Metrics:
             f"{PREFIX}_in_flight_requests", "Webhook requests being processed.", multiprocess_mode="livesum", registry=r
         )
         self.in_flight_now = 0  # what the request path counts; flush() sets the gauge to it
+        # Under --workers N another worker may answer the next scrape: flush once per loop turn.
+        self.shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._flush_pending = False
 
     def child(self, metric: Any, *labels: str) -> Any:
         """A cheap stand-in for ``metric.labels(*labels)`` (same ``inc``/``observe``/``set``).
 
         prometheus_client takes a lock for every update and walks a histogram's buckets in
         Python; the request path instead adds to plain numbers here, and :meth:`flush` moves them
-        into the real metrics: before every scrape (:meth:`render`) and every
-        ``FLUSH_INTERVAL`` seconds (``gateway.app``), so the exposition, its names and labels,
-        and the multiprocess files of ``--workers N`` stay prometheus_client's own."""
+        into the real metrics: before every scrape (:meth:`render`), every ``FLUSH_INTERVAL``
+        seconds (``gateway.app``), and under ``--workers N`` at the end of the event-loop turn
+        in which a webhook finished (``shared``: another worker may serve the next scrape). The
+        exposition, its names and labels, and the multiprocess files stay prometheus_client's."""
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = _tally(metric.labels(*labels))
         return found
+
+    def flush_soon(self) -> None:
+        """Flush at the end of this event-loop turn (once, however many requests finished in it)."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        self.flush()
 
     def flush(self) -> None:
         """Move what the request path counted into the prometheus metrics."""

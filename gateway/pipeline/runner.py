@@ -111,6 +111,8 @@ class Pipeline:
     def finish(self, answer: Answer) -> None:
         """Count, log and audit an answered webhook (after it is sent, on the lean path)."""
         self._record(answer.ctx, answer.error, answer.accepted)
+        if self.metrics.shared:
+            self.metrics.flush_soon()
 
     async def _run(self, ctx: RequestContext) -> None:
         for stage in self.stages:
