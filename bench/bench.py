@@ -842,7 +842,43 @@ def summarize(ms: list[dict[str, Any]], targets: list[Target]) -> dict[str, Any]
                     "baseline_p99_ms": _median([lat_b[i]["latency_ms"]["p99"] for i in runs]),
                 }
         ratios[t.name] = r
-    return {"targets": by_target, "ratios": ratios}
+    summary = {"targets": by_target, "ratios": ratios}
+    summary["goals"] = goals(summary)
+    return summary
+
+
+# The targets of issue 10 that this harness measures: (row, kind, target, reference, op, bound).
+# kind: "throughput" (same-run req/s ratio), "p99" (p99 at 50% load over the baseline's at the same
+# rate), "cpu" (CPU µs per request), "workers" (2-worker over 1-worker req/s).
+GOALS: tuple[tuple[str, str, str, str, str, float], ...] = (
+    ("sync + memory, 1 worker, req/s vs (a)", "throughput", "gateway/sync_memory/1w", "handwritten", ">=", 1.1),
+    ("sync + Redis, 1 worker, req/s vs (b)", "throughput", "gateway/sync_redis/1w", "handwritten_redis", ">=", 1.2),
+    ("queue mode, 1 worker, req/s vs (a)", "throughput", "gateway/queue_pg/1w", "handwritten", ">=", 1.0),
+    ("p99 at 50% load vs the baseline's, sync + memory", "p99", "gateway/sync_memory/1w", "handwritten", "<=", 1.2),
+    ("CPU µs per request, sync + memory", "cpu", "gateway/sync_memory/1w", "", "<=", 165),
+    ("2 workers vs 1, sync + memory", "workers", "gateway/sync_memory/2w", "gateway/sync_memory/1w", ">=", 1.6),
+)
+
+
+def goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target row with the measured value and met / not met (or not measured)."""
+    T, R = summary["targets"], summary["ratios"]
+    out = []
+    for row, kind, target, ref, op, bound in GOALS:
+        value: float | None = None
+        if kind == "throughput":
+            value = R.get(target, {}).get(ref, {}).get("throughput_ratio_median")
+        elif kind == "p99":
+            same = R.get(target, {}).get(ref, {}).get("latency_same_rate") or {}
+            if same.get("gateway_p99_ms") is not None and same.get("baseline_p99_ms"):
+                value = same["gateway_p99_ms"] / same["baseline_p99_ms"]
+        elif kind == "cpu":
+            value = T.get(target, {}).get("server_us_per_req_median")
+        elif T.get(target, {}).get("rps_median") and T.get(ref, {}).get("rps_median"):
+            value = T[target]["rps_median"] / T[ref]["rps_median"]
+        met = None if value is None else value >= bound if op == ">=" else value <= bound
+        out.append({"row": row, "kind": kind, "value": value, "op": op, "bound": bound, "met": met})
+    return out
 
 
 def merge_flags(per_run: list[list[str]]) -> list[str]:
@@ -998,6 +1034,14 @@ def render_markdown(result: dict[str, Any], targets: list[Target]) -> str:
             f"{_fmt(st.get('server_cores_median'), '{:.2f}')} | {st.get('runs_ok', 0)}/{st.get('runs', 0)} | "
             f"{'; '.join(notes)} |"
         )
+    lines += ["", "## Targets (issue 10)", "", "| target | measured | must reach | result |"]
+    lines.append("| --- | ---: | ---: | --- |")
+    for g in s.get("goals") or goals(s):
+        unit = "" if g["kind"] == "cpu" else "×"
+        shown = "–" if g["value"] is None else f"{g['value']:.2f}{unit}" if unit else f"{g['value']:.0f}"
+        verdict = "not measured" if g["met"] is None else "met" if g["met"] else "NOT MET"
+        lines.append(f"| {g['row']} | {shown} | {g['op'].replace('>=', '≥').replace('<=', '≤')} {g['bound']:g}{unit} "
+                     f"| {verdict} |")  # fmt: skip
     lines += [
         "",
         "## Latency at 50% of each target's peak (fixed rate, medians)",

@@ -81,6 +81,7 @@ def key_rows(services: Services, name: str, usage: Usage | None = None) -> list[
 def _secret_matches(services: Services, name: str) -> dict[str, int]:
     """Verified requests per key position since start (the rotation metric): an old key at 0 can go."""
     out = {}
+    services.metrics.flush()  # the latest counts (see Metrics.child)
     for family in services.metrics.secret_matches.collect():
         for s in family.samples:
             if s.name.endswith("_total") and s.labels["provider"] == name:

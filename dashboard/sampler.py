@@ -45,6 +45,7 @@ Snapshot = dict[str, Counts]
 def read(metrics: Metrics) -> Snapshot:
     """The request counter and latency histogram of this process, by provider."""
     snap: Snapshot = {}
+    metrics.flush()  # the request path counts cheaply and flushes every FLUSH_INTERVAL: read the latest
     for family in metrics.requests.collect():
         for s in family.samples:
             if s.name.endswith("_total"):

@@ -17,7 +17,7 @@ from gateway.errors import Rejection, StoreError
 from gateway.events import EventStoreOptions, event_store_from_url
 from gateway.forwarder import Forwarder
 from gateway.handlers import events, management, ops
-from gateway.metrics import Metrics
+from gateway.metrics import FLUSH_INTERVAL, Metrics
 from gateway.pipeline.body import expect_continue
 from gateway.pipeline.runner import PIPELINE, Pipeline
 from gateway.pipeline.stage import default_stages
@@ -157,8 +157,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if services.delivery is not None:
         services.delivery.start()
     retention = asyncio.create_task(_retention(services), name="retention")
+    flusher = asyncio.create_task(_flush_metrics(services.metrics), name="metrics-flush")
     yield
     retention.cancel()
+    flusher.cancel()
     if services.delivery is not None:
         # What is left of the shutdown budget after the HTTP drain (the pod's grace period covers
         # drain_delay + timeout, not each step's own timeout in turn).
@@ -168,6 +170,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await services.forwarder.close()
     await services.events.close()
     await services.store.close()
+
+
+async def _flush_metrics(metrics: Metrics) -> None:
+    """Move the request path's cheap counts into the prometheus metrics (``Metrics.child``)."""
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        metrics.flush()
 
 
 async def _retention(services: Services) -> None:

@@ -58,7 +58,7 @@ class ConnectionLimits:
     open: int = 0
 
 
-def _answer(code: str, message: str, headers: dict[str, str] | None = None) -> bytes:
+def raw_answer(code: str, message: str, headers: dict[str, str] | None = None) -> bytes:
     """A whole HTTP/1.1 error response, written raw: there is no request object to answer."""
     status = ERROR_STATUS[code]
     body = jsonutil.dumps({"success": False, "error": {"code": code, "message": message}})
@@ -146,7 +146,7 @@ class GuardedHandler(RequestHandler):
     def _drop(self, reason: str, code: str, message: str) -> None:
         if self.transport is not None:
             headers = {"Retry-After": "1"} if code == "too_many_connections" else None
-            self.transport.write(_answer(code, message, headers))
+            self.transport.write(raw_answer(code, message, headers))
         self._limits.on_drop(reason)
         self.force_close()  # the transport flushes the answer, then closes
 

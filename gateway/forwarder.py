@@ -46,8 +46,8 @@ class Forwarder:
         result = "error"
         tries = tries if tries is not None else Tries()
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                status, retry_after = await self._post(event, headers, tries)
+            deadline = asyncio.get_running_loop().time() + self.settings.timeout
+            status, retry_after = await self._post(event, headers, tries, deadline)
             result = "success" if 200 <= status < 300 else f"http_{status // 100}xx"
         except TimeoutError:
             result = "timeout"
@@ -73,16 +73,20 @@ class Forwarder:
             raise Rejection("upstream_unavailable", f"the upstream is busy (HTTP {status})", hint)
         raise Rejection("upstream_error", f"the upstream answered HTTP {status}")
 
-    async def _post(self, event: bytes, headers: dict[str, str] | None, tries: Tries) -> tuple[int, str]:
+    async def _post(
+        self, event: bytes, headers: dict[str, str] | None, tries: Tries, deadline: float
+    ) -> tuple[int, str]:
         assert self.pool is not None, "Forwarder.start() was not awaited"
         attempt = 0
         while True:
             tries.begin()
             try:
-                response = await self.pool.post(event, headers)
+                response = await self.pool.post(event, headers, deadline)
             except ProtocolError as exc:
                 tries.failed("invalid_response", f"upstream_error: not valid HTTP ({exc})")
                 raise  # it answered, badly: sending again would not help
+            except TimeoutError:
+                raise  # the time is up (an OSError too: not retried); send() records the try
             except OSError as exc:
                 tries.failed("unreachable", f"upstream_unavailable: {type(exc).__name__}")
                 if attempt >= self.settings.retries:

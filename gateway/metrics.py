@@ -7,8 +7,10 @@ position in the provider's secret list. Nothing from a request becomes a label a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +136,11 @@ class Metrics:
         GCCollector(registry=r)
         self.init_series((), queue=False)
 
+        self.in_flight_now = 0  # what the request path counts; flush() sets the gauge to it
+        # Under --workers N another worker may answer the next scrape: flush once per loop turn.
+        self.shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._flush_pending = False
+
     def init_settings(self, settings: Settings) -> None:
         """``init_series`` for the providers, upstream mode and store policies of ``settings``."""
         self.init_series(settings.providers, queue=settings.upstream.mode == "queue")
@@ -176,16 +183,39 @@ class Metrics:
                 self.queue_deliveries.labels(provider, result)
 
     def child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, cached: ``labels()`` takes a lock and builds a key on every
-        call, which the request path should pay once per label set, not once per request."""
+        """A cheap stand-in for ``metric.labels(*labels)`` (same ``inc``/``observe``/``set``).
+
+        prometheus_client takes a lock for every update and walks a histogram's buckets in
+        Python; the request path instead adds to plain numbers here, and :meth:`flush` moves them
+        into the real metrics: before every scrape (:meth:`render`), every ``FLUSH_INTERVAL``
+        seconds (``gateway.app``), and under ``--workers N`` at the end of the event-loop turn
+        in which a webhook finished (``shared``: another worker may serve the next scrape). The
+        exposition, its names and labels, and the multiprocess files stay prometheus_client's."""
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = self._children[key] = _tally(metric.labels(*labels))
         return found
+
+    def flush_soon(self) -> None:
+        """Flush at the end of this event-loop turn (once, however many requests finished in it)."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Move what the request path counted into the prometheus metrics."""
+        self.in_flight.set(self.in_flight_now)
+        for tally in self._children.values():
+            tally.flush()
 
     def render(self) -> bytes:
         """The exposition text; under ``--workers N`` the sum over all worker processes."""
+        self.flush()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -194,3 +224,68 @@ class Metrics:
             PlatformCollector(registry=registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+FLUSH_INTERVAL = 0.25  # seconds between flushes outside scrapes (what another worker's scrape sees)
+
+
+class _Count:
+    __slots__ = ("child", "n")
+
+    def __init__(self, child: Any) -> None:
+        self.child, self.n = child, 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.n += amount
+
+    def flush(self) -> None:
+        if self.n:
+            n, self.n = self.n, 0.0
+            self.child.inc(n)
+
+
+class _Last:
+    __slots__ = ("child", "value")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.value: float | None = None
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def flush(self) -> None:
+        if self.value is not None:
+            value, self.value = self.value, None
+            self.child.set(value)
+
+
+class _Observations:
+    """A histogram child's counts per bucket and sum, as ``Histogram.observe`` keeps them."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)  # ends with +Inf
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1  # the first bucket with amount <= bound
+        self.total += amount
+
+    def flush(self) -> None:
+        if not any(self.counts):
+            return
+        counts, self.counts, total, self.total = self.counts, [0] * len(self.bounds), self.total, 0.0
+        for bucket, n in zip(self.child._buckets, counts, strict=True):
+            if n:
+                bucket.inc(n)
+        self.child._sum.inc(total)
+
+
+def _tally(child: Any) -> Any:
+    if isinstance(child, Histogram):
+        return _Observations(child)
+    return _Last(child) if isinstance(child, Gauge) else _Count(child)

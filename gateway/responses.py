@@ -14,5 +14,8 @@ def json_response(status: int, body: object, headers: dict[str, str] | None = No
 
 def error_response(rej: Rejection) -> web.Response:
     """``{"success": false, "error": {"code", "message"}}`` with the code's status and headers."""
-    body = {"success": False, "error": {"code": rej.code, "message": rej.message}}
-    return json_response(rej.status, body, dict(rej.headers) if rej.headers else None)
+    return json_response(rej.status, error_document(rej), dict(rej.headers) if rej.headers else None)
+
+
+def error_document(rej: Rejection) -> dict[str, object]:
+    return {"success": False, "error": {"code": rej.code, "message": rej.message}}

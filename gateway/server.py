@@ -19,6 +19,7 @@ from gateway.app import build_app, build_services, metrics_app
 from gateway.app_state import Services
 from gateway.connections import ConnectionLimits, GatewayRunner
 from gateway.demo import demo_upstream_app
+from gateway.lean.runner import LeanRunner
 from gateway.settings.model import Settings
 
 log = logging.getLogger("gateway.server")
@@ -57,7 +58,9 @@ async def _serve(
             upstream = demo_upstream_app(quiet=watch is not None)
             runners.append(await _start(upstream, "127.0.0.1", DEMO_UPSTREAM_PORT, 5.0))
         app = build_app(settings, services)
-        gateway = await _start(app, settings.host, settings.port, settings.shutdown_timeout, reuse_port, services)
+        gateway = await _start(
+            app, settings.host, settings.port, settings.shutdown_timeout, reuse_port, services, lean=True
+        )
         runners.append(gateway)
         if settings.dashboard.enabled and settings.dashboard.port:
             runners.append(await _start_dashboard(settings, services, reuse_port))
@@ -109,11 +112,16 @@ async def _start(
     shutdown_timeout: float,
     reuse_port: bool = False,
     services: Services | None = None,
+    lean: bool = False,
 ) -> web.AppRunner:
-    """Serve ``app``; the gateway (``services`` given) with its connection limits."""
+    """Serve ``app``; with ``services`` under the connection limits, and with ``lean`` too webhook
+    requests take the lean path (``gateway.lean``)."""
     kwargs: dict[str, Any] = {"access_log": None, "handle_signals": False, "shutdown_timeout": shutdown_timeout}
+    runner: web.AppRunner
     if services is None:
         runner = web.AppRunner(app, **kwargs)
+    elif lean:
+        runner = LeanRunner(app, connection_limits(services), **kwargs)
     else:
         runner = GatewayRunner(app, connection_limits(services), **kwargs)
     await runner.setup()

@@ -34,7 +34,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import build_app
 from gateway.app_state import SERVICES
-from gateway.connections import GatewayRunner
+from gateway.lean.runner import LeanRunner
 from gateway.providers.signer import sign
 from gateway.server import connection_limits
 from gateway.settings.loader import build_settings, deep_merge, load_catalog
@@ -229,14 +229,15 @@ class Gateway:
 
 
 class ProductionServer(TestServer):
-    """Serves the app as ``gateway.server`` does: through its ``GatewayRunner`` (connection
-    limits, bodies as sent). ``TestServer`` turns on aiohttp's handler cancellation on client
-    disconnect; production keeps aiohttp's default (off), and a gateway test must see what
-    production does when a client hangs up mid-request."""
+    """Serves the app as ``gateway.server`` does: webhooks on the lean path (``LeanRunner``), the
+    rest through aiohttp's protocol with the connection limits (``GatewayRunner``'s), bodies as
+    sent. ``TestServer`` turns on aiohttp's handler cancellation on client disconnect; production
+    keeps aiohttp's default (off), and a gateway test must see what production does when a client
+    hangs up mid-request."""
 
     async def _make_runner(self, **kwargs: Any) -> Any:
         kwargs["handler_cancellation"] = False
-        return GatewayRunner(self.app, connection_limits(self.app[SERVICES]), **kwargs)
+        return LeanRunner(self.app, connection_limits(self.app[SERVICES]), **kwargs)
 
 
 MakeGateway = Callable[..., Awaitable[Gateway]]

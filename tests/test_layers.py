@@ -60,6 +60,7 @@ LAYERS: dict[str, int] = {
     "gateway.reload": 6,
     "gateway.server": 6,
     "gateway.connections": 6,  # the server's connection limits: head deadline, connection cap
+    "gateway.lean": 6,  # the lean server path for webhooks (its protocol, request and runner)
     "gateway.workers": 6,
     "gateway.demo": 6,
     "gateway.cli": 6,

@@ -260,13 +260,17 @@ class PostgresEventStore:
         """Stored (True) or already there (False), within ``timeout`` or a ``StoreError``: the
         provider then gets 503 and retries. Should the batch still commit later, the retry finds
         the row (a duplicate), and a leased row is delivered once its lease runs out."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         self._pending.append((record, future))
         self._wake.set()
+        # One timer on the waiter itself, not wait_for(shield(...)): those cost a task's worth of
+        # futures and callbacks per insert. The writer sets only a future that is not done yet.
+        timer = loop.call_later(self.timeout, _time_out, future)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except TimeoutError:
-            raise StoreError("postgresql: the commit did not finish in time") from None
+            return await future
+        finally:
+            timer.cancel()
 
     def submit(self, record: EventRecord) -> None:
         """Audit copy of an event already delivered (sync mode): written in the next batch, unawaited."""
@@ -592,6 +596,11 @@ async def apply_migrations(pool: Any) -> list[str]:
                 applied.append(f.name)
         await ensure_ahead(conn)  # days may have passed since the last start
     return applied
+
+
+def _time_out(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_exception(StoreError("postgresql: the commit did not finish in time"))
 
 
 def _fail(batch: list[tuple[EventRecord, asyncio.Future[bool] | None]], exc: Exception) -> None:

@@ -9,7 +9,7 @@ from aiohttp import ClientError, HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import Rejection
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import RequestContext, WebhookRequest
 from gateway.providers.spec import ProviderSpec
 
 
@@ -53,7 +53,7 @@ class Body:
         return bytes(buf)
 
 
-def _refuse_encoded(request: web.Request) -> None:
+def _refuse_encoded(request: WebhookRequest) -> None:
     """Only ``identity`` bodies. Providers sign the bytes they send and none compresses webhooks;
     inflating an untrusted body before its signature is checked invites decompression bombs. The
     server hands us the bytes as sent (``GatewayRunner``: ``auto_decompress=False``), so whatever

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from gateway.events.attempts import Attempt
 from gateway.providers.spec import ProviderSpec
@@ -14,6 +14,42 @@ from gateway.providers.spec import ProviderSpec
 #: Called by the runner once the request is answered; ``ok`` is True when the event was accepted.
 Cleanup = Callable[["RequestContext", bool], Awaitable[None]]
 UNPARSED: Any = object()
+
+
+class Content(Protocol):
+    """What the body stage reads of the body stream (``aiohttp.StreamReader``, or the lean path's)."""
+
+    @property
+    def total_bytes(self) -> int: ...
+    async def readexactly(self, n: int, /) -> bytes: ...
+    async def readany(self) -> bytes: ...
+
+
+class RawPath(Protocol):
+    @property
+    def raw_path_qs(self) -> str: ...
+
+
+class WebhookRequest(Protocol):
+    """What the stages read of a request: ``aiohttp.web.Request`` has it, and so does
+    ``gateway.lean.request.LeanRequest`` (the lean server path's request)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def match_info(self) -> Mapping[str, str]: ...
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def content(self) -> Content: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def remote(self) -> str | None: ...
+    @property
+    def rel_url(self) -> RawPath: ...
 
 
 @dataclass(slots=True)
@@ -36,7 +72,7 @@ class Reply:
 class RequestContext:
     """What is known about one webhook request so far. Stages fill it in, in pipeline order."""
 
-    request: web.Request
+    request: WebhookRequest
     started: float
     provider: ProviderSpec | None = None
     body: bytes = b""

@@ -5,21 +5,53 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway import jsonutil
 from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.observe import Observed
 from gateway.outcomes import ACCEPTED, EventStatus, Outcome
-from gateway.pipeline.context import RequestContext
+from gateway.pipeline.context import RequestContext, WebhookRequest
 from gateway.pipeline.record import record_from
 from gateway.pipeline.stage import Stage
-from gateway.responses import error_response, json_response
+from gateway.responses import error_document, error_response, json_response
 from gateway.tracing import current_traceparent, new_traceparent
 
 log = logging.getLogger("gateway.webhook")
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the pipeline decided for one request, and what :meth:`Pipeline.finish` records."""
+
+    ctx: RequestContext
+    error: Rejection | None
+    accepted: bool
+
+    def json(self) -> tuple[int, bytes, Mapping[str, str] | None] | None:
+        """Status, JSON body and extra headers; None for a reply that is not JSON (a handshake's)."""
+        if self.error is not None:
+            rej = self.error
+            return rej.status, jsonutil.dumps(error_document(rej)), rej.headers or None
+        reply = self.ctx.reply
+        assert reply is not None
+        if reply.raw is not None:
+            return None
+        return reply.status, jsonutil.dumps(reply.body), reply.headers
+
+    def response(self) -> web.Response:
+        if self.error is not None:
+            return error_response(self.error)
+        reply = self.ctx.reply
+        assert reply is not None
+        if reply.raw is not None:
+            body = reply.raw or None  # a 204 has no body at all
+            return web.Response(body=body, status=reply.status, headers=reply.headers, content_type=reply.content_type)
+        return json_response(reply.status, reply.body, reply.headers)
 
 
 class Pipeline:
@@ -31,10 +63,19 @@ class Pipeline:
         self.metrics = services.metrics
         self.feed = services.feed
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: WebhookRequest) -> web.Response:
+        """aiohttp's route handler: the answer, recorded before it is returned."""
+        answer = await self.answer(request)
+        self.finish(answer)
+        return answer.response()
+
+    async def answer(self, request: WebhookRequest) -> Answer:
+        """Run the stages and settle the dedup claims; metrics, stats, the audit record and the log
+        line wait for :meth:`finish`, which the lean server path calls once the answer is sent."""
         ctx = RequestContext(request=request, started=time.perf_counter())
         error: Rejection | None = None
-        self.metrics.in_flight.inc()
+        cancelled = False
+        self.metrics.in_flight_now += 1
         try:
             if self.services.tracer is not None:
                 await self._run_traced(ctx)
@@ -47,6 +88,7 @@ class Pipeline:
             error = _detached(rej)
         except asyncio.CancelledError:
             error = Rejection("shutting_down", "the gateway stopped before the event was delivered")
+            cancelled = True
             raise
         except Exception:
             log.exception("pipeline failure", extra={"provider": ctx.provider_name})
@@ -61,17 +103,16 @@ class Pipeline:
                 # still runs this once; a second cancel could only cut a release short, and the
                 # lease then expires by itself.
                 await cleanup(ctx, accepted or outcome == Outcome.DUPLICATE)
-            self.metrics.in_flight.dec()
-            self._record(ctx, error, accepted)
-        if error is not None:
-            return error_response(error)
-        assert ctx.reply is not None
-        if ctx.reply.raw is not None:
-            body = ctx.reply.raw or None  # a 204 has no body at all
-            return web.Response(
-                body=body, status=ctx.reply.status, headers=ctx.reply.headers, content_type=ctx.reply.content_type
-            )
-        return json_response(ctx.reply.status, ctx.reply.body, ctx.reply.headers)
+            self.metrics.in_flight_now -= 1
+            if cancelled:  # no answer will be sent: record now
+                self._record(ctx, error, accepted)
+        return Answer(ctx, error, accepted)
+
+    def finish(self, answer: Answer) -> None:
+        """Count, log and audit an answered webhook (after it is sent, on the lean path)."""
+        self._record(answer.ctx, answer.error, answer.accepted)
+        if self.metrics.shared:
+            self.metrics.flush_soon()
 
     async def _run(self, ctx: RequestContext) -> None:
         for stage in self.stages:

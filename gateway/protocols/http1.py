@@ -119,6 +119,11 @@ class _Connection(Exchange[Response]):
         return self.expect()
 
 
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no answer before the deadline"))
+
+
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
@@ -189,22 +194,33 @@ class Http1Pool:
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(limit)
 
-    async def post(self, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    async def post(self, body: bytes, headers: dict[str, str] | None = None, deadline: float | None = None) -> Response:
         """POST ``body`` with the pool's headers plus ``headers``. Raises ``OSError`` or
-        ``ConnectionError`` when no answer came back."""
+        ``ConnectionError`` when no answer came back, ``TimeoutError`` past ``deadline`` (the
+        event loop's clock), waiting for a free connection included."""
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
         payload = b"".join((self._prefix, f"Content-Length: {len(body)}\r\n{extra}\r\n".encode("latin-1"), body))
+        if deadline is not None and (self._slots.locked() or not self._idle):
+            async with asyncio.timeout_at(deadline):  # waiting for a slot or connecting: rare
+                return await self._exchange(payload, None)
+        return await self._exchange(payload, deadline)
+
+    async def _exchange(self, payload: bytes, deadline: float | None) -> Response:
         async with self._slots:
             conn = await self._acquire()
             waiter = conn.reset()
             assert conn.transport is not None
             conn.transport.write(payload)
+            # One timer on the waiter: an asyncio.timeout() scope per request costs twice as much.
+            timer = None if deadline is None else asyncio.get_running_loop().call_at(deadline, _expire, waiter)
             try:
                 response = await waiter
             except BaseException:
                 conn.reusable = False
                 raise
             finally:
+                if timer is not None:
+                    timer.cancel()
                 self._release(conn)
             return response
 

@@ -1,10 +1,16 @@
-"""A lean Redis client: RESP over a keep-alive connection pool, replies parsed by hiredis.
+"""A lean Redis client: RESP over one pipelined connection, replies parsed by hiredis.
 
 Why not redis-py's asyncio client: each store call is one ``EVALSHA``, and redis-py spends about
 100 µs of CPU per command on its general machinery (command parsing, response callbacks, pool
-bookkeeping, health checks), more than the whole webhook pipeline spends on a request. This client
-sends one command per connection at a time and reads one reply. ``redis://`` and ``rediss://``
-(TLS), ``user:password@``, and a database number in the path are supported.
+bookkeeping, health checks), more than the whole webhook pipeline spends on a request.
+
+Why one pipelined connection: Redis runs commands one at a time anyway, and the expensive part of
+a round trip on the gateway's side is the system calls. Commands issued in the same turn of the
+event loop (concurrent webhooks all reach their rate-limit call together) leave in one write,
+and their replies come back in one read; each reply goes to the waiter that sent the command,
+in order (RESP answers in order). A waiter that gave up still has its reply read and dropped,
+so the connection stays in step. ``redis://`` and ``rediss://`` (TLS), ``user:password@``, and
+a database number in the path are supported.
 """
 
 from __future__ import annotations
@@ -14,8 +20,6 @@ import ssl
 from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlsplit
-
-from gateway.protocols.exchange import Exchange, close_idle, take_idle
 
 
 class RespError(Exception):
@@ -36,41 +40,81 @@ def _hiredis() -> Any:
     return hiredis
 
 
-class _Connection(Exchange[Any]):
+class _Pipe(asyncio.Protocol):
+    """One connection: commands queued in one loop turn go out in one write, replies in order."""
+
     def __init__(self) -> None:
-        super().__init__()
         parser = _hiredis()
         self.reader = parser.Reader()
         self.protocol_error: type[Exception] = parser.ProtocolError
         self.reply_error: type[Exception] = parser.ReplyError
+        self.transport: asyncio.Transport | None = None
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(ConnectionError("Redis closed the connection"))
+
+    def send(self, payload: bytes) -> asyncio.Future[Any]:
+        """Queue one command; the future gets its reply (an error reply as a ``ReplyError``)."""
+        future = asyncio.get_running_loop().create_future()
+        if self.closed:
+            future.set_exception(ConnectionError("the Redis connection is closed"))
+            return future
+        if not self.out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.out.append(payload)
+        self.waiters.append(future)
+        return future
+
+    def _flush(self) -> None:
+        out, self.out = self.out, []
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        try:
-            reply = self.reader.gets()
-        except self.protocol_error as exc:
-            self.close()
-            self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
-            return
-        if reply is False:
-            return  # incomplete: wait for more bytes
-        if not self.pending:
-            self.close()  # a reply nobody asked for: out of step, never reuse
-            return
-        self.answer(reply)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except self.protocol_error as exc:
+                self.close(ConnectionError(f"bad reply from Redis: {exc}"))
+                return
+            if reply is False:
+                return  # incomplete: wait for more bytes
+            if not self.waiters:
+                self.close(ConnectionError("a reply nobody asked for"))  # out of step: never reuse
+                return
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(reply)
 
-    async def request(self, payload: bytes) -> Any:
-        assert self.transport is not None
-        waiter = self.expect()
-        self.transport.write(payload)
-        reply = await waiter
-        if isinstance(reply, self.reply_error):
-            raise RespError(str(reply))
-        return reply
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def close(self, exc: Exception | None = None) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._fail(exc or ConnectionError("the Redis connection was closed"))
+
+    def _fail(self, exc: Exception) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(type(exc)(*exc.args))
 
 
 class RespPool:
-    """Connections to one Redis; ``max_connections`` at most, idle ones reused."""
+    """A client of one Redis: one pipelined connection, opened on first use and again after a loss.
+
+    ``max_connections`` is kept for the callers' signature; one connection carries any number of
+    concurrent commands, so a burst waits for nothing but Redis itself."""
 
     def __init__(self, url: str, *, timeout: float = 0.5, max_connections: int = 64) -> None:
         parts = urlsplit(url)
@@ -84,50 +128,72 @@ class RespPool:
         path = parts.path.strip("/")
         self.db = int(path) if path.isdigit() else 0
         self.timeout = timeout
-        self._idle: deque[_Connection] = deque()
-        self._slots = asyncio.Semaphore(max_connections)
+        self.max_connections = max_connections
+        self._pipe: _Pipe | None = None
+        self._connecting = asyncio.Lock()
 
     async def call(self, *args: Any) -> Any:
         """One command, one reply. Raises ``RespError``, ``OSError`` or ``TimeoutError`` (the
-        whole call, waiting for a free connection included, is bounded by ``timeout``)."""
-        return await self._exchange(encode(args))
+        whole call, connecting included, is bounded by ``timeout``)."""
+        return await self._send(encode(args))
 
     async def call_asking(self, *args: Any) -> Any:
-        """``ASKING`` then the command, on one connection: how a Redis Cluster client follows an
-        ``-ASK`` redirect (the target node serves a migrating slot's key to that connection only)."""
-        return await self._exchange(encode(("ASKING",)), encode(args))
+        """``ASKING`` then the command, back to back on the connection: how a Redis Cluster client
+        follows an ``-ASK`` redirect (the target serves a migrating slot's key to the command
+        right after ``ASKING`` on that connection only; queued in one go, nothing comes between)."""
+        return await self._send(encode(("ASKING",)), encode(args))
 
-    async def _exchange(self, *payloads: bytes) -> Any:
-        """Each payload in turn on one connection; the last reply."""
-        async with asyncio.timeout(self.timeout), self._slots:
-            conn = await self._acquire()
-            try:
-                for payload in payloads:
-                    reply = await conn.request(payload)
-            except RespError:
-                self._idle.append(conn)  # an error reply leaves the connection in step
-                raise
-            except BaseException:
-                conn.close()  # a timeout or a reset: the reply may still come, never reuse
-                raise
-            self._idle.append(conn)
-            return reply
-
-    async def _acquire(self) -> _Connection:
-        if (idle := take_idle(self._idle)) is not None:
-            return idle
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self.host, self.port, ssl=self.ssl)
+    async def _send(self, *payloads: bytes) -> Any:
+        """Each payload queued in turn on the pipe; the last one's reply (an error reply of any
+        of them raises ``RespError``)."""
+        pipe = self._pipe
+        if pipe is None or not pipe.usable():
+            async with asyncio.timeout(self.timeout):
+                pipe = await self._connect()
+        waiters = [pipe.send(payload) for payload in payloads]
+        # One timer on the last waiter, cheaper than an asyncio.timeout() scope per command.
+        timer = asyncio.get_running_loop().call_later(self.timeout, _time_out, waiters[-1], pipe)
         try:
-            if self.password is not None:
-                auth = (self.username, self.password) if self.username else (self.password,)
-                await conn.request(encode(("AUTH", *auth)))
-            if self.db:
-                await conn.request(encode(("SELECT", self.db)))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+            replies = [await waiter for waiter in waiters]
+        finally:
+            timer.cancel()
+        for reply in replies:
+            if isinstance(reply, pipe.reply_error):
+                raise RespError(str(reply))
+        return replies[-1]
+
+    async def _connect(self) -> _Pipe:
+        async with self._connecting:
+            if self._pipe is not None and self._pipe.usable():
+                return self._pipe
+            loop = asyncio.get_running_loop()
+            _, pipe = await loop.create_connection(_Pipe, self.host, self.port, ssl=self.ssl)
+            try:
+                if self.password is not None:
+                    auth = (self.username, self.password) if self.username else (self.password,)
+                    _check(pipe, await pipe.send(encode(("AUTH", *auth))))
+                if self.db:
+                    _check(pipe, await pipe.send(encode(("SELECT", self.db))))
+            except BaseException:
+                pipe.close()
+                raise
+            self._pipe = pipe
+            return pipe
 
     async def close(self) -> None:
-        close_idle(self._idle)
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+
+
+def _check(pipe: _Pipe, reply: Any) -> None:
+    if isinstance(reply, pipe.reply_error):
+        raise RespError(str(reply))
+
+
+def _time_out(waiter: asyncio.Future[Any], pipe: _Pipe) -> None:
+    """No reply within the timeout: the server may be hung, so the connection is not trusted
+    again (its other waiters fail now rather than each waiting out its own timeout)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("Redis did not answer in time"))
+        pipe.close(ConnectionError("Redis did not answer in time"))
