@@ -19,8 +19,8 @@ from typing import Any
 from gateway.events.attempts import KEEP_PER_EVENT, Attempt
 from gateway.events.base import (
     BACKLOG_STATUSES,
-    PENDING_STATUSES,
     EVENT_STORES,
+    PENDING_STATUSES,
     Backlog,
     EventFilter,
     EventRecord,
