@@ -17,6 +17,9 @@ Everything runs on loopback against private servers this script starts and stops
 4. **memory:// bytes per remembered id** in one gateway process (``tracemalloc``).
 5. **Failover**: a primary killed (``cluster-node-timeout`` 1000 and 3000 ms); seconds from the
    kill to the first successful call on its slot, calling every 10 ms.
+6. **PostgreSQL per queue-mode webhook** (``scaling_pg.py``, on a scratch database of the server
+   at ``--pg-dsn``): server CPU and WAL bytes of the insert and of the delivered-mark, and the
+   disk an event takes. ``--only-postgres`` runs this part alone.
 
 Prints a JSON document; ``bench/results/scaling-<UTC time>.json`` keeps it.
 """
@@ -38,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers_cluster import RedisCluster  # noqa: E402
-from helpers_services import RedisServer  # noqa: E402
+from helpers_services import PG_ADMIN_DSN, RedisServer  # noqa: E402
+from scaling_pg import probe as postgres_probe  # noqa: E402
 
 from gateway.stores import StoreOptions, store_from_url  # noqa: E402
 from gateway.stores.memory import MemoryStore  # noqa: E402
@@ -198,16 +202,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--skip-failover", action="store_true")
+    parser.add_argument("--pg-dsn", default=PG_ADMIN_DSN, help="a superuser DSN of a PostgreSQL on this host")
+    parser.add_argument("--pg-events", type=int, default=20_000, help="events inserted and delivered")
+    parser.add_argument("--only-postgres", action="store_true", help="skip the Redis parts")
     args = parser.parse_args()
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
-        "single_redis": measure_server(args.seconds, args.concurrency),
-        "cluster_3_primaries": measure_cluster(args.seconds, args.concurrency),
-        "memory_store": memory_store_bytes(),
     }
-    if not args.skip_failover:
+    if not args.only_postgres:
+        result["single_redis"] = measure_server(args.seconds, args.concurrency)
+        result["cluster_3_primaries"] = measure_cluster(args.seconds, args.concurrency)
+        result["memory_store"] = memory_store_bytes()
+    if not (args.skip_failover or args.only_postgres):
         result["failover_s"] = {str(ms): measure_failover(ms) for ms in (1000, 3000)}
+    result["postgres_queue_mode"] = asyncio.run(postgres_probe(args.pg_dsn, args.pg_events))
     result["machine"]["load_after"] = os.getloadavg()
     text = json.dumps(result, indent=2)
     out = ROOT / "bench" / "results" / f"scaling-{result['when'].replace(':', '').replace('-', '')}.json"

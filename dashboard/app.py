@@ -18,9 +18,10 @@ from dashboard.guard import guard, login_form, login_submit, logout
 from dashboard.sampler import Sampler
 from dashboard.state import DASHBOARD, Dashboard
 from dashboard.templating import setup_filters
+from gateway import routes
 from gateway.app_state import Services
 
-PREFIX = "/payments/admin"
+PREFIX = routes.ADMIN
 STATIC = Path(__file__).parent / "static"
 
 

@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from dashboard.auth import COOKIE
 from dashboard.state import DASHBOARD, SESSION, session_of
 from dashboard.templating import render
+from gateway import routes
 from gateway.errors import Rejection, StoreError
 
 log = logging.getLogger("gateway.dashboard")
@@ -160,5 +161,5 @@ def _https(request: web.Request) -> bool:
 
 def _safe_next(value: str) -> str:
     """Only a path inside the dashboard: never another origin (``//evil``) or a scheme."""
-    ok = value.startswith("/payments/admin/") and "//" not in value and "\\" not in value
+    ok = value.startswith(routes.ADMIN + "/") and "//" not in value and "\\" not in value
     return value if ok and value.isprintable() else ""

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from dashboard.state import DASHBOARD, SESSION, session_of
 from dashboard.templating import render
+from gateway import routes
 from gateway.errors import Rejection
 from gateway.events.base import EventFilter
 from gateway.providers.signer import sample_event, sign, sign_body
@@ -42,7 +43,7 @@ async def send_test(request: web.Request) -> web.StreamResponse:
         headers = sign(provider, body, services.settings.webhook_url(name), headers=extra)
     except (ValueError, IndexError) as exc:  # a public-key scheme, or no secret configured
         return _shown(request, name, {"ok": False, "message": f"cannot sign for {name}: {exc or 'no secret'}"})
-    url = f"{loopback_base(request)}/payments/api/webhooks/{name}/"
+    url = loopback_base(request) + routes.webhook_path(name)
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as client, client.post(url, data=body, headers=headers) as r:
             status, text = r.status, await r.text()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TextIO
 
+from gateway.outcomes import ACCEPTED, Outcome
 from gateway.providers.spec import ProviderSpec
 from gateway.secrets import mask_url
 from gateway.settings.model import Settings
@@ -192,11 +193,11 @@ def event_line(seen: Observed) -> str:
 
 
 def _outcome(seen: Observed) -> str:
-    if seen.outcome in ("forwarded", "queued"):
+    if seen.outcome in ACCEPTED:
         checked = {True: "verified", False: "UNVERIFIED (shadow mode)", None: "unsigned"}[seen.verified]
         sent = f"upstream {seen.upstream_status}" if seen.upstream_status else "queued for delivery"
         return f"{checked}  {sent}"
-    if seen.outcome in ("duplicate", "handshake"):
+    if seen.outcome in (Outcome.DUPLICATE, Outcome.HANDSHAKE):
         return f"{seen.outcome} ({seen.status})"
     return f"rejected {seen.outcome} ({seen.status}): {seen.reason}"
 

@@ -277,19 +277,18 @@ def test_one_bad_value_is_one_error(kit):
     assert str(caught.value) == "test.yaml: upstream: must be a mapping, got 5"
 
 
-def test_check_warns_about_a_secret_shorter_than_the_provider_documents(kit, tmp_path):
+@pytest.mark.parametrize(("name", "shown"), [("standard-webhooks", "Standard Webhooks"), ("svix", "Svix")])
+def test_check_warns_about_a_secret_shorter_than_the_provider_documents(kit, tmp_path, name, shown):
     import base64
 
     short = "whsec_" + base64.b64encode(b"k" * 16).decode()
     good = "whsec_" + base64.b64encode(b"k" * 32).decode()
-    path = kit.write_config(
-        tmp_path, "http://127.0.0.1:9/events", providers={"standard-webhooks": {"secrets": [good, short]}}
-    )
+    path = kit.write_config(tmp_path, "http://127.0.0.1:9/events", providers={name: {"secrets": [good, short]}})
     result = cli("check", "--config", str(path))
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("WARNING: providers.")]
     assert warnings == [
-        "WARNING: providers.standard-webhooks.secrets[1] (#1) is 16 bytes; Standard Webhooks documents at least 24: "
+        f"WARNING: providers.{name}.secrets[1] (#1) is 16 bytes; {shown} documents at least 24: "
         "generate a new one with the provider"
     ], result.stdout
     assert short not in result.stdout and "a2tr" not in result.stdout

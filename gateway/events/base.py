@@ -16,11 +16,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.events.attempts import Attempt
+from gateway.outcomes import EventStatus
 from gateway.stats import StatsLedger
 from gateway.stores.registry import Backends
 
+# Plain strings (``.value``), as ``outcomes.STATUSES``: they become dict keys that orjson writes.
 #: The outbox: what has not been delivered (``EventStore.backlog`` counts these).
-BACKLOG_STATUSES = ("queued", "delivering", "dead")
+BACKLOG_STATUSES = tuple(s.value for s in (EventStatus.QUEUED, EventStatus.DELIVERING, EventStatus.DEAD))
+#: Not yet delivered nor given up: what the oldest-pending age is measured over.
+PENDING_STATUSES = (EventStatus.QUEUED.value, EventStatus.DELIVERING.value)
 
 
 @dataclass(slots=True)

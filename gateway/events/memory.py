@@ -20,6 +20,7 @@ from gateway.events.attempts import KEEP_PER_EVENT, Attempt
 from gateway.events.base import (
     BACKLOG_STATUSES,
     EVENT_STORES,
+    PENDING_STATUSES,
     Backlog,
     EventFilter,
     EventRecord,
@@ -230,7 +231,7 @@ class MemoryEventStore:
         oldest = None
         for r in self._events.values():
             counts[r.status] += 1
-            if r.status == "queued" and (oldest is None or r.received_at < oldest):
+            if r.status == EventStatus.QUEUED and (oldest is None or r.received_at < oldest):
                 oldest = r.received_at
         return {"counts": counts, "oldest_queued_at": oldest}
 
@@ -244,7 +245,7 @@ class MemoryEventStore:
 
     async def backlog(self) -> Backlog:
         counts = dict.fromkeys(BACKLOG_STATUSES, 0)
-        pending = [r.received_at for r in self._events.values() if r.status in ("queued", "delivering")]
+        pending = [r.received_at for r in self._events.values() if r.status in PENDING_STATUSES]
         for r in self._events.values():
             if r.status in counts:
                 counts[r.status] += 1
