@@ -31,10 +31,10 @@ from gateway.providers.spec import PLACEHOLDERS
 from gateway.reader import Errors, Reader
 from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.settings import schema as generator
-from gateway.settings.fields import setting, yaml_key
+from gateway.declare.fields import setting, yaml_key
 from gateway.settings.loader import TOP_KEYS, build_settings, load_catalog, load_config
 from gateway.settings.model import Settings
-from gateway.settings.read import hints, leaves, read_section, tree
+from gateway.declare.read import hints, leaves, read_section, tree
 from gateway.stores import STORES
 
 ROOT = Path(__file__).resolve().parent.parent

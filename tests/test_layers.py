@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "gateway.logs": 0,
     "gateway.protocols": 0,
     "gateway.reader": 0,  # the typed YAML reader providers and settings both use
+    "gateway.declare": 0,  # config declared once (setting/section) and its generic reader
     "gateway.providers": 1,
     "gateway.stores": 2,
     "gateway.events": 2,

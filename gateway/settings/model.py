@@ -1,7 +1,7 @@
 """The gateway's settings, each declared once: a frozen dataclass field with its default and its doc.
 
 This file is the only place a setting of the gateway's file is written down. The generic reader
-(``gateway/settings/read.py``) reads and checks it from the field's type and metadata, and
+(``gateway/declare/read.py``) reads and checks it from the field's type and metadata, and
 ``python -m gateway.settings.schema --write`` generates ``config/gateway.schema.json`` and the
 reference table of ``docs/configuration.md`` from it (a test fails when they are stale). To add a
 setting, add one field here (``setting(default, doc, ...)``) and run that command; see "Adding a
@@ -19,7 +19,7 @@ from gateway.events import EVENT_STORES
 from gateway.providers.spec import Network, ProviderSpec, RateLimit
 from gateway.secrets import Secret, mask_url
 from gateway.settings import values
-from gateway.settings.fields import section, setting
+from gateway.declare.fields import section, setting
 from gateway.stores import STORES
 
 HTTP_SCHEMES = ("http://", "https://")

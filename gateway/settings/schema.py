@@ -21,10 +21,10 @@ from typing import Any
 
 from gateway.providers.schemes import NAMES
 from gateway.routes import NAME_RE, RESERVED_NAMES
-from gateway.settings.fields import AUTO, Meta, meta_of
+from gateway.declare.fields import AUTO, Meta, meta_of
 from gateway.settings.loader import RULES, load_catalog
 from gateway.settings.model import GROUPS, Settings
-from gateway.settings.read import Field, Tree, hints, tree
+from gateway.declare.read import Field, Tree, hints, tree
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "config" / "gateway.schema.json"

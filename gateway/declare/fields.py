@@ -1,7 +1,7 @@
 """How a setting is declared: a dataclass field whose metadata says how to read, check and document it.
 
 ``gateway/settings/model.py`` declares every setting once, with these helpers; the generic reader
-(``gateway/settings/read.py``), the JSON Schema and the reference table of docs/configuration.md
+(``gateway/declare/read.py``), the JSON Schema and the reference table of docs/configuration.md
 (``gateway/settings/schema.py``) are all derived from that declaration.
 """
 
