@@ -24,6 +24,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from gateway.declare.fields import setting, yaml_key
+from gateway.declare.read import hints, leaves, read_section, tree
 from gateway.errors import ConfigError
 from gateway.events import EVENT_STORES
 from gateway.providers.schemes import NAMES
@@ -31,10 +33,8 @@ from gateway.providers.spec import PLACEHOLDERS
 from gateway.reader import Errors, Reader
 from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.settings import schema as generator
-from gateway.declare.fields import setting, yaml_key
 from gateway.settings.loader import TOP_KEYS, build_settings, load_catalog, load_config
 from gateway.settings.model import Settings
-from gateway.declare.read import hints, leaves, read_section, tree
 from gateway.stores import STORES
 
 ROOT = Path(__file__).resolve().parent.parent

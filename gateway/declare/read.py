@@ -16,10 +16,10 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
+from gateway.declare.fields import Meta, meta_of, yaml_key
 from gateway.errors import ConfigError
 from gateway.reader import MISSING, Errors, Reader
 from gateway.secrets import mask_url
-from gateway.declare.fields import Meta, meta_of, yaml_key
 
 Field = dataclasses.Field[Any]
 #: A section's YAML keys as a tree: a leaf is the field read there.

@@ -71,7 +71,9 @@ class ProviderEntry:
         "it with `ip_allowlist`. It does not turn verification off for a provider that has a scheme (a catalog "
         "entry keeps its scheme unless you set `signature: null`).",
     )
-    event_id: tuple[FieldRef, ...] = ref_to("Where the event id is: the dedup key and the CloudEvent `id`.")
+    event_id: tuple[FieldRef, ...] = ref_to(
+        "Where the event id is: the dedup key and the CloudEvent `id`.", "none (the SHA-256 of the body)"
+    )
     event_type: tuple[FieldRef, ...] = ref_to("Where the event type is.")
     payment: PaymentEntry | None = setting(None, "How to normalize payment fields, below.", shown_doc=NONE)
     max_body_bytes: int | None = setting(None, "Largest body for this provider.", shown_doc="`limits.max_body_bytes`")

@@ -34,7 +34,10 @@ DEFS: dict[str, Any] = {
     "secret": {
         "type": "string",
         "minLength": 1,
-        "description": "A secret: a literal, `${ENV_VAR}` (or `${ENV_VAR:-default}`) interpolated at load, or `file:/path` read at load (a Kubernetes Secret mount; trailing newlines are dropped).",
+        "description": (
+            "A secret: a literal, `${ENV_VAR}` (or `${ENV_VAR:-default}`) interpolated at load, or `file:/path` read "
+            "at load (a Kubernetes Secret mount; trailing newlines are dropped)."
+        ),
         "examples": ["${STRIPE_WEBHOOK_SECRET}", "file:/var/run/secrets/webhook-gateway/stripe"],
     },
     "secrets": {
@@ -95,12 +98,18 @@ DEFS: dict[str, Any] = {
     "publicKey": {
         "type": "string",
         "minLength": 1,
-        "description": "A public key: PEM (a key or a certificate), hex of a raw Ed25519 key (Discord), base64 of a raw Ed25519 key or of a DER key (SendGrid), `whpk_` + base64 (Standard Webhooks); a literal, `${ENV_VAR}` or `file:/path`.",
+        "description": (
+            "A public key: PEM (a key or a certificate), hex of a raw Ed25519 key (Discord), base64 of a raw Ed25519 "
+            "key or of a DER key (SendGrid), `whpk_` + base64 (Standard Webhooks); a literal, `${ENV_VAR}` or "
+            "`file:/path`."
+        ),
         "examples": ["${DISCORD_PUBLIC_KEY}", "file:/etc/webhook-gateway/paypal-cert.pem"],
     },
     "condition": {
         "type": "object",
-        "description": "A test of a handshake: `{json: path}` or `{header: Name}`, and `equals: value` or `absent: true`.",
+        "description": (
+            "A test of a handshake: `{json: path}` or `{header: Name}`, and `equals: value` or `absent: true`."
+        ),
         "properties": {
             "json": {"$ref": "#/$defs/fieldPath"},
             "header": {"type": "string", "minLength": 1},
@@ -111,7 +120,10 @@ DEFS: dict[str, Any] = {
     },
     "handshake": {
         "type": "object",
-        "description": "A request the gateway answers itself after verification (never forwarded): Slack url_verification, Zoom endpoint.url_validation, Twitch webhook_callback_verification, Discord PING.",
+        "description": (
+            "A request the gateway answers itself after verification (never forwarded): Slack url_verification, Zoom "
+            "endpoint.url_validation, Twitch webhook_callback_verification, Discord PING."
+        ),
         "properties": {
             "name": {"type": "string", "minLength": 1},
             "when": {
@@ -122,7 +134,10 @@ DEFS: dict[str, Any] = {
             },
             "reply": {
                 "type": "object",
-                "description": "`json: {...}` or `text: ...` with `{json:path}`/`{header:Name}` filled in, and `status` (a 2xx, default 200); nothing but a status answers with no body.",
+                "description": (
+                    "`json: {...}` or `text: ...` with `{json:path}`/`{header:Name}` filled in, and `status` (a 2xx, "
+                    "default 200); nothing but a status answers with no body."
+                ),
                 "properties": {
                     "json": {},
                     "text": {"type": "string"},
@@ -145,6 +160,7 @@ DEFS: dict[str, Any] = {
     },
     "rateLimitOrOff": {"anyOf": [{"$ref": "#/$defs/rateLimit"}, {"const": False}, {"type": "null"}]},
 }
+#: An entry has something to verify with, or says it needs none.
 SECRETS_OR_UNSIGNED: dict[str, Any] = {
     "anyOf": [
         {"required": ["secrets"]},
@@ -154,50 +170,85 @@ SECRETS_OR_UNSIGNED: dict[str, Any] = {
         {"required": ["webhook_id"]},
     ]
 }
-COMPLETE: list[dict[str, Any]] = [
-    {
-        "anyOf": [
-            {"required": ["signature"], "properties": {"signature": {"type": "object"}}},
-            {"required": ["allow_unsigned"], "properties": {"allow_unsigned": {"const": True}}},
-        ]
-    },
-    {
-        "properties": {
-            "signature": {
-                "anyOf": [
-                    {"type": "null"},
-                    {
-                        "required": ["algorithm"],  # SignatureEntry's fields without a default
-                        "if": {"required": ["style"], "properties": {"style": {"const": "list"}}},
-                        "then": {"required": ["signature_keys"]},
-                        "anyOf": [
-                            {"required": ["header"]},
-                            {
-                                "required": ["canonicalizer"],
-                                "properties": {"canonicalizer": {"enum": HEADERLESS}},
-                            },
-                        ],
-                    },
-                ]
-            },
-            "timestamp": {
-                "anyOf": [
-                    {"type": "null"},
-                    {
-                        "allOf": [
-                            {
-                                "if": {"required": ["from"], "properties": {"from": {"enum": ["signature", "json"]}}},
-                                "else": {"required": ["header"]},
-                            },
-                            {
-                                "if": {"required": ["from"], "properties": {"from": {"const": "json"}}},
-                                "then": {"required": ["path"]},
-                            },
-                        ]
-                    },
-                ]
-            },
-            "payment": {"anyOf": [{"type": "null"}, {"required": ["id"]}]},
-        }
-    },
-]
+
+
+def provider_kinds(required: dict[str, list[str]]) -> dict[str, Any]:
+    """The three kinds of entry: named like a catalog provider, ``preset: NAME``, or complete.
+
+    ``required``: the keys each section (``signature``, ``payment``...) declares without a
+    default; only a complete provider must have them, an entry on a preset inherits the rest."""
+    complete = _complete(required)
+    return {
+        "completeProvider": {
+            "description": "A provider described in full (no preset): a signature scheme, or `allow_unsigned: true`.",
+            "allOf": [ref("provider"), *complete],
+        },
+        "secretsOrUnsigned": SECRETS_OR_UNSIGNED,
+        "presetProvider": {
+            "description": "An entry named like a catalog provider: inherits it; list only what you override.",
+            "allOf": [ref("provider"), ref("secretsOrUnsigned")],
+        },
+        "customProvider": {
+            "description": (
+                "Any other name: `preset: NAME` to inherit a catalog entry, or a complete inline description."
+            ),
+            "allOf": [ref("secretsOrUnsigned")],
+            "if": {"required": ["preset"], "properties": {"preset": {"type": "string"}}},
+            "then": ref("provider"),
+            "else": ref("completeProvider"),
+        },
+    }
+
+
+def _complete(required: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """What the loader checks across keys of a complete provider, where JSON Schema can say it."""
+    return [
+        {
+            "anyOf": [
+                {"required": ["signature"], "properties": {"signature": {"type": "object"}}},
+                {"required": ["allow_unsigned"], "properties": {"allow_unsigned": {"const": True}}},
+            ]
+        },
+        {
+            "properties": {
+                "signature": {
+                    "anyOf": [
+                        {"type": "null"},
+                        {
+                            "required": required["signature"],
+                            "if": {"required": ["style"], "properties": {"style": {"const": "list"}}},
+                            "then": {"required": ["signature_keys"]},
+                            "anyOf": [
+                                {"required": ["header"]},
+                                {
+                                    "required": ["canonicalizer"],
+                                    "properties": {"canonicalizer": {"enum": HEADERLESS}},
+                                },
+                            ],
+                        },
+                    ]
+                },
+                "timestamp": {
+                    "anyOf": [
+                        {"type": "null"},
+                        {
+                            "allOf": [
+                                {
+                                    "if": {
+                                        "required": ["from"],
+                                        "properties": {"from": {"enum": ["signature", "json"]}},
+                                    },
+                                    "else": {"required": ["header"]},
+                                },
+                                {
+                                    "if": {"required": ["from"], "properties": {"from": {"const": "json"}}},
+                                    "then": {"required": ["path"]},
+                                },
+                            ]
+                        },
+                    ]
+                },
+                "payment": {"anyOf": [{"type": "null"}, {"required": required["payment"]}]},
+            }
+        },
+    ]

@@ -13,8 +13,15 @@ from typing import Any
 
 from gateway.providers.handshakes import RESPONDERS
 from gateway.providers.schemes import NAMES
-from gateway.providers.spec import CONFIG_PLACEHOLDERS, PLACEHOLDERS, Condition, FieldRef, HandshakeSpec, Network
-from gateway.providers.spec import Template
+from gateway.providers.spec import (
+    CONFIG_PLACEHOLDERS,
+    PLACEHOLDERS,
+    Condition,
+    FieldRef,
+    HandshakeSpec,
+    Network,
+    Template,
+)
 from gateway.reader import MISSING, Reader
 from gateway.redact import parse_redact_path
 
@@ -65,7 +72,7 @@ def compile_template(r: Reader, source: str) -> Template:
 
 
 def canonicalizer(r: Reader, key: str, default: Any) -> str:
-    name = r.text(key, default)
+    name: str = r.text(key, default)
     if name and name not in NAMES:
         r.fail(f"unknown canonicalizer; known: {', '.join(sorted(NAMES))}", name, key)
     return name
@@ -80,7 +87,7 @@ def hosts(r: Reader, key: str, default: Any) -> tuple[str, ...]:
 
 
 def json_path(r: Reader, key: str, default: Any) -> tuple[str | int, ...]:
-    return parse_path(r.sub(key), r.text(key, default)) if r.has(key) else default  # type: ignore[no-any-return]
+    return parse_path(r.sub(key), r.text(key, default)) if r.has(key) else default
 
 
 def parse_path(r: Reader, text: str) -> tuple[str | int, ...]:

@@ -21,9 +21,9 @@ REFS = ref("fieldRefs")
 NONE = "none"
 
 
-def ref_to(what: str) -> Any:
+def ref_to(what: str, shown_doc: str = NONE) -> Any:
     """A field reference (``event_id``, ``payment.status``...): optional, none by default."""
-    return setting((), what, parse=readers.refs, schema=REFS, shown_doc=NONE)
+    return setting((), what, parse=readers.refs, schema=REFS, shown_doc=shown_doc)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,11 +129,13 @@ class SignatureEntry:
         "",
         "`list` only: the key whose value is the signed timestamp (`t` for Stripe); use with "
         "`timestamp.from: signature`.",
+        shown="",
         shown_doc='`""`',
     )
     id_header: str = setting(
         "",
         "The header `{id}` stands for in `payload` (`webhook-id`). Required when `payload` uses `{id}`.",
+        shown="",
         shown_doc='`""`',
     )
     payload: Template = setting(

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from gateway.declare.read import read_section, tree
 from gateway.errors import ConfigError
 from gateway.events import EVENT_STORES
 from gateway.providers.parse import parse_provider
@@ -30,7 +31,6 @@ from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.secrets import Secret, mask_url
 from gateway.settings import values
 from gateway.settings.model import EVENT_SCHEMES, STORE_SCHEMES, Settings
-from gateway.declare.read import read_section, tree
 from gateway.stores import STORES
 
 __all__ = ["EVENT_SCHEMES", "STORE_SCHEMES", "TOP_KEYS", "build_settings", "deep_merge", "load_catalog", "load_config"]
