@@ -216,6 +216,7 @@ def _complete(required: dict[str, list[str]]) -> list[dict[str, Any]]:
                         {"type": "null"},
                         {
                             "required": required["signature"],
+                            "properties": {"public_key": {"required": required["public_key"]}},
                             "if": {"required": ["style"], "properties": {"style": {"const": "list"}}},
                             "then": {"required": ["signature_keys"]},
                             "anyOf": [

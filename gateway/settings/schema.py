@@ -24,7 +24,7 @@ from gateway.declare.fields import AUTO, Meta, meta_of
 from gateway.declare.read import Field, Tree, hints, tree, unwrap
 from gateway.providers import entry_schema
 from gateway.providers.entry import ProviderEntry
-from gateway.providers.sections import PaymentEntry, RateLimitEntry, SignatureEntry, TimestampEntry
+from gateway.providers.sections import PaymentEntry, PublicKeyEntry, RateLimitEntry, SignatureEntry, TimestampEntry
 from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.settings.loader import RULES, load_catalog
 from gateway.settings.model import GROUPS, Settings
@@ -129,6 +129,10 @@ def _doc(cls: type) -> str:
     return " ".join((cls.__doc__ or "").split("\n\n")[0].split())
 
 
+def _leaf_required(f: Field | Tree) -> bool:
+    return not isinstance(f, dict) and _required(f)
+
+
 def _required(f: Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
@@ -152,9 +156,8 @@ def _provider_defs() -> dict[str, Any]:
     catalog = sorted(load_catalog())
     preset = defs["provider"]["properties"]["preset"]
     defs["provider"]["properties"]["preset"] = {"enum": [*catalog, None], "description": preset["description"]}
-    required = {
-        DEFS[cls]: [k for k, f in tree(cls).items() if not isinstance(f, dict) and _required(f)] for cls in PARTIAL
-    }
+    sections: dict[type, str] = {**{cls: DEFS[cls] for cls in PARTIAL}, PublicKeyEntry: "public_key"}
+    required = {name: [k for k, f in tree(cls).items() if _leaf_required(f)] for cls, name in sections.items()}
     defs.update(entry_schema.provider_kinds(required))
     defs["providers"] = {
         "type": "object",
