@@ -212,6 +212,35 @@ def test_a_new_setting_is_one_field() -> None:
     assert node["properties"]["tuning"]["properties"]["mode"]["enum"] == ["fast", "slow"]
 
 
+@dataclasses.dataclass(frozen=True)
+class ToyLimit:
+    rate: float = setting(doc="Per second.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyProvider:
+    ttl: float | None = setting(None, "Seconds (default: the gateway's).")
+    tags: tuple[str, ...] = setting((), "Labels.")
+    limit: ToyLimit | None = setting(None, "A limit.")
+
+
+def test_optional_keys_and_sections_of_a_provider_declaration() -> None:
+    """``X | None`` with the default ``None`` (absent or ``null``: ``None``, filled in later from a
+    gateway-wide default), string lists, and an optional section whose keys are checked when given."""
+    errors = Errors()
+    absent = read_section(ToyProvider, Reader("t.yaml", {"ttl": None}), errors)
+    assert absent == {"ttl": None, "tags": (), "limit": None}
+    found = read_section(ToyProvider, Reader("t.yaml", {"ttl": 5, "tags": "a", "limit": {"rate": 2}}), errors)
+    assert found == {"ttl": 5.0, "tags": ("a",), "limit": ToyLimit(rate=2)}
+    assert errors.found == []
+    read_section(ToyProvider, Reader("t.yaml", {"ttl": "5", "tags": [""], "limit": {}}), errors)
+    assert [str(e) for e in errors.found] == [
+        "t.yaml: ttl: must be a number, got '5'",
+        "t.yaml: tags: must be a list of non-empty strings, got ['']",
+        "t.yaml: limit.rate: is required",
+    ]
+
+
 # --------------------------------------------------------------------------- sections and keys
 
 #: config path (``custom`` is the inline provider of BASE) -> the schema node describing it

@@ -187,6 +187,5 @@ class ProviderEntry:
         "its value; the config still loads. Catalog data where the provider documents a length: "
         '`standard-webhooks` (24, the spec\'s "at least 24 bytes").',
         minimum=0,
-        shown=0,
         shown_doc="`0` (none)",
     )

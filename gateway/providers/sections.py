@@ -202,10 +202,9 @@ class TimestampEntry:
         choices=("unix", "unix_ms", "iso8601"),
     )
     tolerance: float = setting(
-        300.0,
+        300,  # seconds; an int, as the docs and the schema show it
         "Seconds the signed time may be from the gateway's clock, in either direction. Outside it: 401 "
         "`stale_timestamp` (only reported for a correctly signed request).",
-        shown=300,
     )
 
 
