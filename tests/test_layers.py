@@ -175,6 +175,7 @@ def test_the_checker_catches_upward_imports(module: str, source: str, expected: 
         ("gateway.pipeline.record", "from gateway.events.base import EventRecord"),
         ("gateway.settings.loader", "from gateway.stores import STORES"),
         ("gateway.providers.parse", "from gateway.reader import Reader"),
+        ("gateway.providers.entry", "from gateway.declare.fields import setting"),
         ("dashboard.views", "from gateway.app_state import Services"),
     ],
 )
