@@ -129,7 +129,6 @@ class EventStore(Protocol):
 
     async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
         """Folded rejection counts, newest minute first; ``status`` filters by code."""
-
     async def backlog(self) -> Backlog:
         """The outbox now: events by status (queued, delivering, dead) and the oldest pending one."""
 
