@@ -1,12 +1,11 @@
-"""``config/gateway.schema.json`` and the settings table of docs/configuration.md, and the example configs.
+"""``config/gateway.schema.json``, the reference tables of docs/configuration.md, and the example configs.
 
-The gateway's own settings are declared once (``gateway/settings/model.py``): the schema's
-gateway part and the docs table are generated from that declaration, so the first test here only
-checks that the committed files are what the generator writes now. The provider part of the
-schema is written by hand beside the generator (``gateway/settings/providers.schema.json``) and
-read by ``gateway/providers/parse.py``; for it these tests still compare key names, enums and
-defaults with the loader's. Then: configs the loader refuses the schema refuses too (and the
-other way round), and the shipped configs validate and load.
+Every key is declared once: the gateway's settings in ``gateway/settings/model.py``, a provider
+entry's keys in ``gateway/providers/entry.py`` and ``sections.py``. The schema and the docs tables
+are generated from those declarations, so the first tests only check that the committed files are
+what the generator writes now. The rest is behaviour: what the loader refuses the schema refuses
+too (and the other way round), the schema's defaults are what the loader fills in, every catalog
+entry and shipped config validates and loads, and errors name file, key and value.
 """
 
 from __future__ import annotations
@@ -24,17 +23,19 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from gateway.declare.fields import setting, yaml_key
+from gateway.declare.read import hints, leaves, read_section, tree
 from gateway.errors import ConfigError
 from gateway.events import EVENT_STORES
+from gateway.providers.entry import ProviderEntry
 from gateway.providers.schemes import NAMES
+from gateway.providers.sections import PaymentEntry, SignatureEntry, TimestampEntry
 from gateway.providers.spec import PLACEHOLDERS
 from gateway.reader import Errors, Reader
 from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.settings import schema as generator
-from gateway.settings.fields import setting, yaml_key
 from gateway.settings.loader import TOP_KEYS, build_settings, load_catalog, load_config
 from gateway.settings.model import Settings
-from gateway.settings.read import hints, leaves, read_section, tree
 from gateway.stores import STORES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,6 +156,27 @@ def test_every_declared_setting_is_in_the_schema_and_the_table() -> None:
     assert set(SCHEMA["properties"]) == set(TOP_KEYS)
 
 
+#: A provider entry's declarations: their ``$defs`` entry and their docs table.
+PROVIDER_PARTS = [
+    (ProviderEntry, "provider", "provider entry"),
+    (SignatureEntry, "signature", "signature"),
+    (TimestampEntry, "timestamp", "timestamp"),
+    (PaymentEntry, "payment", "payment"),
+]
+
+
+@pytest.mark.parametrize(("cls", "name", "table"), PROVIDER_PARTS, ids=[p[1] for p in PROVIDER_PARTS])
+def test_every_provider_key_is_in_the_schema_and_its_table(cls: type, name: str, table: str) -> None:
+    rows = generator.TABLES[table]()
+    properties = SCHEMA["$defs"][name]["properties"]
+    assert set(properties) == set(tree(cls))
+    for f in leaves(tree(cls)):
+        key = yaml_key(f)
+        assert properties[key]["description"], key
+        assert f"| `{key}` |" in rows, key
+    assert "required" not in SCHEMA["$defs"][name], "an entry on a preset overrides only some keys"
+
+
 def leaf_paths(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     for f in leaves(tree(cls)):
         path = (*prefix, *yaml_key(f).split("."))
@@ -190,7 +212,36 @@ def test_a_new_setting_is_one_field() -> None:
     assert node["properties"]["tuning"]["properties"]["mode"]["enum"] == ["fast", "slow"]
 
 
-# --------------------------------------------------------------------------- provider sections (hand-written)
+@dataclasses.dataclass(frozen=True)
+class ToyLimit:
+    rate: float = setting(doc="Per second.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyProvider:
+    ttl: float | None = setting(None, "Seconds (default: the gateway's).")
+    tags: tuple[str, ...] = setting((), "Labels.")
+    limit: ToyLimit | None = setting(None, "A limit.")
+
+
+def test_optional_keys_and_sections_of_a_provider_declaration() -> None:
+    """``X | None`` with the default ``None`` (absent or ``null``: ``None``, filled in later from a
+    gateway-wide default), string lists, and an optional section whose keys are checked when given."""
+    errors = Errors()
+    absent = read_section(ToyProvider, Reader("t.yaml", {"ttl": None}), errors)
+    assert absent == {"ttl": None, "tags": (), "limit": None}
+    found = read_section(ToyProvider, Reader("t.yaml", {"ttl": 5, "tags": "a", "limit": {"rate": 2}}), errors)
+    assert found == {"ttl": 5.0, "tags": ("a",), "limit": ToyLimit(rate=2)}
+    assert errors.found == []
+    read_section(ToyProvider, Reader("t.yaml", {"ttl": "5", "tags": [""], "limit": {}}), errors)
+    assert [str(e) for e in errors.found] == [
+        "t.yaml: ttl: must be a number, got '5'",
+        "t.yaml: tags: must be a list of non-empty strings, got ['']",
+        "t.yaml: limit.rate: is required",
+    ]
+
+
+# --------------------------------------------------------------------------- sections and keys
 
 #: config path (``custom`` is the inline provider of BASE) -> the schema node describing it
 SECTIONS: dict[tuple[str, ...], str] = {
@@ -207,49 +258,12 @@ SECTIONS: dict[tuple[str, ...], str] = {
 @pytest.mark.parametrize(("path", "pointer"), SECTIONS.items(), ids=dotted)
 def test_section_keys_are_what_the_loader_accepts(path: tuple[str, ...], pointer: str) -> None:
     message = loader_error(with_value((*path, "zz_not_a_key"), 1))
-    match = re.search(r"zz_not_a_key: unknown key[^;]*; allowed: (.+)$", message)
+    match = re.search(r"zz_not_a_key: unknown key[^;]*; allowed: (.+)$", message, re.M)
     assert match, message
     assert schema_keys(pointer) == set(match.group(1).split(", "))
 
 
-def test_every_closed_object_of_the_provider_part_is_checked_above() -> None:
-    checked = [at(pointer) for pointer in SECTIONS.values()]
-    checked += [at_node(alt) for alt in at("#/$defs/fieldRef")["oneOf"]]
-
-    def closed(node: Any) -> Iterator[dict[str, Any]]:
-        if isinstance(node, dict):
-            if node.get("additionalProperties") is False and "properties" in node:
-                yield node
-            for value in node.values():
-                yield from closed(value)
-        elif isinstance(node, list):
-            for value in node:
-                yield from closed(value)
-
-    unchecked = [sorted(node["properties"]) for node in closed(SCHEMA["$defs"]) if not any(node is c for c in checked)]
-    assert unchecked == []
-
-
-# --------------------------------------------------------------------------- enums and lists
-
-CHOICES: dict[tuple[str, ...], str] = {
-    ("providers", "custom", "body"): "#/$defs/provider/properties/body",
-    ("providers", "custom", "signature", "algorithm"): "#/$defs/signature/properties/algorithm",
-    ("providers", "custom", "signature", "style"): "#/$defs/signature/properties/style",
-    ("providers", "custom", "signature", "encoding"): "#/$defs/signature/properties/encoding",
-    ("providers", "custom", "signature", "secret_encoding"): "#/$defs/signature/properties/secret_encoding",
-    ("providers", "custom", "timestamp", "from"): "#/$defs/timestamp/properties/from",
-    ("providers", "custom", "timestamp", "format"): "#/$defs/timestamp/properties/format",
-    ("providers", "custom", "payment", "amount_unit"): "#/$defs/payment/properties/amount_unit",
-}
-
-
-@pytest.mark.parametrize(("path", "pointer"), CHOICES.items(), ids=dotted)
-def test_enums_are_the_loaders_choices(path: tuple[str, ...], pointer: str) -> None:
-    message = loader_error(with_value(path, "zz-not-a-choice"))
-    match = re.search(r"must be one of (.+?), got ", message)
-    assert match, message
-    assert set(at(pointer)["enum"]) == set(match.group(1).split(", "))
+# --------------------------------------------------------------------------- lists from the code
 
 
 def test_lists_that_come_from_the_code() -> None:
@@ -302,48 +316,35 @@ SMALL = {
 }
 
 
-def provider(s: Settings) -> Any:
-    return s.providers["custom"]
-
-
-DEFAULTS: dict[str, Callable[[Settings], Any]] = {
-    "#/$defs/provider/properties/body": lambda s: provider(s).body,
-    "#/$defs/signature/properties/encoding": lambda s: provider(s).signature.encoding,
-    "#/$defs/signature/properties/prefix": lambda s: provider(s).signature.prefix,
-    "#/$defs/signature/properties/prefix_optional": lambda s: provider(s).signature.prefix_optional,
-    "#/$defs/signature/properties/style": lambda s: provider(s).signature.style,
-    "#/$defs/signature/properties/item_separator": lambda s: provider(s).signature.item_separator,
-    "#/$defs/signature/properties/kv_separator": lambda s: provider(s).signature.kv_separator,
-    "#/$defs/signature/properties/timestamp_key": lambda s: provider(s).signature.timestamp_key,
-    "#/$defs/signature/properties/id_header": lambda s: provider(s).signature.id_header,
-    "#/$defs/signature/properties/payload": lambda s: provider(s).signature.payload.source,
-    "#/$defs/signature/properties/canonicalizer": lambda s: provider(s).signature.canonicalizer,
-    "#/$defs/timestamp/properties/from": lambda s: provider(s).timestamp.source,
-    "#/$defs/timestamp/properties/format": lambda s: provider(s).timestamp.format,
-    "#/$defs/timestamp/properties/tolerance": lambda s: provider(s).timestamp.tolerance,
-    "#/$defs/payment/properties/amount_unit": lambda s: provider(s).payment.amount_unit,
-    "#/$defs/provider/properties/min_secret_bytes": lambda s: provider(s).min_secret_bytes,
+#: Each provider section's values in the loaded spec.
+SPEC_PARTS: dict[str, Callable[[Any], Any]] = {
+    "provider": lambda spec: spec,
+    "signature": lambda spec: spec.signature,
+    "timestamp": lambda spec: spec.timestamp,
+    "payment": lambda spec: spec.payment,
 }
+#: Defaults that leave no trace in the spec: only decoded keys are kept, and a signed provider
+#: does not record allow_unsigned.
+UNREADABLE = {("signature", "secret_encoding"), ("provider", "allow_unsigned")}
 
 
 def test_provider_defaults_are_the_loaders() -> None:
-    settings = load(SMALL)
-    pairs = {pointer: (at(pointer).get("default"), get(settings)) for pointer, get in DEFAULTS.items()}
-    assert {p: pair for p, pair in pairs.items() if pair[0] != pair[1]} == {}, "(schema default, loader default)"
-
-
-def test_every_provider_default_is_checked() -> None:
-    def defaults(node: Any, pointer: str) -> Iterator[str]:
-        if isinstance(node, dict):
-            if "default" in node:
-                yield pointer
-            for key, value in node.items():
-                yield from defaults(value, f"{pointer}/{key}")
-
-    # Two defaults leave no trace in Settings: secret_encoding (only decoded keys are kept) and
-    # allow_unsigned (a signed provider does not record it).
-    unreadable = {"#/$defs/signature/properties/secret_encoding", "#/$defs/provider/properties/allow_unsigned"}
-    assert set(defaults(SCHEMA["$defs"], "#/$defs")) == set(DEFAULTS) | unreadable
+    """Every ``default`` the schema shows for a provider key is what the loader fills in."""
+    spec = load(SMALL).providers["custom"]
+    checked, differ = [], {}
+    for cls, name, _ in PROVIDER_PARTS:
+        for key, node in SCHEMA["$defs"][name]["properties"].items():
+            if "default" not in node or (name, key) in UNREADABLE:
+                continue
+            value = getattr(SPEC_PARTS[name](spec), tree(cls)[key].name)  # type: ignore[union-attr]
+            value = {"payload": lambda v: v.source, "repeated": lambda v: "any" if v else "refuse"}.get(
+                key, lambda v: v
+            )(value)
+            checked.append(f"{name}.{key}")
+            if value != node["default"]:
+                differ[f"{name}.{key}"] = (node["default"], value)
+    assert differ == {}, "(schema default, loader default)"
+    assert {"provider.body", "signature.payload", "timestamp.tolerance", "payment.amount_unit"} <= set(checked)
 
 
 # --------------------------------------------------------------------------- agreement
@@ -374,6 +375,24 @@ REJECTED: dict[str, dict[str, Any]] = {
     "payment without id": with_value(("providers", "custom", "payment"), {"status": "status"}),
     "unknown canonicalizer": with_value(("providers", "custom", "signature", "canonicalizer"), "xml_c14n"),
     "negative inflight wait": with_value(("dedup", "inflight_wait"), -1),
+    "provider body kind": with_value(("providers", "custom", "body"), "xml"),
+    "negative min_secret_bytes": with_value(("providers", "custom", "min_secret_bytes"), -1),
+    "dedup_signed_content not a bool": with_value(("providers", "custom", "dedup_signed_content"), "yes"),
+    "allowlist not a list": with_value(("providers", "custom", "ip_allowlist"), "10.0.0.0/8"),
+    "provider rate limit without rate": with_value(("providers", "custom", "rate_limit"), {"burst": 5}),
+    "provider burst zero": with_value(("providers", "custom", "rate_limit"), {"rate": 5, "burst": 0}),
+    "bad rotation duration": with_value(("providers", "custom", "rotation_warn_after"), "soon"),
+    "zero dedup_ttl": with_value(("providers", "custom", "dedup_ttl"), 0),
+    "certificate host with a scheme": with_value(
+        ("providers", "custom", "signature", "certificate_hosts"), ["https://api.paypal.com"]
+    ),
+    "handshake without when": with_value(("providers", "custom", "handshake"), {"reply": {"status": 204}}),
+    "public key scheme without algorithm": with_value(
+        ("providers", "custom", "signature", "public_key"), {"signature_keys": ["v1a"]}
+    ),
+    "unknown public key scheme key": with_value(
+        ("providers", "custom", "signature", "public_key"), {"algorithm": "ed25519", "keys": ["v1a"]}
+    ),
 }
 
 ACCEPTED: dict[str, dict[str, Any]] = {
@@ -405,6 +424,18 @@ def test_schema_refuses_what_the_loader_refuses(data: dict[str, Any]) -> None:
 def test_schema_accepts_what_the_loader_accepts(data: dict[str, Any]) -> None:
     load(data)
     assert errors(data) == []
+
+
+def test_every_error_of_a_provider_entry_names_file_key_and_value() -> None:
+    """The generic reader goes on after a bad key: one run reports each bad key of an entry."""
+    custom = {**CUSTOM, "body": "xml", "max_body_bytes": 0, "zz_typo": 1, "timestamp": {"tolerance": -5}}
+    message = loader_error(with_value(("providers", "custom"), custom))
+    assert message.splitlines() == [
+        "test.yaml: providers.custom.zz_typo: unknown key; allowed: " + ", ".join(sorted(tree(ProviderEntry))),
+        "test.yaml: providers.custom.body: must be one of any, form, json, got 'xml'",
+        "test.yaml: providers.custom.timestamp.tolerance: must be > 0, got -5",
+        "test.yaml: providers.custom.max_body_bytes: must be >= 1, got 0",
+    ]
 
 
 def test_status_map_values_are_the_normalized_vocabulary() -> None:

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "gateway.logs": 0,
     "gateway.protocols": 0,
     "gateway.reader": 0,  # the typed YAML reader providers and settings both use
+    "gateway.declare": 0,  # config declared once (setting/section) and its generic reader
     "gateway.providers": 1,
     "gateway.stores": 2,
     "gateway.events": 2,
@@ -176,6 +177,7 @@ def test_the_checker_catches_upward_imports(module: str, source: str, expected: 
         ("gateway.pipeline.record", "from gateway.events.base import EventRecord"),
         ("gateway.settings.loader", "from gateway.stores import STORES"),
         ("gateway.providers.parse", "from gateway.reader import Reader"),
+        ("gateway.providers.entry", "from gateway.declare.fields import setting"),
         ("dashboard.views", "from gateway.app_state import Services"),
     ],
 )

@@ -4,7 +4,7 @@ Every error is a ``ConfigError`` naming file, key path and value, e.g.
 ``gateway.yaml: providers.stripe.timestamp.tolerance: must be > 0, got -5``. Reading goes on after
 an error, so a file with several mistakes raises ``ConfigErrors`` listing each of them.
 The settings themselves are declared in ``gateway/settings/model.py`` and read by
-``gateway/settings/read.py``; this module adds the file, ``${ENV}`` interpolation, the providers
+``gateway/declare/read.py``; this module adds the file, ``${ENV}`` interpolation, the providers
 and the rules that tie several settings together.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from gateway.declare.read import read_section, tree
 from gateway.errors import ConfigError
 from gateway.events import EVENT_STORES
 from gateway.providers.parse import parse_provider
@@ -30,7 +31,6 @@ from gateway.routes import NAME_RE, RESERVED_NAMES
 from gateway.secrets import Secret, mask_url
 from gateway.settings import values
 from gateway.settings.model import EVENT_SCHEMES, STORE_SCHEMES, Settings
-from gateway.settings.read import read_section, tree
 from gateway.stores import STORES
 
 __all__ = ["EVENT_SCHEMES", "STORE_SCHEMES", "TOP_KEYS", "build_settings", "deep_merge", "load_catalog", "load_config"]

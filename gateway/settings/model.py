@@ -1,11 +1,12 @@
 """The gateway's settings, each declared once: a frozen dataclass field with its default and its doc.
 
 This file is the only place a setting of the gateway's file is written down. The generic reader
-(``gateway/settings/read.py``) reads and checks it from the field's type and metadata, and
+(``gateway/declare/read.py``) reads and checks it from the field's type and metadata, and
 ``python -m gateway.settings.schema --write`` generates ``config/gateway.schema.json`` and the
 reference table of ``docs/configuration.md`` from it (a test fails when they are stale). To add a
 setting, add one field here (``setting(default, doc, ...)``) and run that command; see "Adding a
-setting" in docs/configuration.md. Provider entries are read by ``gateway/providers/parse.py``.
+setting" in docs/configuration.md. A provider entry's keys are declared the same way, in
+``gateway/providers/entry.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway import routes
+from gateway.declare.fields import section, setting
 from gateway.events import EVENT_STORES
 from gateway.providers.spec import Network, ProviderSpec, RateLimit
 from gateway.secrets import Secret, mask_url
 from gateway.settings import values
-from gateway.settings.fields import section, setting
 from gateway.stores import STORES
 
 HTTP_SCHEMES = ("http://", "https://")
@@ -454,4 +456,5 @@ class Settings:
     )
 
     def webhook_url(self, provider: str) -> str:
-        return f"{self.public_url.rstrip('/')}/payments/api/webhooks/{provider}/"
+        """Where ``provider``'s webhooks are sent: ``public_url`` (its path prefix kept) + the webhook route."""
+        return self.public_url.rstrip("/") + routes.webhook_path(provider)

@@ -1,6 +1,6 @@
 """Readers for the settings whose value is not a plain string, number or boolean.
 
-Each has the ``Parse`` shape of ``gateway.settings.fields``: ``(section, key, default) -> value``,
+Each has the ``Parse`` shape of ``gateway.declare.fields``: ``(section, key, default) -> value``,
 and fails through the section's reader, so its errors name file, key and value like the rest.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-# The module, not its names: gateway.events imports gateway.settings.model (which imports this)
-# while gateway.providers.parse is still loading; its functions are looked up when called.
-from gateway.providers import parse
+# The modules, not their names: gateway.events imports gateway.settings.model (which imports this)
+# while gateway.providers.parse is still loading; their functions are looked up when called.
+from gateway.providers import parse, readers
 from gateway.providers.spec import Network, RateLimit
 from gateway.reader import Reader
 from gateway.secrets import Secret
@@ -50,11 +50,11 @@ def rate_limit(r: Reader, key: str, default: Any) -> RateLimit | None:
 
 
 def networks(r: Reader, key: str, default: Any) -> tuple[Network, ...]:
-    return parse.parse_networks(r.sub(key))
+    return readers.parse_networks(r.sub(key))
 
 
 def duration(r: Reader, key: str, default: Any) -> float:
-    return parse.parse_duration(r, key, default)
+    return readers.duration(r, key, default)
 
 
 #: A header name's characters, plus the shell pattern's ``*`` and ``?``.

@@ -1,7 +1,7 @@
 """The default scheme: the signature header described in YAML and the signed-payload template.
 
 ``signature.payload`` (``"{timestamp}.{body}"``, ``"{id}.{timestamp}.{body}"``, ``"{url}{body}"``,
-``"{header:X-Name}"``...) is compiled once by ``parse.py``; ``render`` fills it in, for the
+``"{header:X-Name}"``...) is compiled once by ``readers.py`` (at load); ``render`` fills it in, for the
 verifier and the signer alike. ``signature.canonicalizer`` names a body canonicalizer (below):
 the ``{body}`` placeholder then stands for the body as the provider re-serialized it.
 """

@@ -1,7 +1,8 @@
 """One reader for every section: walks a settings dataclass's fields and reads each from the YAML.
 
-The field's type says which ``Reader`` accessor checks it (``str``, ``int``, ``float``, ``bool``, a
-nested section), its metadata (``gateway.settings.fields.Meta``) adds choices, bounds, URL
+The field's type says which ``Reader`` accessor checks it (``str``, ``int``, ``float``, ``bool``,
+``tuple[str, ...]``, a nested section; ``X | None`` with the default ``None``: the key may be absent
+or ``null``, read as ``None``), its metadata (``gateway.declare.fields.Meta``) adds choices, bounds, URL
 schemes or a custom ``parse``. An error in one key is recorded and reading goes on, so
 ``webhook-gateway check`` reports every error of the file in one run.
 """
@@ -10,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 import typing
 from collections.abc import Iterator
 from typing import Any
 
+from gateway.declare.fields import Meta, meta_of, yaml_key
 from gateway.errors import ConfigError
 from gateway.reader import MISSING, Errors, Reader
 from gateway.secrets import mask_url
-from gateway.settings.fields import Meta, meta_of, yaml_key
 
 Field = dataclasses.Field[Any]
 #: A section's YAML keys as a tree: a leaf is the field read there.
@@ -101,18 +103,31 @@ def default_of(f: Field) -> Any:
 def read_field(cls: type, f: Field, r: Reader, key: str, errors: Errors) -> Any:
     meta = meta_of(f)
     assert meta is not None
-    kind = hints(cls)[f.name]
+    kind, optional = unwrap(hints(cls)[f.name])
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    default = MISSING if required else default_of(f)
+    if optional and default is None and not r.has(key):
+        return None
+    if meta.parse is not None:
+        return meta.parse(r, key, default)
     if dataclasses.is_dataclass(kind):  # a missing section is read as empty: its required keys say so
         section = typing.cast(type, kind)
         return section(**read_section(section, r.sub(key), errors))
-    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    default = MISSING if required else default_of(f)
-    if meta.parse is not None:
-        return meta.parse(r, key, default)
     return _scalar(kind, meta, r, key, default)
 
 
+def unwrap(kind: Any) -> tuple[Any, bool]:
+    """``(X, True)`` for ``X | None``, else ``(kind, False)``."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        rest = [k for k in typing.get_args(kind) if k is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return kind, False
+
+
 def _scalar(kind: Any, meta: Meta, r: Reader, key: str, default: Any) -> Any:
+    if kind == tuple[str, ...]:
+        return r.strings(key, default)
     if kind is bool:
         return r.boolean(key, default)
     if kind is int:

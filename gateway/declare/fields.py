@@ -1,8 +1,9 @@
 """How a setting is declared: a dataclass field whose metadata says how to read, check and document it.
 
-``gateway/settings/model.py`` declares every setting once, with these helpers; the generic reader
-(``gateway/settings/read.py``), the JSON Schema and the reference table of docs/configuration.md
-(``gateway/settings/schema.py``) are all derived from that declaration.
+``gateway/settings/model.py`` declares every setting once, with these helpers, and
+``gateway/providers/entry.py`` every key of a provider entry; the generic reader
+(``gateway/declare/read.py``), the JSON Schema and the reference tables of docs/configuration.md
+(``gateway/settings/schema.py``) are all derived from those declarations.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class Meta:
     shown: Any = AUTO  # the default as YAML writes it (schema ``default``), when not the value itself
     shown_doc: str = ""  # the docs' default column, when the value alone would mislead
     section_doc: str = ""  # for a nested section: its description
-    by_loader: bool = False  # read by ``build_settings`` itself (``providers``): declared for keys and docs
+    # Read by code of its own, not the generic reader (``providers``, a provider's ``secrets`` and
+    # ``public_keys``): declared for the allowed keys, the schema and the docs.
+    by_loader: bool = False
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", **meta: Any) -> Any:
