@@ -210,6 +210,59 @@ async def test_bad_input_gets_a_clear_4xx(staff, path, status):
         assert (await resp.json())["success"] is False
 
 
+@pytest.mark.parametrize("depth", [33, 999])
+async def test_a_deeply_nested_search_is_a_400(staff, depth):
+    """q is parsed and matched recursively: its nesting is bounded (the parser alone fails near 1000)."""
+    resp = await staff.client.get(f"{ADMIN}/webhooks/", params={"q": "[" * depth + "]" * depth})
+    assert resp.status == 400, (await resp.text())[:300]
+    assert "deeper than 32 levels" in await resp.text()
+    ok = await staff.client.get(f"{ADMIN}/webhooks/", params={"q": "[" * 32 + "]" * 32})
+    assert ok.status == 200
+
+
+def test_the_store_filter_refuses_a_needle_past_the_bound():
+    from gateway.events.base import EventFilter, contains
+
+    deep: list = []
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(ValueError, match="deeper than 32"):
+        EventFilter(contains=deep)
+    assert contains(deep, deep) and EventFilter(contains=[[[1]]]).contains == [[[1]]]
+
+
+@pytest.mark.parametrize("cookie", ["é.é", "abc.\u0661\u0662", "x" * 10 + ".\u00ff"])
+async def test_a_non_ascii_session_cookie_is_a_login_redirect(make_gateway, cookie):
+    gw = await make_gateway(**dk.dashboard_overrides())
+    headers = {"Cookie": f"{COOKIE}={cookie}"}
+    resp = await gw.client.get(f"{ADMIN}/", headers=headers, allow_redirects=False)
+    assert resp.status == 303, (resp.status, (await resp.text())[:300])
+    assert resp.headers["Location"].startswith(f"{ADMIN}/login/?next=")
+
+
+@pytest.mark.parametrize("token", ["1.é", "\u0661\u0662\u0663.é", "\u0661\u0662\u0663.abc"])
+async def test_a_non_ascii_login_token_is_a_403(make_gateway, token):
+    gw = await make_gateway(**dk.dashboard_overrides())
+    data = {"key": dk.DASHBOARD_KEY, "token": token}
+    resp = await gw.client.post(f"{ADMIN}/login/", data=data, allow_redirects=False)
+    assert resp.status == 403, (resp.status, (await resp.text())[:300])
+    assert "Set-Cookie" not in resp.headers
+
+
+def test_session_checks_take_any_text():
+    sessions = Sessions((Secret(dk.DASHBOARD_KEY.encode()),), 60)
+    token, session = sessions.issue("key x")
+    assert sessions.verify(token) == session
+    for bad in ("é.é", "a.\udcff", "\udcff.a", "\u0661.\u0662"):
+        assert sessions.verify(bad) is None
+        assert not sessions.login_token_ok(bad)
+        assert not sessions.csrf_ok(session, bad)
+    stamp, mac = sessions.login_token().split(".")
+    assert sessions.login_token_ok(f"{stamp}.{mac}")
+    arabic = stamp.translate({ord(d): chr(0x0660 + int(d)) for d in "0123456789"})
+    assert not sessions.login_token_ok(f"{arabic}.{mac}")
+
+
 async def test_bad_posts_get_a_clear_4xx(staff):
     token = await dk.csrf(staff.client)
     for path, data, status in (
