@@ -14,11 +14,12 @@ from dashboard.templating import render
 from gateway.errors import Rejection
 from gateway.events.base import EventFilter
 from gateway.providers.signer import sample_event, sign, sign_body
+from gateway.routes import loopback_base
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
-def loopback_base(request: web.Request) -> str:
+def webhook_base(request: web.Request) -> str:
     """The webhook listener on loopback: this very socket when the dashboard shares its port,
     else the configured listen address."""
     dash = request.app[DASHBOARD]
@@ -26,8 +27,7 @@ def loopback_base(request: web.Request) -> str:
         return dash.webhook_base
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     host, port = (sockname[0], sockname[1]) if sockname else (dash.services.settings.host, dash.services.settings.port)
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 (a listen address)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return loopback_base(host, port)
 
 
 async def send_test(request: web.Request) -> web.StreamResponse:
@@ -42,7 +42,7 @@ async def send_test(request: web.Request) -> web.StreamResponse:
         headers = sign(provider, body, services.settings.webhook_url(name), headers=extra)
     except (ValueError, IndexError) as exc:  # a public-key scheme, or no secret configured
         return _shown(request, name, {"ok": False, "message": f"cannot sign for {name}: {exc or 'no secret'}"})
-    url = f"{loopback_base(request)}/payments/api/webhooks/{name}/"
+    url = f"{webhook_base(request)}/payments/api/webhooks/{name}/"
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as client, client.post(url, data=body, headers=headers) as r:
             status, text = r.status, await r.text()

@@ -314,3 +314,38 @@ async def test_own_listener_keeps_the_admin_ui_off_the_webhook_port(make_setting
     token = await dk.csrf(admin)
     sent = await admin.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})
     assert "HTTP 200" in await sent.text()  # through the webhook listener's real pipeline
+
+
+@pytest.mark.parametrize(
+    ("host", "base"),
+    [("0.0.0.0", "http://127.0.0.1:8080"),  # noqa: S104
+     ("::", "http://[::1]:8080"), ("::1", "http://[::1]:8080"),
+     ("", "http://127.0.0.1:8080"), ("10.1.2.3", "http://10.1.2.3:8080"), ("fd00::7", "http://[fd00::7]:8080")],
+)  # fmt: skip
+def test_loopback_base_brackets_ipv6(host, base):
+    from gateway.routes import loopback_base
+
+    assert loopback_base(host, 8080) == base
+
+
+async def test_own_listener_on_ipv6_reaches_the_webhook_listener(make_settings, kit):
+    """Both listeners on ::1: the admin UI's "Send test webhook" posts to http://[::1]:port."""
+    import aiohttp
+
+    from gateway.app import build_app, build_services
+    from gateway.server import _start, _start_dashboard
+
+    port, dport = kit.free_port(), kit.free_port()
+    settings = make_settings(listen={"host": "::1", "port": port}, **dk.dashboard_overrides(listen={"port": dport}))
+    services = build_services(settings)
+    webhook = await _start(build_app(settings, services), "::1", port, 1.0)
+    admin = await _start_dashboard(settings, services, False)
+    jar = aiohttp.CookieJar(unsafe=True)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{dport}", cookie_jar=jar) as client:
+            assert (await dk.login(client)).status == 303
+            sent = await client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": await dk.csrf(client)})
+            assert "HTTP 200" in await sent.text(), (await sent.text())[-800:]
+    finally:
+        await admin.cleanup()
+        await webhook.cleanup()
