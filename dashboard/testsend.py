@@ -12,7 +12,8 @@ from aiohttp import web
 from dashboard.state import DASHBOARD, SESSION, session_of
 from dashboard.templating import render
 from gateway.errors import Rejection
-from gateway.events.base import EventFilter
+from gateway.events.attempts import Attempt
+from gateway.events.base import EventFilter, EventStore
 from gateway.providers.signer import sample_event, sign, sign_body
 from gateway.routes import loopback_base
 
@@ -52,9 +53,17 @@ async def send_test(request: web.Request) -> web.StreamResponse:
     outcome = answer.get("status") or (answer.get("error") or {}).get("code") or "?"
     request.app[DASHBOARD].audit.record(session_of(request).who, "send_test", provider=name, status=status)
     found = await services.events.list(EventFilter(provider=name, event_id=answer.get("event_id"), limit=1))
-    result = {"ok": 200 <= status < 300, "status": status, "outcome": outcome, "answer": answer,
-              "record": found[0].id if found and answer.get("event_id") else None}  # fmt: skip
+    record = found[0].id if found and answer.get("event_id") else None
+    result = {"ok": 200 <= status < 300, "status": status, "outcome": outcome, "answer": answer, "record": record,
+              "upstream": await _last_attempt(services.events, record)}  # fmt: skip
     return _shown(request, name, result)
+
+
+async def _last_attempt(events: EventStore, record: int | None) -> Attempt | None:
+    """The upstream's answer to the test event: its newest delivery attempt (None when it was not
+    tried yet, as in queue mode before a worker took it)."""
+    stored = await events.get(record) if record is not None else None
+    return stored.delivery_attempts[-1] if stored is not None and stored.delivery_attempts else None
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -349,3 +349,21 @@ async def test_own_listener_on_ipv6_reaches_the_webhook_listener(make_settings, 
     finally:
         await admin.cleanup()
         await webhook.cleanup()
+
+
+async def test_send_test_shows_the_upstreams_answer_in_place(staff):
+    """The result shows the gateway's answer and the upstream's: status, outcome, response snippet."""
+    token = await dk.csrf(staff.client)
+    sent = await staff.client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})
+    text = await sent.text()
+    assert "HTTP 200" in text and "Upstream: <strong>HTTP 204</strong> · success" in text, text
+    staff.upstream.then(200)  # answers 200 with a JSON body of its own
+    text = await (await staff.client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})).text()
+    assert "Upstream: <strong>HTTP 200</strong> · success" in text, text
+    assert "{&#34;error&#34;: &#34;scripted&#34;}</pre>" in text  # the upstream's own body, HTML-escaped
+    staff.upstream.then(503)
+    text = await (await staff.client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})).text()
+    # Sync mode stores no event for a failed forward: the gateway's answer names the upstream's status.
+    assert re.search(r"upstream_unavailable\s*· the upstream is busy \(HTTP 503\)", text), text
+    detail = await (await staff.client.get(f"{ADMIN}/webhooks/1/")).text()
+    assert "stored as [REDACTED]" in detail and "are not stored" not in detail
