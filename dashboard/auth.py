@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from gateway.secrets import Secret
+from gateway.secrets import Secret, same_text
 
 COOKIE = "gw_admin_session"
 LOGIN_TOKEN_TTL = 3600.0
@@ -77,7 +77,7 @@ class Sessions:
         if not token or token.count(".") != 1 or len(token) > 1024:
             return None
         payload, mac = token.split(".")
-        if not hmac.compare_digest(mac, self._mac("session", payload)):
+        if not same_text(mac, self._mac("session", payload)):
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(payload + "=="))
@@ -98,7 +98,7 @@ class Sessions:
         return self._mac("csrf", session.sid)
 
     def csrf_ok(self, session: Session, given: str) -> bool:
-        return bool(given) and hmac.compare_digest(given.encode(), self.csrf_token(session).encode())
+        return bool(given) and same_text(given, self.csrf_token(session))
 
     def login_token(self, now: float | None = None) -> str:
         """A token for the anonymous login form (login CSRF): signed, valid for an hour."""
@@ -107,12 +107,16 @@ class Sessions:
 
     def login_token_ok(self, given: str, now: float | None = None) -> bool:
         stamp, _, mac = given.partition(".")
-        if not stamp.isdigit() or len(stamp) > 12 or not hmac.compare_digest(mac, self._mac("login", stamp)):
+        # isascii: isdigit() also passes Arabic-Indic and other Unicode digits.
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
+            return False
+        if not same_text(mac, self._mac("login", stamp)):
             return False
         return 0 <= (now or time.time()) - int(stamp) <= LOGIN_TOKEN_TTL
 
     def _mac(self, purpose: str, value: str) -> str:
-        return _b64(hmac.new(self._key, f"{purpose}:{value}".encode(), hashlib.sha256).digest())
+        message = f"{purpose}:{value}".encode("utf-8", "surrogateescape")  # a cookie may hold any text
+        return _b64(hmac.new(self._key, message, hashlib.sha256).digest())
 
 
 def _b64(data: bytes) -> str:

@@ -125,8 +125,8 @@ def _attempt_step(a: Attempt) -> dict[str, Any]:
 
 
 def as_curl(settings: Settings, record: EventRecord) -> str:
-    """The request as stored, as a curl command. Credentials and the signature were not stored,
-    so the command carries ``[REDACTED]`` where they were: re-sign it to replay it for real."""
+    """The request as stored, as a curl command. Credentials and the signature were stored as
+    ``[REDACTED]``, so the command carries that: re-sign it to replay it for real."""
     skip = {"host", "content-length", "connection", "accept-encoding", "transfer-encoding"}
     parts = ["curl", "-sS", "-X", "POST", settings.webhook_url(record.provider)]
     for name, value in record.headers.items():

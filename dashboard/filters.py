@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.errors import ERROR_STATUS, Rejection
-from gateway.events.base import EventFilter
+from gateway.events.base import MAX_CONTAINS_DEPTH, EventFilter, json_depth
 from gateway.outcomes import STATUSES
 from gateway.settings.model import Settings
 
@@ -117,10 +117,15 @@ def _code(value: str | None) -> int | None:
 def _contains(value: str | None) -> Any:
     if value is None:
         return None
+    too_deep = Rejection("invalid_parameter", f"q nests deeper than {MAX_CONTAINS_DEPTH} levels")
     try:
         doc = json.loads(value)
+    except RecursionError:  # the parser gives up near 1000 levels: far past the bound anyway
+        raise too_deep from None
     except ValueError:
         raise Rejection("invalid_parameter", 'q must be JSON, e.g. {"type": "payment_intent.succeeded"}') from None
     if not isinstance(doc, dict | list):
         raise Rejection("invalid_parameter", "q must be a JSON object or array (matched by containment)")
+    if json_depth(doc) > MAX_CONTAINS_DEPTH:
+        raise too_deep
     return doc

@@ -44,3 +44,10 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 def webhook_path(provider: str) -> str:
     """``/payments/api/webhooks/<provider>/``: where ``provider``'s webhooks are sent."""
     return f"{API}/{provider}/"
+
+
+def loopback_base(host: str, port: int) -> str:
+    """``http://host:port`` reaching a listener bound to ``host`` from this machine: a wildcard
+    address becomes loopback, an IPv6 address goes in brackets (``http://[::1]:8080``)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 (a bind address)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

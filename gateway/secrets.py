@@ -33,6 +33,13 @@ class Secret:
         return hash(Secret)  # equal secrets must hash alike; nothing about the value leaks
 
 
+def same_text(given: str, expected: str) -> bool:
+    """Constant-time equality of two strings. ``hmac.compare_digest`` refuses a ``str`` holding
+    non-ASCII (a TypeError, so a 500 on hostile input): compare their UTF-8 bytes instead
+    (surrogateescape: aiohttp hands undecodable header bytes back as lone surrogates)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
+
+
 _SECRET_PARAM = re.compile(r"((?:pass(?:word)?|pwd|token|secret|key)[^=&]*=)[^&]*", re.IGNORECASE)
 
 

@@ -20,6 +20,7 @@ from gateway.app_state import Services
 from gateway.connections import ConnectionLimits, GatewayRunner
 from gateway.demo import demo_upstream_app
 from gateway.lean.runner import LeanRunner
+from gateway.routes import loopback_base
 from gateway.settings.model import Settings
 
 log = logging.getLogger("gateway.server")
@@ -138,8 +139,7 @@ async def _start_dashboard(settings: Settings, services: Services, reuse_port: b
     from dashboard import mount
 
     root = web.Application()
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)  # noqa: S104
-    mount(root, services, webhook_base=f"http://{host}:{settings.port}")
+    mount(root, services, webhook_base=loopback_base(settings.host, settings.port))
     dash = settings.dashboard
     log.info("dashboard listening", extra={"host": dash.host, "port": dash.port})
     return await _start(root, dash.host, dash.port, settings.shutdown_timeout, reuse_port, services)

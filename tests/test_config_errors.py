@@ -48,6 +48,16 @@ BAD = [
     ({"upstream": {"url": "${GATEWAY_TEST_UNSET_VAR}"}}, "upstream.url", "GATEWAY_TEST_UNSET_VAR is not set"),
     ({"tracing": {"enabled": True, "exporter": "jaeger"}}, "tracing.exporter", "must be one of"),
     ({"unknown": 1}, "unknown", "unknown key"),
+    (
+        {"listen": {"port": 8300}, "dashboard": {"enabled": True, "listen": {"port": 8300}}},
+        "dashboard.listen.port",
+        "must differ from listen.port (0: the admin UI on listen.port), got 8300",
+    ),
+    (
+        {"listen": {"port": 8300, "metrics_port": 9300}, "dashboard": {"listen": {"port": 9300}}},
+        "dashboard.listen.port",
+        "must differ from listen.metrics_port",
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Playwright driving Debian's Chromium against a gateway on
 loopback with a real upstream. Known traffic goes in; what the pages show is compared with
-``/metrics`` and the event store. Screenshots land in docs/dashboard/.
+``/metrics`` and the event store. Screenshots are taken on every run into a temporary folder; with
+``UPDATE_SCREENSHOTS=1`` (``make screenshots``) they replace the tracked ones in docs/dashboard/.
 
 Chromium comes from apt (``make test`` installs it); Playwright's own download is not used.
 """
@@ -112,6 +113,13 @@ async def test_overview_numbers_match_metrics_and_the_event_store(browser, site,
         await expect(page.locator(f'[data-rejection="{code}"]')).to_have_text(str(n))
         await expect(card.locator(".badge", has_text=code)).to_be_visible()  # the last error
     await expect(page.locator('[data-provider="github"] [data-stat="requests"]')).to_have_text("1")
+    # Queue depth and oldest pending, against a real scrape (which reads the outbox from the store).
+    scraped = await (await site.client.get("/metrics")).text()
+    depth = sum(metric(scraped, "webhook_gateway_queue_events", status=s) for s in ("queued", "delivering"))
+    oldest = float(re.search(r"^webhook_gateway_queue_oldest_pending_age_seconds (\S+)$", scraped, re.M).group(1))
+    tile = page.locator(".tile", has=page.locator('[data-stat="queue-depth"]'))
+    await expect(tile.locator('[data-stat="queue-depth"]')).to_have_text(str(int(depth)))
+    await expect(tile).to_contain_text(f"oldest pending {int(oldest)} s" if oldest else "oldest pending —")
     # The events page lists what the store holds: 3 stripe events and 1 github event.
     stored = (await (await site.get(f"{kit.API}/events/")).json())["events"]
     await page.goto(f"{ADMIN}/webhooks/")
@@ -246,14 +254,22 @@ WIDEST = """() => [...document.querySelectorAll('body *')]
 SHOTS = {"overview": "/", "events": "/webhooks/", "detail": "/webhooks/1/", "live": "/live/"}
 
 
-async def test_screenshots(browser, site, kit):
-    """docs/dashboard/<page>-<desktop|phone>-<light|dark>.png, and no sideways scroll at 375 px."""
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where screenshots go: docs/dashboard/ only when asked (``make screenshots``), so a test run
+    leaves the tracked images alone."""
+    return DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+
+async def test_screenshots(browser, site, kit, shots):
+    """<page>-<desktop|phone>-<light|dark>.png (docs/dashboard/ with UPDATE_SCREENSHOTS=1), and no
+    sideways scroll at 375 px."""
     await known_traffic(site, kit)
     for i in range(4):
         await site.deliver_ok("shopify", b'{"id": %d, "total_price": "12.50", "currency": "EUR"}' % (820 + i),
                               {"X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": f"w-{i}"})  # fmt: skip
     await site.expect(401, "github", b"{}", {"X-Hub-Signature-256": "sha256=00"}, signed=False)
-    DOCS.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
     for device, width in (("desktop", 1280), ("phone", 375)):
         for scheme in ("light", "dark"):
             page = await open_page(browser, site, width=width, scheme=scheme)
@@ -267,6 +283,7 @@ async def test_screenshots(browser, site, kit):
                 overflow = await page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
                 wide = await page.evaluate(WIDEST)
                 assert overflow <= 0, (name, device, overflow, wide)
-                await page.screenshot(path=str(DOCS / f"{name}-{device}-{scheme}.png"), full_page=True)
+                await page.screenshot(path=str(shots / f"{name}-{device}-{scheme}.png"), full_page=True)
             no_errors(page)
             await page.context.close()
+    assert len(list(shots.glob("*.png"))) >= len(SHOTS) * 4

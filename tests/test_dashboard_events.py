@@ -64,6 +64,22 @@ async def test_filters_containment_and_keyset_pages_on_postgresql(pg_staff, kit)
     assert "Rejected and duplicate requests" not in page  # an id search is about stored events
 
 
+async def test_containment_search_survives_a_payload_holding_nul(pg_staff, kit):
+    """jsonb refuses \\u0000: one such stored event must not turn every q= search into a 503."""
+    gw = pg_staff
+    for i, note in enumerate(("plain", "nul \u0000 inside", "also plain", "escaped \\u0000 text")):
+        body = json.loads(kit.stripe_body(f"evt_nul{i}"))
+        body["data"]["object"]["note"] = note
+        body["data"]["object"]["currency"] = "eur" if i != 1 else "usd"
+        await gw.deliver_ok("stripe", json.dumps(body).encode())
+    await stored(gw, 4)
+    eur = await page_ids(gw.client, "q=" + quote('{"data": {"object": {"currency": "eur"}}}'))
+    assert sorted(eur) == [1, 3, 4]
+    nul = await page_ids(gw.client, "q=" + quote(json.dumps({"data": {"object": {"note": "nul \u0000 inside"}}})))
+    assert nul == [2]  # NUL is searched as U+FFFD on both sides
+    text = await page_ids(gw.client, "q=" + quote(json.dumps({"data": {"object": {"note": "escaped \\u0000 text"}}})))
+    assert text == [4]  # an escaped backslash before u0000 is text, left alone
+
 async def test_rejections_are_listed_and_filtered_by_code(pg_staff, kit):
     gw = pg_staff
     await gw.deliver_ok("stripe", kit.stripe_body("evt_r1"))

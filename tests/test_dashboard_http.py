@@ -210,6 +210,59 @@ async def test_bad_input_gets_a_clear_4xx(staff, path, status):
         assert (await resp.json())["success"] is False
 
 
+@pytest.mark.parametrize("depth", [33, 999])
+async def test_a_deeply_nested_search_is_a_400(staff, depth):
+    """q is parsed and matched recursively: its nesting is bounded (the parser alone fails near 1000)."""
+    resp = await staff.client.get(f"{ADMIN}/webhooks/", params={"q": "[" * depth + "]" * depth})
+    assert resp.status == 400, (await resp.text())[:300]
+    assert "deeper than 32 levels" in await resp.text()
+    ok = await staff.client.get(f"{ADMIN}/webhooks/", params={"q": "[" * 32 + "]" * 32})
+    assert ok.status == 200
+
+
+def test_the_store_filter_refuses_a_needle_past_the_bound():
+    from gateway.events.base import EventFilter, contains
+
+    deep: list = []
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(ValueError, match="deeper than 32"):
+        EventFilter(contains=deep)
+    assert contains(deep, deep) and EventFilter(contains=[[[1]]]).contains == [[[1]]]
+
+
+@pytest.mark.parametrize("cookie", ["é.é", "abc.\u0661\u0662", "x" * 10 + ".\u00ff"])
+async def test_a_non_ascii_session_cookie_is_a_login_redirect(make_gateway, cookie):
+    gw = await make_gateway(**dk.dashboard_overrides())
+    headers = {"Cookie": f"{COOKIE}={cookie}"}
+    resp = await gw.client.get(f"{ADMIN}/", headers=headers, allow_redirects=False)
+    assert resp.status == 303, (resp.status, (await resp.text())[:300])
+    assert resp.headers["Location"].startswith(f"{ADMIN}/login/?next=")
+
+
+@pytest.mark.parametrize("token", ["1.é", "\u0661\u0662\u0663.é", "\u0661\u0662\u0663.abc"])
+async def test_a_non_ascii_login_token_is_a_403(make_gateway, token):
+    gw = await make_gateway(**dk.dashboard_overrides())
+    data = {"key": dk.DASHBOARD_KEY, "token": token}
+    resp = await gw.client.post(f"{ADMIN}/login/", data=data, allow_redirects=False)
+    assert resp.status == 403, (resp.status, (await resp.text())[:300])
+    assert "Set-Cookie" not in resp.headers
+
+
+def test_session_checks_take_any_text():
+    sessions = Sessions((Secret(dk.DASHBOARD_KEY.encode()),), 60)
+    token, session = sessions.issue("key x")
+    assert sessions.verify(token) == session
+    for bad in ("é.é", "a.\udcff", "\udcff.a", "\u0661.\u0662"):
+        assert sessions.verify(bad) is None
+        assert not sessions.login_token_ok(bad)
+        assert not sessions.csrf_ok(session, bad)
+    stamp, mac = sessions.login_token().split(".")
+    assert sessions.login_token_ok(f"{stamp}.{mac}")
+    arabic = stamp.translate({ord(d): chr(0x0660 + int(d)) for d in "0123456789"})
+    assert not sessions.login_token_ok(f"{arabic}.{mac}")
+
+
 async def test_bad_posts_get_a_clear_4xx(staff):
     token = await dk.csrf(staff.client)
     for path, data, status in (
@@ -261,3 +314,56 @@ async def test_own_listener_keeps_the_admin_ui_off_the_webhook_port(make_setting
     token = await dk.csrf(admin)
     sent = await admin.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})
     assert "HTTP 200" in await sent.text()  # through the webhook listener's real pipeline
+
+
+@pytest.mark.parametrize(
+    ("host", "base"),
+    [("0.0.0.0", "http://127.0.0.1:8080"),  # noqa: S104
+     ("::", "http://[::1]:8080"), ("::1", "http://[::1]:8080"),
+     ("", "http://127.0.0.1:8080"), ("10.1.2.3", "http://10.1.2.3:8080"), ("fd00::7", "http://[fd00::7]:8080")],
+)  # fmt: skip
+def test_loopback_base_brackets_ipv6(host, base):
+    from gateway.routes import loopback_base
+
+    assert loopback_base(host, 8080) == base
+
+
+async def test_own_listener_on_ipv6_reaches_the_webhook_listener(make_settings, kit):
+    """Both listeners on ::1: the admin UI's "Send test webhook" posts to http://[::1]:port."""
+    import aiohttp
+
+    from gateway.app import build_app, build_services
+    from gateway.server import _start, _start_dashboard
+
+    port, dport = kit.free_port(), kit.free_port()
+    settings = make_settings(listen={"host": "::1", "port": port}, **dk.dashboard_overrides(listen={"port": dport}))
+    services = build_services(settings)
+    webhook = await _start(build_app(settings, services), "::1", port, 1.0)
+    admin = await _start_dashboard(settings, services, False)
+    jar = aiohttp.CookieJar(unsafe=True)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{dport}", cookie_jar=jar) as client:
+            assert (await dk.login(client)).status == 303
+            sent = await client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": await dk.csrf(client)})
+            assert "HTTP 200" in await sent.text(), (await sent.text())[-800:]
+    finally:
+        await admin.cleanup()
+        await webhook.cleanup()
+
+
+async def test_send_test_shows_the_upstreams_answer_in_place(staff):
+    """The result shows the gateway's answer and the upstream's: status, outcome, response snippet."""
+    token = await dk.csrf(staff.client)
+    sent = await staff.client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})
+    text = await sent.text()
+    assert "HTTP 200" in text and "Upstream: <strong>HTTP 204</strong> · success" in text, text
+    staff.upstream.then(200)  # answers 200 with a JSON body of its own
+    text = await (await staff.client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})).text()
+    assert "Upstream: <strong>HTTP 200</strong> · success" in text, text
+    assert "{&#34;error&#34;: &#34;scripted&#34;}</pre>" in text  # the upstream's own body, HTML-escaped
+    staff.upstream.then(503)
+    text = await (await staff.client.post(f"{ADMIN}/providers/stripe/test/", data={"csrf": token})).text()
+    # Sync mode stores no event for a failed forward: the gateway's answer names the upstream's status.
+    assert re.search(r"upstream_unavailable\s*· the upstream is busy \(HTTP 503\)", text), text
+    detail = await (await staff.client.get(f"{ADMIN}/webhooks/1/")).text()
+    assert "stored as [REDACTED]" in detail and "are not stored" not in detail

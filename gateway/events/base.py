@@ -20,6 +20,10 @@ from gateway.outcomes import EventStatus
 from gateway.stats import StatsLedger
 from gateway.stores.registry import Backends
 
+#: How deep a containment filter may nest: deeper ones are refused before any store sees them
+#: (the memory store's ``contains`` recurses once per level, and no real search needs more).
+MAX_CONTAINS_DEPTH = 32
+
 # Plain strings (``.value``), as ``outcomes.STATUSES``: they become dict keys that orjson writes.
 #: The outbox: what has not been delivered (``EventStore.backlog`` counts these).
 BACKLOG_STATUSES = tuple(s.value for s in (EventStatus.QUEUED, EventStatus.DELIVERING, EventStatus.DEAD))
@@ -78,6 +82,10 @@ class EventFilter:
     limit: int = 100
     before_id: int | None = None  # keyset pagination: events with a smaller id
     contains: Any = None  # a JSON value the payload must contain (PostgreSQL ``@>`` semantics)
+
+    def __post_init__(self) -> None:
+        if self.contains is not None and json_depth(self.contains) > MAX_CONTAINS_DEPTH:
+            raise ValueError(f"contains nests deeper than {MAX_CONTAINS_DEPTH} levels")
 
 
 @dataclass(slots=True)
@@ -204,6 +212,17 @@ class Backoff:
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.cap))  # honour the upstream's Retry-After
         return float(delay)
+
+
+def json_depth(value: Any) -> int:
+    """How deep a parsed JSON value nests (a scalar is 0, ``[[1]]`` is 2), without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            todo.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def contains(doc: Any, needle: Any) -> bool:

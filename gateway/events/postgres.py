@@ -18,6 +18,7 @@ import builtins
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -617,6 +618,11 @@ def _bad_data(exc: StoreError) -> bool:
     return isinstance(exc.__cause__, asyncpg.DataError)
 
 
+#: A JSON ``\u0000`` escape: not preceded by a backslash, after any number of escaped backslashes.
+NUL_ESCAPE = r"(?<!\\)((?:\\\\)*)\\u0000"
+NUL_REPLACEMENT = r"\1\\ufffd"  # the same syntax in Python's re and PostgreSQL's regexp_replace
+
+
 def _where(flt: EventFilter) -> tuple[str, list[Any]]:
     clauses, args = ["TRUE"], []
     for column, value, op in (
@@ -629,8 +635,11 @@ def _where(flt: EventFilter) -> tuple[str, list[Any]]:
             clauses.append(f"{column} {op} ${len(args)}")
     if flt.contains is not None:
         # The payload as the CloudEvent carries it (always JSON, unlike the raw body of a form post).
-        args.append(json.dumps(flt.contains))
-        clauses.append(f"convert_from(event, 'UTF8')::jsonb #> '{{data,payload}}' @> ${len(args)}::jsonb")
+        # jsonb refuses \u0000, so one stored payload holding it would fail every search: NUL is
+        # read as U+FFFD on both sides (an escaped backslash before u0000 is text, left alone).
+        args += [re.sub(NUL_ESCAPE, NUL_REPLACEMENT, json.dumps(flt.contains)), NUL_ESCAPE, NUL_REPLACEMENT]
+        text = f"regexp_replace(convert_from(event, 'UTF8'), ${len(args) - 1}, ${len(args)}, 'g')"
+        clauses.append(f"{text}::jsonb #> '{{data,payload}}' @> ${len(args) - 2}::jsonb")
     return " AND ".join(clauses), args
 
 

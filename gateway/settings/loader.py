@@ -166,9 +166,19 @@ def _metrics_port_apart(root: Reader, found: dict[str, Any]) -> None:
         )
 
 
+def _dashboard_port_apart(root: Reader, found: dict[str, Any]) -> None:
+    """Two listeners on one port would both bind through SO_REUSEPORT (with --workers) and the
+    kernel would split the connections between them: about half the requests would 404."""
+    port = found["dashboard"].port
+    for other, key in ((found["port"], "listen.port"), (found["metrics_port"], "listen.metrics_port")):
+        if port and port == other:
+            root.sub("dashboard").fail(f"must differ from {key} (0: the admin UI on listen.port)", port, "listen.port")
+
+
 RULES = (
     Rule(("upstream", "dedup"), _lease_outlives_upstream),
     Rule(("listen",), _metrics_port_apart),
+    Rule(("listen", "dashboard"), _dashboard_port_apart),
     Rule(
         ("upstream", "events"),
         _queue_needs_durable_events,

@@ -292,7 +292,8 @@ class DashboardSettings:
     host: str = setting("127.0.0.1", "Address of the admin UI's own listener (with `listen.port`).", key="listen.host")
     port: int = setting(
         0,
-        "Port of the admin UI's own listener; `0`: served on the webhook listener.",
+        "Port of the admin UI's own listener; `0`: served on the webhook listener. Must differ from "
+        "`listen.port` and `listen.metrics_port`.",
         key="listen.port",
         minimum=0,
         maximum=65535,

@@ -218,3 +218,14 @@ async def test_url_from_forwarded_headers(make_gateway):
     ok = {**CONTEXT, **twilio_sign(TOKEN, body, int(time.time()), gateway.settings.webhook_url("twilio"))}
     resp = await gateway.client.post(gateway.url("twilio"), data=body, headers=ok)
     assert resp.status == 200
+
+
+@pytest.mark.parametrize("digest", ["%C3%A9", "%E2%9C%93" * 4, "%FF"])
+async def test_a_non_ascii_body_sha256_is_a_401_not_a_500(make_gateway, digest):
+    """The public route: any signature header and a non-ASCII bodySHA256 in the URL."""
+    gateway = await make_gateway(providers={"twilio": {"secrets": [TOKEN]}})
+    resp = await gateway.client.post(
+        gateway.url("twilio") + f"?bodySHA256={digest}", data=b"{}", headers={"X-Twilio-Signature": "abc"}
+    )
+    answer = await resp.json()
+    assert (resp.status, answer["error"]["code"]) == (401, "invalid_signature"), answer

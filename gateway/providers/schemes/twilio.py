@@ -20,6 +20,7 @@ from gateway.errors import Rejection
 from gateway.providers.request import SignedRequest
 from gateway.providers.schemes.base import DIGESTS, BodyScheme, Signed, encode, header_of
 from gateway.providers.spec import ProviderSpec
+from gateway.secrets import same_text
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -36,7 +37,7 @@ class Twilio(BodyScheme):
         algorithm = self._algorithm(request.optional_header(self.settings_header))
         query = parse_qs(urlsplit(request.url).query, keep_blank_values=True)
         if "bodySHA256" in query:
-            if not hmac.compare_digest(hashlib.sha256(request.body).hexdigest(), query["bodySHA256"][0]):
+            if not same_text(query["bodySHA256"][0], hashlib.sha256(request.body).hexdigest()):
                 raise Rejection("invalid_signature", "the body does not match the URL's bodySHA256")
             params = ""
         else:
