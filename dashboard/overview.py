@@ -105,10 +105,11 @@ def rejection_counts(sampler: Sampler) -> list[dict[str, Any]]:
 async def store_panel(services: Services) -> dict[str, Any]:
     health = await health_report(services)
     try:
-        queue = await services.events.queue_health()
+        backlog = await services.events.backlog()  # what /metrics reports as the outbox, too
     except StoreError:
-        queue = None
-    oldest = queue["oldest_queued_at"] if queue else None
+        backlog = None
+    queue = {"counts": backlog.counts} if backlog else None
+    oldest = backlog.oldest_pending if backlog else None
     return {
         "health": health,
         "queue": queue,

@@ -48,7 +48,7 @@ async def status_json(request: web.Request) -> web.StreamResponse:
         "providers": context["cards"],
         "rejections": context["rejections"],
         "health": store["health"],
-        "queue": store["queue"] and {**store["queue"], "oldest_queued_age_seconds": store["oldest_age"]},
+        "queue": store["queue"] and {**store["queue"], "oldest_pending_age_seconds": store["oldest_age"]},
         "since": context["since"],
     }
     return web.json_response(body, dumps=_dumps)

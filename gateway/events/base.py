@@ -153,9 +153,6 @@ class EventStore(Protocol):
     async def count(self, flt: EventFilter) -> int:
         """How many events match (``limit`` and ``before_id`` ignored): for bulk-action previews."""
 
-    async def queue_health(self) -> dict[str, Any]:
-        """Events per status and the oldest queued event's ``received_at`` (or None)."""
-
     async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
         """Folded rejection counts, newest minute first; ``status`` filters by code."""
     async def backlog(self) -> Backlog:

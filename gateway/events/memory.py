@@ -28,7 +28,7 @@ from gateway.events.base import (
     Rejected,
     contains,
 )
-from gateway.outcomes import STATUSES, EventStatus
+from gateway.outcomes import EventStatus
 from gateway.stats import StatsLedger
 
 
@@ -225,15 +225,6 @@ class MemoryEventStore:
     async def count(self, flt: EventFilter) -> int:
         flt = EventFilter(**{**_fields(flt), "before_id": None})
         return sum(1 for r in self._events.values() if matches(r, flt))
-
-    async def queue_health(self) -> dict[str, Any]:
-        counts = dict.fromkeys(STATUSES, 0)
-        oldest = None
-        for r in self._events.values():
-            counts[r.status] += 1
-            if r.status == EventStatus.QUEUED and (oldest is None or r.received_at < oldest):
-                oldest = r.received_at
-        return {"counts": counts, "oldest_queued_at": oldest}
 
     async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
         rows = [

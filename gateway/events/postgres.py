@@ -40,7 +40,7 @@ from gateway.events.base import (
 )
 from gateway.events.holder import RESCUE, Holder
 from gateway.events.partitions import drop_expired, ensure_ahead
-from gateway.outcomes import STATUSES, EventStatus, Outcome
+from gateway.outcomes import EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
 
 log = logging.getLogger("gateway.events")
@@ -502,16 +502,6 @@ class PostgresEventStore:
     async def count(self, flt: EventFilter) -> int:
         where, args = _where(replace(flt, before_id=None))
         return int(await self._run("fetchval", f"SELECT count(*) FROM webhook_events WHERE {where}", *args))  # noqa: S608
-
-    async def queue_health(self) -> dict[str, Any]:
-        rows = await self._run(
-            "fetch",
-            "SELECT status, count(*) AS n, min(received_at) FILTER (WHERE status = 'queued') AS oldest "
-            "FROM webhook_events GROUP BY status",
-        )
-        counts = dict.fromkeys(STATUSES, 0) | {r["status"]: int(r["n"]) for r in rows}
-        oldest = min((r["oldest"] for r in rows if r["oldest"] is not None), default=None)
-        return {"counts": counts, "oldest_queued_at": oldest}
 
     async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
         clauses, args = ["TRUE"], []
