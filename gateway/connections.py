@@ -70,6 +70,15 @@ def raw_answer(code: str, message: str, headers: dict[str, str] | None = None) -
     return head.encode() + body
 
 
+def refuse(transport: asyncio.Transport | None, limits: ConnectionLimits, reason: str, code: str, message: str) -> None:
+    """Answer a connection the limits close (``header_timeout``, ``too_many_connections``) and
+    count it; the caller closes the transport, which flushes the answer first."""
+    if transport is not None:
+        headers = {"Retry-After": "1"} if code == "too_many_connections" else None
+        transport.write(raw_answer(code, message, headers))
+    limits.on_drop(reason)
+
+
 class GuardedHandler(RequestHandler):
     """aiohttp's connection protocol, with the head deadline and the connection cap."""
 
@@ -144,10 +153,7 @@ class GuardedHandler(RequestHandler):
         return response
 
     def _drop(self, reason: str, code: str, message: str) -> None:
-        if self.transport is not None:
-            headers = {"Retry-After": "1"} if code == "too_many_connections" else None
-            self.transport.write(raw_answer(code, message, headers))
-        self._limits.on_drop(reason)
+        refuse(self.transport, self._limits, reason, code, message)
         self.force_close()  # the transport flushes the answer, then closes
 
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.tcp_helpers import tcp_keepalive
 
-from gateway.connections import raw_answer
+from gateway.connections import refuse
 from gateway.lean.request import MAX_HEAD, Body, LeanRequest, parse_head
 
 if TYPE_CHECKING:
@@ -88,12 +88,9 @@ class LeanProtocol(asyncio.Protocol):
         self._refuse("header_timeout", "header_timeout", message)
 
     def _refuse(self, reason: str, code: str, message: str) -> None:
-        transport = self._transport
-        if transport is not None:
-            headers = {"Retry-After": "1"} if code == "too_many_connections" else None
-            transport.write(raw_answer(code, message, headers))
-            transport.close()  # after the answer is flushed
-        self._server.limits.on_drop(reason)
+        refuse(self._transport, self._server.limits, reason, code, message)
+        if self._transport is not None:
+            self._transport.close()  # after the answer is flushed
 
     def _uncount(self) -> None:
         if self._counted:
