@@ -16,6 +16,7 @@ its place are stored alike (and would meet as one key); a provider would have to
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 
 _LOW_ESCAPES = range(0xDC80, 0xDD00)  # surrogateescape's stand-ins for the bytes 0x80-0xFF
 
@@ -29,7 +30,11 @@ def storable(text: str) -> str:
 
 def storable_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Header names and values escaped where needed (see :func:`storable`)."""
-    return {storable(name): storable(value) for name, value in headers}
+    items = list(headers)
+    text = "".join(chain.from_iterable(items))
+    if text.isascii() and "\x00" not in text:  # the usual head: nothing to escape, one check
+        return dict(items)
+    return {storable(name): storable(value) for name, value in items}
 
 
 def _is_unicode(text: str) -> bool:

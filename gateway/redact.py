@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from gateway.escape import storable_headers
@@ -84,14 +85,28 @@ def redact_event(event: bytes, paths: tuple[Path, ...]) -> bytes:
 def stored_headers(headers: Any, signature_header: str | None, patterns: tuple[str, ...]) -> dict[str, str]:
     """The headers as stored: escaped where PostgreSQL needs it, credentials masked, and so are the
     names matching ``patterns`` (``events.redact_headers``, lower-case shell patterns)."""
-    masked = SENSITIVE_HEADERS | {(signature_header or "").lower()}
-    extra = header_patterns(patterns)
+    hidden = masked_names(signature_header or "", patterns)
     out = storable_headers(headers.items())
     for name in out:
-        lower = name.lower()
-        if lower in masked or extra.match(lower):
+        if hidden(name):
             out[name] = MASK
     return out
+
+
+@functools.lru_cache(maxsize=16)  # one rule per (signature header, configured list)
+def masked_names(signature_header: str, patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a header of this name is masked in the stored copy: a credential, the provider's
+    signature header, or a name matching ``patterns``. The answer per name is cached (bounded):
+    a request's header names are nearly always ones seen before."""
+    masked = SENSITIVE_HEADERS | {signature_header.lower()}
+    extra = header_patterns(patterns)
+
+    @functools.lru_cache(maxsize=1024)
+    def hidden(name: str) -> bool:
+        lower = name.lower()
+        return lower in masked or extra.match(lower) is not None
+
+    return hidden
 
 
 @functools.lru_cache(maxsize=16)  # one entry per configured list: built once, not per request

@@ -77,3 +77,57 @@ async def test_keep_alive_reuses_one_connection():
     finally:
         await pool.close()
         server.close()
+
+
+async def gated_server(gate: asyncio.Event) -> tuple[asyncio.Server, list[int]]:
+    """Answers 204 to every request once ``gate`` is set; ``open_now[0]`` counts requests being held."""
+    held = [0, 0]  # now, most at once
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(
+                    next(
+                        v
+                        for k, _, v in (x.partition(b":") for x in head.split(b"\r\n"))
+                        if k.lower() == b"content-length"
+                    )
+                )
+                await reader.readexactly(length)
+                held[0] += 1
+                held[1] = max(held)
+                await gate.wait()
+                held[0] -= 1
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0), held
+
+
+async def test_the_pool_holds_at_most_limit_requests_and_a_cancelled_waiter_frees_nothing_twice():
+    gate = asyncio.Event()
+    server, held = await gated_server(gate)
+    port = server.sockets[0].getsockname()[1]
+    pool = Http1Pool(f"http://127.0.0.1:{port}/events", limit=2)
+    try:
+        posts = [asyncio.create_task(pool.post(b"{}")) for _ in range(5)]
+        async with asyncio.timeout(5):
+            while held[0] < 2:
+                await asyncio.sleep(0.001)
+        assert held[1] == 2  # three wait for a slot
+        posts[3].cancel()  # a waiter gives up: its place is not a slot
+        await asyncio.gather(posts[3], return_exceptions=True)
+        assert held[1] == 2 and pool._busy == 2
+        gate.set()
+        done = await asyncio.gather(*posts, return_exceptions=True)
+        assert [getattr(r, "status", "cancelled") for r in done] == [204, 204, 204, "cancelled", 204]
+        assert held[1] == 2 and pool._busy == 0
+        assert (await pool.post(b"{}")).status == 204  # every slot came back
+    finally:
+        await pool.close()
+        server.close()

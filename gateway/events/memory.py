@@ -35,8 +35,9 @@ from gateway.stats import StatsLedger
 def _size(r: EventRecord) -> int:
     """What a record holds, roughly: its body and envelope plus its header text (a bound, not a
     measurement of Python's overhead, which is a few hundred bytes per record)."""
-    held = len(r.body) + len(r.event) + sum(len(k) + len(v) for k, v in r.headers.items()) + 512
-    return held + sum(a.size() for a in r.delivery_attempts)
+    headers = r.headers
+    held = len(r.body) + len(r.event) + sum(map(len, headers)) + sum(map(len, headers.values())) + 512
+    return held + sum([a.size() for a in r.delivery_attempts]) if r.delivery_attempts else held
 
 
 def matches(r: EventRecord, f: EventFilter) -> bool:

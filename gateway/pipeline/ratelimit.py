@@ -7,6 +7,7 @@ retries later. Either way the failure is counted in ``webhook_gateway_store_erro
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 
@@ -31,6 +32,12 @@ async def _take(store: Store, metrics: Metrics, policy: str, key: str, limit: Ra
 def store_unavailable(what: str) -> Rejection:
     """503 + Retry-After: the provider retries later, so nothing is lost."""
     return Rejection("store_unavailable", f"{what} store unavailable; retry later", {"Retry-After": "5"})
+
+
+@functools.lru_cache(maxsize=4096)  # a provider sends from a few addresses: parsed once each
+def source_key(client_ip: str) -> str:
+    """The per-source bucket's key of an address (see :func:`source_of`)."""
+    return f"rl:src:{{{source_of(client_ip)}}}"
 
 
 def source_of(client_ip: str) -> str:
@@ -61,8 +68,7 @@ class SourceRate:
     async def __call__(self, ctx: RequestContext) -> None:
         if self.limit is None:
             return
-        key = f"rl:src:{{{source_of(ctx.client_ip)}}}"
-        retry_after = await _take(self.store, self.metrics, self.policy, key, self.limit)
+        retry_after = await _take(self.store, self.metrics, self.policy, source_key(ctx.client_ip), self.limit)
         if retry_after:
             self.metrics.child(self.metrics.rate_limited, ctx.provider_name, "source").inc()
             raise rate_limited(retry_after, "from this address")

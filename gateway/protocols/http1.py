@@ -192,7 +192,9 @@ class Http1Pool:
         fixed += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self._prefix = ("\r\n".join(fixed) + "\r\n").encode("latin-1")
         self._idle: deque[_Connection] = deque()
-        self._slots = asyncio.Semaphore(limit)
+        self._limit = limit
+        self._busy = 0  # requests holding a slot (at most ``limit``): a counter, not a Semaphore,
+        self._waiting: deque[asyncio.Future[None]] = deque()  # whose Python code costs more per request
 
     async def post(self, body: bytes, headers: dict[str, str] | None = None, deadline: float | None = None) -> Response:
         """POST ``body`` with the pool's headers plus ``headers``. Raises ``OSError`` or
@@ -200,13 +202,16 @@ class Http1Pool:
         event loop's clock), waiting for a free connection included."""
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
         payload = b"".join((self._prefix, f"Content-Length: {len(body)}\r\n{extra}\r\n".encode("latin-1"), body))
-        if deadline is not None and (self._slots.locked() or not self._idle):
+        if deadline is not None and (self._busy >= self._limit or not self._idle):
             async with asyncio.timeout_at(deadline):  # waiting for a slot or connecting: rare
                 return await self._exchange(payload, None)
         return await self._exchange(payload, deadline)
 
     async def _exchange(self, payload: bytes, deadline: float | None) -> Response:
-        async with self._slots:
+        if self._busy >= self._limit:
+            await self._slot()
+        self._busy += 1
+        try:
             conn = await self._acquire()
             waiter = conn.reset()
             assert conn.transport is not None
@@ -223,6 +228,31 @@ class Http1Pool:
                     timer.cancel()
                 self._release(conn)
             return response
+        finally:
+            self._busy -= 1
+            self._wake()
+
+    async def _slot(self) -> None:
+        """Wait until fewer than ``limit`` requests hold a slot (first come, first served)."""
+        while self._busy >= self._limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken and cancelled at once: pass the free slot on
+                raise
+            finally:
+                if not waiter.done():
+                    self._waiting.remove(waiter)
+
+    def _wake(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def _acquire(self) -> _Connection:
         if (idle := take_idle(self._idle)) is not None:
