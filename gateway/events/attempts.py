@@ -68,16 +68,17 @@ class Tries:
         self.number = number
         self.items: list[Attempt] = []
         self._open = 0.0  # perf_counter of the open try, 0 when none
-        self._wall = datetime.now(UTC)
+        self._wall = 0.0  # time.time() of the open try: a datetime is made only when it closes
 
     def begin(self) -> None:
-        self._open, self._wall = time.perf_counter(), datetime.now(UTC)
+        self._open, self._wall = time.perf_counter(), time.time()
 
     def _close(self, result: str, status: int | None, response: str, error: str | None) -> None:
         if not self._open:
             return
         ms = round((time.perf_counter() - self._open) * 1000, 3)
-        self.items.append(Attempt(self._wall, self.number, result, ms, status, response, error))
+        at = datetime.fromtimestamp(self._wall, UTC)
+        self.items.append(Attempt(at, self.number, result, ms, status, response, error))
         self._open = 0.0
 
     def answered(self, status: int, body: bytes) -> None:
