@@ -31,7 +31,8 @@ _FIELDS = re.compile(
     rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n)*"
 )
 _LENGTH = re.compile(r"0|[1-9][0-9]{0,9}")
-_REFUSED = ("Transfer-Encoding", "Connection", "Expect", "Upgrade")
+#: Fields the lean path leaves to aiohttp (any case), found by one search over the head.
+_REFUSED = re.compile(rb"\r\n(?:transfer-encoding|connection|expect|upgrade)[ \t]*:", re.IGNORECASE)
 
 
 class Head:
@@ -52,15 +53,16 @@ def parse_head(buf: bytes, end: int) -> Head | None:
     line = _LINE.match(buf, 0, end + 2)
     if line is None or _FIELDS.fullmatch(buf, line.end(), end + 2) is None:
         return None
-    raw = buf[line.end() : end].split(b"\r\n") if end > line.end() else []
+    start = line.end()
+    if _REFUSED.search(buf, start - 2, end + 2) is not None:
+        return None
+    # ASCII by the pattern above: decoded once, split in text.
+    raw = buf[start:end].decode("ascii").split("\r\n") if end > start else []
     if len(raw) > MAX_FIELDS:
         return None
-    fields: CIMultiDict[str] = CIMultiDict()
-    for item in raw:
-        name, _, value = item.partition(b":")
-        fields.add(name.decode("ascii"), value.strip(b" \t").decode("ascii"))
+    fields = CIMultiDict([(name, value.strip(" \t")) for name, _, value in (item.partition(":") for item in raw)])
     lengths = fields.getall("Content-Length", ())
-    if len(lengths) != 1 or _LENGTH.fullmatch(lengths[0]) is None or any(h in fields for h in _REFUSED):
+    if len(lengths) != 1 or _LENGTH.fullmatch(lengths[0]) is None:
         return None
     return Head(line[2].decode("ascii"), line[1].decode("ascii"), CIMultiDictProxy(fields), int(lengths[0]))
 

@@ -50,7 +50,9 @@ class Verify:
         assert provider is not None
         now = time.time()
         try:
-            keys = await self._fetched_keys(ctx, provider)
+            sig = provider.signature
+            fetches = sig is not None and sig.certificate_header and not sig.public_keys
+            keys = await self._fetched_keys(ctx, provider) if fetches else None  # PayPal's, unless configured
             url = self.url(ctx) if _signs_url(provider) else ""  # only Twilio-, Square-like schemes
             result = verify(provider, ctx.request.headers, ctx.body, url, now, keys)
         except Rejection as rej:
@@ -105,7 +107,7 @@ def _signs_url(provider: ProviderSpec) -> bool:
     sig = provider.signature
     if sig is None:
         return False
-    return scheme_of(sig).signs_url or any(kind == "url" for kind, _ in sig.payload.parts)
+    return scheme_of(sig).signs_url or sig.payload.signs_url
 
 
 def _last(values: list[str]) -> str:

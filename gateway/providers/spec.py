@@ -38,6 +38,10 @@ class Template:
 
     source: str
     parts: tuple[tuple[str, Any], ...]
+    signs_url: bool = field(init=False)  # a ``{url}`` part: the verifier needs the public URL
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signs_url", any(kind == "url" for kind, _ in self.parts))
 
     @property
     def kinds(self) -> frozenset[str]:

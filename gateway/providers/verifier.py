@@ -75,7 +75,8 @@ def verify(
         ts, document = _body_timestamp(provider.timestamp, body)
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
-    return Verified(index, ts, canonical, document, tuple(p for part in parts for p in part.payloads))
+    payloads = parts[0].payloads if len(parts) == 1 else tuple(p for part in parts for p in part.payloads)
+    return Verified(index, ts, canonical, document, payloads)
 
 
 def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:
@@ -99,7 +100,10 @@ def match_key(spec: SignatureSpec, parts: tuple[Part, ...], public_keys: tuple[P
     ``spec.secrets`` first, then ``public_keys``."""
     for index, secret in enumerate(spec.secrets):
         key = secret.reveal()
-        if all(_secret_matches(key, part) for part in parts):
+        for part in parts:
+            if not _secret_matches(key, part):
+                break
+        else:
             return index
     for offset, public in enumerate(public_keys):
         if all(_public_matches(public, part) for part in parts):
@@ -117,12 +121,12 @@ def _secret_matches(key: bytes, part: Part) -> bool:
         digest = DIGESTS.get(algorithm)
         if digest is None:
             continue
-        if algorithm not in macs:
-            macs[algorithm] = [
-                hmac.digest(key, payload, digest) for payload in part.payloads
-            ]  # one-shot: no HMAC object
-        if any(hmac.compare_digest(mac, sig) for mac in macs[algorithm]):
-            return True
+        found = macs.get(algorithm)
+        if found is None:  # one-shot HMACs (no HMAC object), each computed once per algorithm
+            found = macs[algorithm] = [hmac.digest(key, payload, digest) for payload in part.payloads]
+        for mac in found:
+            if hmac.compare_digest(mac, sig):
+                return True
     return False
 
 
