@@ -55,7 +55,7 @@ class Attempt:
 
 def snippet(body: bytes) -> str:
     """The first ``SNIPPET_BYTES`` of an answer as text the store and a page can hold safely."""
-    return storable(body[:SNIPPET_BYTES].decode("utf-8", "replace"))
+    return storable(body[:SNIPPET_BYTES].decode("utf-8", "replace")) if body else ""
 
 
 class Tries:

@@ -20,6 +20,7 @@ from gateway.protocols.exchange import Exchange, close_idle, take_idle
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
+_WS = " \t\n\r\x0b\x0c"  # what ``bytes.strip()`` strips: not Unicode's spaces (\xa0 is a byte here)
 
 
 class ConnectTimeout(ConnectionError):
@@ -125,20 +126,19 @@ def _expire(waiter: asyncio.Future[Response]) -> None:
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
+    lines = head.decode("latin-1").split("\r\n")  # one decode: every byte maps to one character
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
         raise ProtocolError("not an HTTP/1.x status line")
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip(_WS):
             raise ProtocolError("malformed response header")
-        key = name.decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
+        key = name.lower()
         if key in headers and key in ("content-length", "transfer-encoding"):
             raise ProtocolError(f"repeated {key}")
-        headers[key] = text
+        headers[key] = value.strip(_WS)
     return int(parts[1]), headers
 
 
@@ -200,7 +200,7 @@ class Http1Pool:
         """POST ``body`` with the pool's headers plus ``headers``. Raises ``OSError`` or
         ``ConnectionError`` when no answer came back, ``TimeoutError`` past ``deadline`` (the
         event loop's clock), waiting for a free connection included."""
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
+        extra = "".join([f"{k}: {v}\r\n" for k, v in headers.items()]) if headers else ""
         payload = b"".join((self._prefix, f"Content-Length: {len(body)}\r\n{extra}\r\n".encode("latin-1"), body))
         if deadline is not None and (self._busy >= self._limit or not self._idle):
             async with asyncio.timeout_at(deadline):  # waiting for a slot or connecting: rare
