@@ -54,12 +54,12 @@ def dumps(obj: Any) -> bytes:
 def follow(doc: Any, path: tuple[str | int, ...]) -> Any:
     """The value at ``path`` (keys and list indexes) in parsed JSON, or None if any step is missing."""
     for step in path:
-        if isinstance(step, int):
-            if not isinstance(doc, list) or step >= len(doc):
+        if type(step) is str:  # a key (the usual step): one type check less than isinstance twice
+            if not isinstance(doc, dict):
                 return None
-            doc = doc[step]
-        elif isinstance(doc, dict):
             doc = doc.get(step)
+        elif isinstance(doc, list) and isinstance(step, int) and step < len(doc):
+            doc = doc[step]
         else:
             return None
     return doc

@@ -7,6 +7,8 @@ from gateway.forwarder import Forwarder
 from gateway.outcomes import Outcome
 from gateway.pipeline.context import Reply, RequestContext
 
+_FORWARDED = Outcome.FORWARDED  # bound once: an enum member lookup per request costs on Python 3.11
+
 
 class Forward:
     name = "forward"
@@ -18,5 +20,5 @@ class Forward:
         tries = Tries()
         ctx.attempts = tries.items
         ctx.upstream_status = await self.forwarder.send(ctx.provider_name, ctx.event, ctx.traceparent, tries)
-        body = {"success": True, "status": Outcome.FORWARDED, "event_id": ctx.event_id}
-        ctx.reply = Reply(200, Outcome.FORWARDED, body)
+        body = {"success": True, "status": _FORWARDED, "event_id": ctx.event_id}
+        ctx.reply = Reply(200, _FORWARDED, body)

@@ -10,6 +10,9 @@ from gateway.outcomes import EventStatus
 from gateway.pipeline.context import RequestContext
 from gateway.redact import redact_body, redact_event, stored_headers
 
+# Members bound once: reading ``EventStatus.X`` costs an enum lookup each time on Python 3.11.
+_QUEUED, _DELIVERING, _DELIVERED = EventStatus.QUEUED, EventStatus.DELIVERING, EventStatus.DELIVERED
+
 
 def record_from(
     ctx: RequestContext,
@@ -41,10 +44,10 @@ def record_from(
         body=redact_body(ctx.body, provider.redact),
         event=redact_event(ctx.event, provider.redact) if redact_envelope else ctx.event,
         client_ip=ctx.client_ip,
-        next_attempt_at=now if status in (EventStatus.QUEUED, EventStatus.DELIVERING) else None,
-        locked_until=now + timedelta(seconds=lease) if status == EventStatus.DELIVERING else None,
-        delivered_at=now if status == EventStatus.DELIVERED else None,
-        attempts=1 if status in (EventStatus.DELIVERED, EventStatus.DELIVERING) else 0,
+        next_attempt_at=now if status in (_QUEUED, _DELIVERING) else None,
+        locked_until=now + timedelta(seconds=lease) if status == _DELIVERING else None,
+        delivered_at=now if status == _DELIVERED else None,
+        attempts=1 if status in (_DELIVERED, _DELIVERING) else 0,
         secret_index=ctx.secret_index if ctx.secret_index >= 0 else None,
         delivery_attempts=ctx.attempts or [],
     )
