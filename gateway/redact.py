@@ -85,12 +85,17 @@ def redact_event(event: bytes, paths: tuple[Path, ...]) -> bytes:
 def stored_headers(headers: Any, signature_header: str | None, patterns: tuple[str, ...]) -> dict[str, str]:
     """The headers as stored: escaped where PostgreSQL needs it, credentials masked, and so are the
     names matching ``patterns`` (``events.redact_headers``, lower-case shell patterns)."""
-    hidden = masked_names(signature_header or "", patterns)
     out = storable_headers(headers.items())
-    for name in out:
-        if hidden(name):
-            out[name] = MASK
+    for name in _masked_of(signature_header or "", patterns, tuple(out)):
+        out[name] = MASK
     return out
+
+
+@functools.lru_cache(maxsize=256)  # a sender's requests carry the same header names each time
+def _masked_of(signature_header: str, patterns: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of ``names`` are masked (see :func:`masked_names`)."""
+    hidden = masked_names(signature_header, patterns)
+    return tuple([name for name in names if hidden(name)])
 
 
 @functools.lru_cache(maxsize=16)  # one rule per (signature header, configured list)
