@@ -25,11 +25,13 @@ class Forwarder:
         self.settings = settings
         self.metrics = metrics
         self.pool: Http1Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # once: get_running_loop() is a syscall on 3.11
         self._headers = {"Content-Type": CONTENT_TYPE, **(settings.headers or {})}
         self.last_success: float | None = None
         self.last_failure: float | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.pool = Http1Pool(
             self.settings.url, limit=256, connect_timeout=self.settings.connect_timeout, headers=self._headers
         )
@@ -46,7 +48,7 @@ class Forwarder:
         result = "error"
         tries = tries if tries is not None else Tries()
         try:
-            deadline = asyncio.get_running_loop().time() + self.settings.timeout
+            deadline = (self._loop or asyncio.get_running_loop()).time() + self.settings.timeout
             status, retry_after = await self._post(event, headers, tries, deadline)
             result = "success" if 200 <= status < 300 else f"http_{status // 100}xx"
         except TimeoutError:

@@ -38,8 +38,8 @@ class LeanProtocol(asyncio.Protocol):
     """One client connection, until it closes or is handed to aiohttp."""
 
     __slots__ = (
-        "_body", "_buf", "_counted", "_paused", "_served", "_server", "_task", "_transport", "_write_ok",
-        "idle_since", "remote",
+        "_body", "_buf", "_counted", "_loop", "_paused", "_served", "_server", "_task", "_transport",
+        "_write_ok", "idle_since", "remote",
     )  # fmt: skip
 
     def __init__(self, server: LeanServer) -> None:
@@ -66,6 +66,8 @@ class LeanProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
+        # Looked up once per connection: on Python 3.11 each get_running_loop() is a getpid() syscall.
+        self._loop = asyncio.get_running_loop()
         tcp_keepalive(self._transport)
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, (list, tuple)) else None
@@ -78,8 +80,7 @@ class LeanProtocol(asyncio.Protocol):
         self._server.lean_connections.add(self)
         # The first head is due within the head deadline, as on aiohttp's path (a head split
         # across reads is handed on, and aiohttp's guarded protocol times it from then).
-        loop = asyncio.get_running_loop()
-        loop.call_later(limits.header_timeout, self._first_head_due)
+        self._loop.call_later(limits.header_timeout, self._first_head_due)
 
     def _first_head_due(self) -> None:
         if self._served or self._transport is None or self._task is not None or self._buf:
@@ -164,7 +165,7 @@ class LeanProtocol(asyncio.Protocol):
             transport.resume_reading()
         request = LeanRequest(head, body, self.remote)
         self._served = True
-        self._task = asyncio.get_running_loop().create_task(self._answer(request))
+        self._task = self._loop.create_task(self._answer(request))
 
     async def _answer(self, request: LeanRequest) -> None:
         pipeline = self._server.pipeline

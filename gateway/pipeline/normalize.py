@@ -36,7 +36,7 @@ class Normalize:
         assert provider is not None
         doc = document(ctx)
         event_type = ctx.event_type or "event"
-        data = {
+        data: dict[str, Any] = {
             "provider": provider.name,
             "event_type": ctx.event_type or None,
             "event_id": ctx.event_id,

@@ -17,12 +17,15 @@ T = TypeVar("T")
 
 class Exchange(asyncio.Protocol, Generic[T]):
     def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[T] | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Kept: on Python 3.11 every get_running_loop() is a getpid() syscall, once per request here.
+        self.loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -39,7 +42,8 @@ class Exchange(asyncio.Protocol, Generic[T]):
 
     def expect(self) -> asyncio.Future[T]:
         """A fresh future for the next reply."""
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = self.loop or asyncio.get_running_loop()
+        self.waiter = loop.create_future()
         return self.waiter
 
     def answer(self, value: T) -> None:

@@ -217,7 +217,7 @@ class Http1Pool:
             assert conn.transport is not None
             conn.transport.write(payload)
             # One timer on the waiter: an asyncio.timeout() scope per request costs twice as much.
-            timer = None if deadline is None else asyncio.get_running_loop().call_at(deadline, _expire, waiter)
+            timer = None if deadline is None else waiter.get_loop().call_at(deadline, _expire, waiter)
             try:
                 response = await waiter
             except BaseException:
