@@ -13,8 +13,13 @@ from gateway.settings.model import TracingSettings
 
 
 def new_traceparent() -> str:
-    """A W3C traceparent with fresh random ids (not a secret: the fast PRNG is enough)."""
-    return f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-00"
+    """A W3C traceparent with fresh random ids (not a secret: the fast PRNG is enough). Both ids
+    come from one 192-bit draw, with the lowest bit of each set so neither is the invalid all-zero."""
+    ids = f"{random.getrandbits(192) | _NONZERO:048x}"
+    return f"00-{ids[:32]}-{ids[32:]}-00"
+
+
+_NONZERO = 1 | 1 << 64
 
 
 def make_tracer(settings: TracingSettings) -> Any:

@@ -14,9 +14,8 @@ database cannot hold them; templates escape it again as HTML.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.escape import storable
 
@@ -25,9 +24,11 @@ SNIPPET_BYTES = 512
 KEEP_PER_EVENT = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try to deliver an event. ``status`` is None when no answer came (timeout, refused)."""
+class Attempt(NamedTuple):
+    """One try to deliver an event. ``status`` is None when no answer came (timeout, refused).
+
+    A named tuple, not a dataclass: one is made per POST on the request path, and a tuple of
+    immutable values is cheap to build and left alone by the cyclic garbage collector."""
 
     at: datetime  # when the request went out
     number: int  # the event's delivery attempt it belongs to (1 in sync mode; queue: claim count)

@@ -10,6 +10,7 @@ always had; so this parser never needs to say "400" itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from types import MappingProxyType
 from typing import Final
@@ -144,6 +145,11 @@ class RelURL:
         self.raw_path_qs = raw_path_qs
 
 
+@functools.lru_cache(maxsize=1024)  # only configured providers' names get this far (LeanProtocol._next)
+def _match_info(provider: str) -> MappingProxyType[str, str]:
+    return MappingProxyType({"provider": provider})
+
+
 class LeanRequest:
     """What the pipeline reads of an ``aiohttp.web.Request``, for a request the lean path parsed."""
 
@@ -151,7 +157,7 @@ class LeanRequest:
     method: Final = "POST"
 
     def __init__(self, head: Head, body: Body, remote: str | None) -> None:
-        self.match_info = MappingProxyType({"provider": head.provider})
+        self.match_info = _match_info(head.provider)
         self.headers = head.headers
         self.content = body
         self.rel_url = RelURL(head.raw_path_qs)
