@@ -40,6 +40,7 @@ from gateway.events.base import (
 )
 from gateway.events.holder import RESCUE, Holder
 from gateway.events.partitions import drop_expired, ensure_ahead
+from gateway.jsonutil import dumps
 from gateway.outcomes import EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
 
@@ -375,7 +376,7 @@ class PostgresEventStore:
         args = [
             [r.provider for r in recs], [r.event_id for r in recs], [r.event_type for r in recs],
             [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
-            [r.client_ip for r in recs], [json.dumps(r.headers) for r in recs], [r.body for r in recs],
+            [r.client_ip for r in recs], [dumps(r.headers).decode() for r in recs], [r.body for r in recs],
             [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
             [r.attempts for r in recs], [r.delivered_at for r in recs],
             [self._holder.token if r.status == "delivering" else None for r in recs],
