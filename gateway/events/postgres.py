@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
+import orjson
+
 from gateway.errors import StoreError, UnstorableEvent
 from gateway.events.attempts import KEEP_PER_EVENT, Attempt
 from gateway.events.base import (
@@ -40,7 +42,6 @@ from gateway.events.base import (
 )
 from gateway.events.holder import RESCUE, Holder
 from gateway.events.partitions import drop_expired, ensure_ahead
-from gateway.jsonutil import dumps
 from gateway.outcomes import EventStatus, Outcome
 from gateway.stats import StatsLedger, summarize
 
@@ -376,7 +377,7 @@ class PostgresEventStore:
         args = [
             [r.provider for r in recs], [r.event_id for r in recs], [r.event_type for r in recs],
             [r.received_at for r in recs], [r.status for r in recs], [r.next_attempt_at for r in recs],
-            [r.client_ip for r in recs], [dumps(r.headers).decode() for r in recs], [r.body for r in recs],
+            [r.client_ip for r in recs], [_headers_json(r.headers) for r in recs], [r.body for r in recs],
             [r.event for r in recs], [r.secret_index for r in recs], [r.locked_until for r in recs],
             [r.attempts for r in recs], [r.delivered_at for r in recs],
             [self._holder.token if r.status == "delivering" else None for r in recs],
@@ -620,6 +621,17 @@ async def _keep_session(conn: Any) -> None:
     commit waited for. The store leaves no session state behind: its locks and settings are
     transaction-scoped (``pg_advisory_xact_lock``, ``SET LOCAL``), the holder's session lock lives
     on a connection of its own, and asyncpg still rolls back a transaction left open."""
+
+
+def _headers_json(headers: dict[str, str]) -> str:
+    """The headers column's JSON. Their names are usually multidict's ``istr`` (a ``str``
+    subclass), which orjson takes as keys only with ``OPT_NON_STR_KEYS``: without it every call
+    raised and fell back to the stdlib (5.5 us for 6 headers, against 0.4 us). A value orjson
+    refuses (a lone surrogate) is written by the stdlib with ASCII escapes, as before."""
+    try:
+        return orjson.dumps(headers, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(headers)
 
 
 def _time_out(future: asyncio.Future[bool]) -> None:
