@@ -169,7 +169,9 @@ class Delivery:
         while True:
             attempt = record.attempts
             try:
-                await self.events.mark_delivered(record.id, redacted, attempt=attempt, tries=unrecorded)
+                await self.events.mark_delivered(
+                    record.id, redacted, attempt=attempt, tries=unrecorded, received_at=record.received_at
+                )
             except StoreError:
                 self.metrics.child(self.metrics.store_errors, "events", "mark_delivered").inc()
                 pause = next(pauses, None)
@@ -188,14 +190,18 @@ class Delivery:
         error = f"{rej.code}: {rej.message}"
         try:
             if record.attempts >= self.settings.max_attempts:
-                await self.events.mark_dead(record.id, error, attempt=record.attempts, tries=tries.items)
+                await self.events.mark_dead(
+                    record.id, error, attempt=record.attempts, tries=tries.items, received_at=record.received_at
+                )
                 self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DEAD).inc()
                 where = {"provider": record.provider, "event_id": record.event_id, "error": error}
                 log.warning("dead letter", extra=where)
                 return
             retry_after = _retry_after(rej.headers.get("Retry-After") if rej.headers else None)
             delay = self.backoff.delay(record.attempts, retry_after)
-            await self.events.mark_retry(record.id, delay, error, attempt=record.attempts, tries=tries.items)
+            await self.events.mark_retry(
+                record.id, delay, error, attempt=record.attempts, tries=tries.items, received_at=record.received_at
+            )
             self.metrics.child(self.metrics.queue_deliveries, record.provider, "retry").inc()
         except StoreError:
             self.metrics.child(self.metrics.store_errors, "events", "mark_failed").inc()

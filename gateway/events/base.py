@@ -126,14 +126,32 @@ class EventStore(Protocol):
     # ``attempt`` (from delivery) fences: nothing changes unless that attempt still holds the lease.
     # ``tries`` are the delivery's tries on the wire, stored in the same write (fenced or not:
     # they happened).
+    # ``received_at`` (the record's, when known) lets a partitioned store find the row by its
+    # whole key instead of probing every partition.
     async def mark_delivered(
-        self, record_id: int, event: bytes | None = None, attempt: int | None = None, tries: Sequence[Attempt] = ()
+        self,
+        record_id: int,
+        event: bytes | None = None,
+        attempt: int | None = None,
+        tries: Sequence[Attempt] = (),
+        received_at: datetime | None = None,
     ) -> None: ...
     async def mark_retry(
-        self, record_id: int, delay: float, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+        self,
+        record_id: int,
+        delay: float,
+        error: str,
+        attempt: int | None = None,
+        tries: Sequence[Attempt] = (),
+        received_at: datetime | None = None,
     ) -> None: ...
     async def mark_dead(
-        self, record_id: int, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+        self,
+        record_id: int,
+        error: str,
+        attempt: int | None = None,
+        tries: Sequence[Attempt] = (),
+        received_at: datetime | None = None,
     ) -> None: ...
 
     async def add_attempts(self, record_id: int, tries: Sequence[Attempt]) -> None:
@@ -155,6 +173,7 @@ class EventStore(Protocol):
 
     async def rejections(self, flt: EventFilter) -> builtins.list[Rejected]:
         """Folded rejection counts, newest minute first; ``status`` filters by code."""
+
     async def backlog(self) -> Backlog:
         """The outbox now: events by status (queued, delivering, dead) and the oldest pending one."""
 

@@ -166,7 +166,12 @@ class MemoryEventStore:
         return r
 
     async def mark_delivered(
-        self, record_id: int, event: bytes | None = None, attempt: int | None = None, tries: Sequence[Attempt] = ()
+        self,
+        record_id: int,
+        event: bytes | None = None,
+        attempt: int | None = None,
+        tries: Sequence[Attempt] = (),
+        received_at: datetime | None = None,
     ) -> None:
         if r := self._fenced(record_id, attempt):
             self.bytes += len(event or r.event) - len(r.event)
@@ -180,7 +185,13 @@ class MemoryEventStore:
         self._add_tries(record_id, tries)
 
     async def mark_retry(
-        self, record_id: int, delay: float, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+        self,
+        record_id: int,
+        delay: float,
+        error: str,
+        attempt: int | None = None,
+        tries: Sequence[Attempt] = (),
+        received_at: datetime | None = None,
     ) -> None:
         if r := self._fenced(record_id, attempt):
             r.status, r.last_error = EventStatus.QUEUED, error
@@ -188,7 +199,12 @@ class MemoryEventStore:
         self._add_tries(record_id, tries)
 
     async def mark_dead(
-        self, record_id: int, error: str, attempt: int | None = None, tries: Sequence[Attempt] = ()
+        self,
+        record_id: int,
+        error: str,
+        attempt: int | None = None,
+        tries: Sequence[Attempt] = (),
+        received_at: datetime | None = None,
     ) -> None:
         if r := self._fenced(record_id, attempt):
             r.status, r.last_error, r.next_attempt_at = EventStatus.DEAD, error, None
