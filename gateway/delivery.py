@@ -54,6 +54,7 @@ class Delivery:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[int, EventRecord] = {}  # the events being delivered by this process
         self._loop_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # once: get_running_loop() is a syscall on 3.11
         self._stopping = False
 
     def notify(self) -> None:
@@ -81,12 +82,13 @@ class Delivery:
 
     def _spawn(self, record: EventRecord) -> None:
         self._inflight[record.id] = record
-        task = asyncio.create_task(self._deliver(record))
+        task = (self._loop or asyncio.get_running_loop()).create_task(self._deliver(record))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._done(t, record.id))
 
     def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._run(), name="delivery")
+        self._loop = asyncio.get_running_loop()
+        self._loop_task = self._loop.create_task(self._run(), name="delivery")
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight deliveries ``grace`` seconds in all (unfinished ones are

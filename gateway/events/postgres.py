@@ -189,6 +189,7 @@ class PostgresEventStore:
         ] = []
         self._marker: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._folded: dict[tuple[datetime, str, str, str], int] = defaultdict(int)
         self._held: list[tuple[EventRecord, asyncio.Future[bool] | None]] = []  # see HOLD_BYTES
         self._held_bytes = 0
@@ -209,7 +210,8 @@ class PostgresEventStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name="event-store-writer")
+        self._loop = asyncio.get_running_loop()  # kept: on Python 3.11 each lookup is a getpid() syscall
+        self._writer = self._loop.create_task(self._write_loop(), name="event-store-writer")
         try:
             await self._get_pool()
         except StoreError as exc:  # keep serving: readiness is false and writes answer 503
@@ -276,7 +278,7 @@ class PostgresEventStore:
         """Stored (True) or already there (False), within ``timeout`` or a ``StoreError``: the
         provider then gets 503 and retries. Should the batch still commit later, the retry finds
         the row (a duplicate), and a leased row is delivered once its lease runs out."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._pending.append((record, future))
         self._wake.set()
