@@ -35,11 +35,10 @@ _RETRY_LATER = ("TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN")
 class ClusterClient:
     """Connections to every node of one Redis Cluster; ``call`` as ``RespPool.call``."""
 
-    def __init__(self, url: str, *, timeout: float = 0.5, max_connections: int = 64, attempts: int = 5) -> None:
+    def __init__(self, url: str, *, timeout: float = 0.5, attempts: int = 5) -> None:
         self.config = parse_cluster_url(url)
         self.timeout = timeout
         self.attempts = attempts
-        self.max_connections = max_connections  # per node
         self.owners: list[Node | None] = []  # slot -> primary; empty until the first load
         self.refreshes = 0  # how many times the map was loaded (tests and metrics read it)
         self._pools: dict[Node, RespPool] = {}
@@ -168,7 +167,7 @@ class ClusterClient:
         if pool is None:  # kept for the client's life: a cluster has few nodes, and in-flight
             # calls may still hold connections of a node that left the map
             url = self.config.node_url(node)
-            pool = self._pools[node] = RespPool(url, timeout=self.timeout, max_connections=self.max_connections)
+            pool = self._pools[node] = RespPool(url, timeout=self.timeout)
         return pool
 
     async def close(self) -> None:

@@ -113,10 +113,10 @@ class _Pipe(asyncio.Protocol):
 class RespPool:
     """A client of one Redis: one pipelined connection, opened on first use and again after a loss.
 
-    ``max_connections`` is kept for the callers' signature; one connection carries any number of
-    concurrent commands, so a burst waits for nothing but Redis itself."""
+    One connection carries any number of concurrent commands, so a burst waits for nothing but
+    Redis itself (there is no pool size to exhaust)."""
 
-    def __init__(self, url: str, *, timeout: float = 0.5, max_connections: int = 64) -> None:
+    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"not a redis:// or rediss:// URL: {parts.scheme}://")
@@ -128,7 +128,6 @@ class RespPool:
         path = parts.path.strip("/")
         self.db = int(path) if path.isdigit() else 0
         self.timeout = timeout
-        self.max_connections = max_connections
         self._pipe: _Pipe | None = None
         self._connecting = asyncio.Lock()
 

@@ -105,12 +105,12 @@ class RedisStore:
 
     remote = True
 
-    def __init__(self, url: str, prefix: str = "whgw:", timeout: float = 0.5, max_connections: int = 64) -> None:
+    def __init__(self, url: str, prefix: str = "whgw:", timeout: float = 0.5) -> None:
         self.url = url
         self.prefix = prefix
-        # A burst of more concurrent requests than connections waits (within ``timeout``) for a
-        # free one, rather than failing: dedup fails closed, and a spike is not an outage.
-        self._pool = self.connect(url, timeout, max_connections)
+        # One pipelined connection (per node): a burst of concurrent requests queues its commands
+        # on it rather than failing for want of a connection (dedup fails closed).
+        self._pool = self.connect(url, timeout)
         self._claim = _Script(_CLAIM)
         self._commit = _Script(_COMMIT)
         self._release = _Script(_RELEASE)
@@ -126,9 +126,9 @@ class RedisStore:
         return None
 
     @staticmethod
-    def connect(url: str, timeout: float, max_connections: int) -> Commands:
+    def connect(url: str, timeout: float) -> Commands:
         """The client for ``url`` (no connection is opened before the first call)."""
-        return RespPool(url, timeout=timeout, max_connections=max_connections)
+        return RespPool(url, timeout=timeout)
 
     async def _call(self, script: _Script, key: str | tuple[str, ...], *args: object) -> Any:
         keys = [self.prefix + k for k in key] if isinstance(key, tuple) else [self.prefix + key]

@@ -40,8 +40,8 @@ class RedisClusterStore(RedisStore):
         return None
 
     @staticmethod
-    def connect(url: str, timeout: float, max_connections: int) -> Commands:
-        return ClusterClient(url, timeout=timeout, max_connections=max_connections)
+    def connect(url: str, timeout: float) -> Commands:
+        return ClusterClient(url, timeout=timeout)
 
     async def ping(self) -> bool:
         """Ready when a node answers and says every slot is served (``cluster_state:ok``)."""
