@@ -18,7 +18,7 @@ extensions, so OpenSSL's SHA-256 runs a generic path here (~70k instructions for
     bash bench/run.sh ...   # not needed; run directly (valgrind from Debian: apt-get install valgrind)
     .venv/bin/python bench/instructions.py [--requests 2000] [--targets gateway,handwritten]
 
-About 3 minutes per target. Another tree of the gateway (a branch's worktree) is counted with
+About a minute per target on this machine. Another tree of the gateway (a branch's worktree) is counted with
 ``--gateway-path DIR`` (put first on PYTHONPATH).
 """
 
