@@ -29,11 +29,11 @@ failed=()
 say() { echo ">> $*"; }
 fail() { echo "!! $1: $2" >&2; failed+=("$1"); }
 
-need() {  # need TOOL DEBIAN-PACKAGE
+need() {  # need TOOL DEBIAN-PACKAGE (says what it does on stderr: base() returns a name on stdout)
     command -v "$1" >/dev/null && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        say "$1 missing; installing Debian's $2"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        say "$1 missing; installing Debian's $2" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
     fi
     command -v "$1" >/dev/null
