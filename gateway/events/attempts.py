@@ -27,8 +27,9 @@ KEEP_PER_EVENT = 100
 class Attempt(NamedTuple):
     """One try to deliver an event. ``status`` is None when no answer came (timeout, refused).
 
-    A named tuple, not a dataclass: one is made per POST on the request path, and a tuple of
-    immutable values is cheap to build and left alone by the cyclic garbage collector."""
+    A named tuple, not a frozen dataclass: one is made per POST on the request path, and a tuple
+    is cheaper to build (no ``object.__setattr__`` per field). It is still tracked by the cyclic
+    garbage collector: CPython untracks only exact tuples."""
 
     at: datetime  # when the request went out
     number: int  # the event's delivery attempt it belongs to (1 in sync mode; queue: claim count)
