@@ -12,7 +12,6 @@ import fnmatch
 import functools
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 from gateway.escape import storable_headers
@@ -93,25 +92,11 @@ def stored_headers(headers: Any, signature_header: str | None, patterns: tuple[s
 
 @functools.lru_cache(maxsize=256)  # a sender's requests carry the same header names each time
 def _masked_of(signature_header: str, patterns: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of ``names`` are masked (see :func:`masked_names`)."""
-    hidden = masked_names(signature_header, patterns)
-    return tuple([name for name in names if hidden(name)])
-
-
-@functools.lru_cache(maxsize=16)  # one rule per (signature header, configured list)
-def masked_names(signature_header: str, patterns: tuple[str, ...]) -> Callable[[str], bool]:
-    """Whether a header of this name is masked in the stored copy: a credential, the provider's
-    signature header, or a name matching ``patterns``. The answer per name is cached (bounded):
-    a request's header names are nearly always ones seen before."""
+    """Which of ``names`` are masked in the stored copy: credentials, the provider's signature
+    header, and names matching ``patterns``."""
     masked = SENSITIVE_HEADERS | {signature_header.lower()}
     extra = header_patterns(patterns)
-
-    @functools.lru_cache(maxsize=1024)
-    def hidden(name: str) -> bool:
-        lower = name.lower()
-        return lower in masked or extra.match(lower) is not None
-
-    return hidden
+    return tuple([name for name in names if name.lower() in masked or extra.match(name.lower())])
 
 
 @functools.lru_cache(maxsize=16)  # one entry per configured list: built once, not per request

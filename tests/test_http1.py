@@ -10,6 +10,13 @@ from gateway.errors import ProtocolError
 from gateway.protocols.http1 import Http1Pool
 
 
+async def read_request(reader: asyncio.StreamReader) -> None:
+    """Read one request the pool sent: its head, then the Content-Length bytes of its body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    fields = (line.partition(b":") for line in head.split(b"\r\n"))
+    await reader.readexactly(int(next(v for k, _, v in fields if k.lower() == b"content-length")))
+
+
 async def scripted_server(replies: list[bytes]) -> tuple[asyncio.Server, list[int]]:
     """Answers each request it reads with the next scripted bytes; counts connections."""
     connections: list[int] = []
@@ -18,15 +25,7 @@ async def scripted_server(replies: list[bytes]) -> tuple[asyncio.Server, list[in
         connections.append(1)
         try:
             while replies:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(
-                    next(
-                        line.split(b":")[1]
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    )
-                )
-                await reader.readexactly(length)
+                await read_request(reader)
                 writer.write(replies.pop(0))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -86,15 +85,7 @@ async def gated_server(gate: asyncio.Event) -> tuple[asyncio.Server, list[int]]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(
-                    next(
-                        v
-                        for k, _, v in (x.partition(b":") for x in head.split(b"\r\n"))
-                        if k.lower() == b"content-length"
-                    )
-                )
-                await reader.readexactly(length)
+                await read_request(reader)
                 held[0] += 1
                 held[1] = max(held)
                 await gate.wait()

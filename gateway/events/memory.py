@@ -37,7 +37,7 @@ def _size(r: EventRecord) -> int:
     measurement of Python's overhead, which is a few hundred bytes per record)."""
     headers = r.headers
     held = len(r.body) + len(r.event) + sum(map(len, headers)) + sum(map(len, headers.values())) + 512
-    return held + sum([a.size() for a in r.delivery_attempts]) if r.delivery_attempts else held
+    return held + sum(a.size() for a in r.delivery_attempts)
 
 
 def matches(r: EventRecord, f: EventFilter) -> bool:

@@ -48,7 +48,7 @@ def lookup(ctx: RequestContext, refs: tuple[FieldRef, ...]) -> Any:
         if ref.header:
             value: Any = ctx.request.headers.get(ref.header)
         else:
-            value = follow(ctx.document if ctx.document is not UNPARSED else document(ctx), ref.path)
+            value = follow(document(ctx), ref.path)
         if value is not None and value != "":
             return value
     return None

@@ -50,9 +50,7 @@ class Verify:
         assert provider is not None
         now = time.time()
         try:
-            sig = provider.signature
-            fetches = sig is not None and sig.certificate_header and not sig.public_keys
-            keys = await self._fetched_keys(ctx, provider) if fetches else None  # PayPal's, unless configured
+            keys = await self._fetched_keys(ctx, provider) if _fetches_key(provider) else None
             url = self.url(ctx) if _signs_url(provider) else ""  # only Twilio-, Square-like schemes
             result = verify(provider, ctx.request.headers, ctx.body, url, now, keys)
         except Rejection as rej:
@@ -75,11 +73,10 @@ class Verify:
         if result.timestamp is not None:
             self.metrics.child(self.metrics.skew, provider.name).observe(abs(now - result.timestamp))
 
-    async def _fetched_keys(self, ctx: RequestContext, provider: ProviderSpec) -> tuple[PublicKey, ...] | None:
-        """PayPal: the certificate the request names, unless one is configured (offline)."""
+    async def _fetched_keys(self, ctx: RequestContext, provider: ProviderSpec) -> tuple[PublicKey, ...]:
+        """PayPal: the certificate the request names (only when :func:`_fetches_key`)."""
         spec = provider.signature
-        if spec is None or not spec.certificate_header or spec.public_keys:
-            return None
+        assert spec is not None
         single_header(ctx.request.headers, spec.header)  # no signature: nothing worth a fetch
         url = single_header(ctx.request.headers, spec.certificate_header)
         return (await self.certificates.key(url, spec.certificate_hosts, spec.public_algorithm),)
@@ -101,6 +98,13 @@ class Verify:
     def _from_trusted_proxy(self, ctx: RequestContext) -> bool:
         addr = parse_ip(ctx.request.remote or "")
         return addr is not None and in_networks(addr, self.trusted_proxies)
+
+
+def _fetches_key(provider: ProviderSpec) -> bool:
+    """The key comes from a certificate the request names (PayPal), unless one is configured
+    (offline). Checked before the call: most providers never await a fetch."""
+    sig = provider.signature
+    return sig is not None and bool(sig.certificate_header) and not sig.public_keys
 
 
 def _signs_url(provider: ProviderSpec) -> bool:
