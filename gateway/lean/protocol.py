@@ -24,6 +24,7 @@ from aiohttp.tcp_helpers import tcp_keepalive
 
 from gateway.connections import refuse
 from gateway.lean.request import MAX_HEAD, Body, LeanRequest, parse_head
+from gateway.protocols.coalesce import Coalescer, coalescer
 
 if TYPE_CHECKING:
     from gateway.lean.runner import LeanServer
@@ -39,7 +40,7 @@ class LeanProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_body", "_buf", "_counted", "_loop", "_paused", "_served", "_server", "_task", "_transport",
-        "_write_ok", "idle_since", "remote",
+        "_write_ok", "_writes", "idle_since", "remote",
     )  # fmt: skip
 
     def __init__(self, server: LeanServer) -> None:
@@ -68,6 +69,7 @@ class LeanProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
         # Looked up once per connection: on Python 3.11 each get_running_loop() is a getpid() syscall.
         self._loop = asyncio.get_running_loop()
+        self._writes: Coalescer = coalescer(self._loop)  # answers leave at the end of the loop turn
         tcp_keepalive(self._transport)
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, (list, tuple)) else None
@@ -118,6 +120,7 @@ class LeanProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self._body is not None:
             self._body.feed_eof()
+        self._writes.flush()  # the transport closes itself next: an answer still held goes first
         return False  # close once the answer in flight (if any) is written
 
     def pause_writing(self) -> None:
@@ -131,6 +134,7 @@ class LeanProtocol(asyncio.Protocol):
     def close_idle(self) -> None:
         """Close the connection unless a request is being answered (shutdown, keep-alive timeout)."""
         if self._task is None and self._transport is not None:
+            self._writes.flush()  # an answer still held for this turn goes out first
             self._transport.close()
 
     def abort(self) -> asyncio.Task[None] | None:
@@ -139,6 +143,7 @@ class LeanProtocol(asyncio.Protocol):
         if task is not None:
             task.cancel()
         if self._transport is not None:
+            self._writes.flush()
             self._transport.close()
         return task
 
@@ -148,6 +153,7 @@ class LeanProtocol(asyncio.Protocol):
         if transport is None or not buf or not self._write_ok:
             return
         if self._server.closing:
+            self._writes.flush()
             transport.close()
             return
         end = buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
@@ -176,16 +182,17 @@ class LeanProtocol(asyncio.Protocol):
         body = self._body
         self._body = None
         transport = self._transport
+        # An unread body cannot be skipped safely, and a closing server keeps no idle connections:
+        # those close once their answer is written.
+        close = body is None or not body.complete or self._server.closing
         if transport is not None:
             json = answer.json()
-            transport.write(serialize(answer.response()) if json is None else serialize_json(*json))
-        pipeline.finish(answer)  # metrics, stats, audit and the log line: after the answer left
-        if transport is None:
+            data = serialize(answer.response()) if json is None else serialize_json(*json)
+            self._writes.write(transport, data, close)  # with the rest of this turn's writes
+        pipeline.finish(answer)  # metrics, stats, audit and the log line: the answer is on its way
+        if transport is None or close:
             return
         self.idle_since = time.monotonic()
-        if body is None or not body.complete or self._server.closing:
-            transport.close()  # an unread body cannot be skipped safely; a closing server keeps no idle conns
-            return
         if self._buf:
             self._next()
 
@@ -196,6 +203,7 @@ class LeanProtocol(asyncio.Protocol):
         if self._paused:
             self._paused = False
             transport.resume_reading()
+        self._writes.flush()  # a lean answer still held goes out before aiohttp's
         handler = self._server.fallback()
         transport.set_protocol(handler)
         handler.connection_made(transport)

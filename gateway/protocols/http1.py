@@ -16,6 +16,7 @@ from collections import deque
 from urllib.parse import urlsplit
 
 from gateway.errors import ProtocolError
+from gateway.protocols.coalesce import Coalescer, coalescer
 from gateway.protocols.exchange import Exchange, close_idle, take_idle
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -47,6 +48,11 @@ class _Connection(Exchange[Response]):
         self._need: int | None = None  # body bytes expected (Content-Length)
         self._chunked = False
         self._until_close = False
+        self.writes: Coalescer | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.writes = coalescer(asyncio.get_running_loop())
 
     def lost(self) -> None:
         if self._head is None:
@@ -214,8 +220,10 @@ class Http1Pool:
         try:
             conn = await self._acquire()
             waiter = conn.reset()
-            assert conn.transport is not None
-            conn.transport.write(payload)
+            assert conn.transport is not None and conn.writes is not None
+            # Sent at the end of this loop turn, with the turn's other requests and answers
+            # (``coalesce.py``): the upstream wakes once for them all.
+            conn.writes.write(conn.transport, payload)
             # One timer on the waiter: an asyncio.timeout() scope per request costs twice as much.
             timer = None if deadline is None else waiter.get_loop().call_at(deadline, _expire, waiter)
             try:
