@@ -83,7 +83,7 @@ def rss_bytes(root: int) -> int:
             continue
         match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
         total += int(match.group(1)) * 1024 if match else 0
-        todo.extend(child for child, (ppid, _) in table.items() if ppid == pid)
+        todo.extend(child for child, (ppid, *_) in table.items() if ppid == pid)
     return total
 
 
