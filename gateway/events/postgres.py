@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 import logging
 import re
@@ -188,7 +187,7 @@ class PostgresEventStore:
             tuple[int, datetime | None, bytes | None, int | None, Sequence[Attempt], asyncio.Future[None]]
         ] = []
         self._marker: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None  # the idle writer's waiter (see _notify)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._folded: dict[tuple[datetime, str, str, str], int] = defaultdict(int)
         self._held: list[tuple[EventRecord, asyncio.Future[bool] | None]] = []  # see HOLD_BYTES
@@ -219,7 +218,7 @@ class PostgresEventStore:
 
     async def close(self) -> None:
         self._closing = True
-        self._wake.set()
+        self._notify()
         if self._writer is not None:
             await asyncio.wait([self._writer], timeout=self.timeout)
             self._writer.cancel()
@@ -281,7 +280,7 @@ class PostgresEventStore:
         loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._pending.append((record, future))
-        self._wake.set()
+        self._notify()
         # One timer on the waiter itself, not wait_for(shield(...)): those cost a task's worth of
         # futures and callbacks per insert. The writer sets only a future that is not done yet.
         timer = loop.call_later(self.timeout, _time_out, future)
@@ -294,7 +293,7 @@ class PostgresEventStore:
         """Audit copy of an event already delivered (sync mode): written in the next batch, unawaited."""
         if len(self._pending) < 100_000:
             self._pending.append((record, None))
-            self._wake.set()
+            self._notify()
         else:
             self._lost([(record, None)], "backlog")
 
@@ -303,12 +302,28 @@ class PostgresEventStore:
         if len(self._folded) < 100_000:
             self._folded[(minute, provider, source, code)] += 1
 
+    def _notify(self) -> None:
+        """Wake the writer if it is idle (a busy one takes what is pending when its batch ends)."""
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
     async def _write_loop(self) -> None:
         last_fold = time.monotonic()
+        loop = self._loop or asyncio.get_running_loop()
         while not (self._closing and not self._pending):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-            self._wake.clear()
+            if not self._pending and not self._closing:
+                # Idle: wait for an insert, or a second (held rows, folded rejections). A future
+                # set by the insert itself, not wait_for(Event.wait()): that wraps the wait in a
+                # task of its own, two event-loop turns before the writer runs, turns in which
+                # the 202s of the next batch wait; and it ran even with inserts already pending.
+                wake = self._wake = loop.create_future()
+                timer = loop.call_later(1.0, _wake_up, wake)
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                    self._wake = None
             if self._held and time.monotonic() >= self._held_until:
                 self._pending[:0], self._held, self._held_bytes = self._held, [], 0
             while self._pending:
@@ -634,6 +649,11 @@ def _headers_json(headers: dict[str, str]) -> str:
         return orjson.dumps(headers, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
         return json.dumps(headers)
+
+
+def _wake_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _time_out(future: asyncio.Future[bool]) -> None:
