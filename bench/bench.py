@@ -428,8 +428,9 @@ class Bench:
     def make_pools(self) -> None:
         a = self.args
         # Enough distinct ids for the fastest dedup-ing target's session (warm-up + measurement at
-        # up to ~7k req/s, then two latency windows at half that); a wrap is flagged anyway.
-        count = a.events or max(20_000, int(7_000 * (a.warmup + a.duration) + 3_500 * 2 * a.latency_duration))
+        # up to ~12k req/s, two workers with coalesced writes on a 2-core box, then two latency
+        # windows at half that); a wrap is flagged anyway.
+        count = a.events or max(20_000, int(12_000 * (a.warmup + a.duration) + 6_000 * 2 * a.latency_duration))
         cfg = self.write_config(self.base_config(free_port()), "gen")
         started = time.perf_counter()
         with concurrent.futures.ProcessPoolExecutor(2) as ex:
