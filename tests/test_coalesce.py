@@ -85,3 +85,17 @@ async def test_one_coalescer_per_loop():
         assert coalescer(other) is not coalescer(loop)
     finally:
         other.close()
+
+
+async def test_a_write_that_fails_closes_its_transport_and_spares_the_others(peer, caplog):
+    broken, kept = await peer.connect(), await peer.connect()
+    writes = coalescer(asyncio.get_running_loop())
+    writes.write(broken, "not bytes")  # type: ignore[arg-type]  # the transport refuses it
+    writes.write(kept, b"still sent")
+    writes.flush()
+    assert broken.is_closing()
+    assert "a held write failed" in caplog.text
+    await asyncio.wait_for(peer.closed[0].wait(), 5)
+    kept.close()
+    await asyncio.wait_for(peer.closed[1].wait(), 5)
+    assert bytes(peer.received[1]) == b"still sent"

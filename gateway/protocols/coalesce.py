@@ -16,8 +16,11 @@ with a write happens after it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Protocol
+
+log = logging.getLogger("gateway.server")
 
 
 class Writable(Protocol):
@@ -50,7 +53,12 @@ class Coalescer:
         for transport, data, close in pending:
             if transport.is_closing():
                 continue
-            transport.write(data)
+            try:
+                transport.write(data)
+            except Exception:  # one broken transport must not cost the others their writes
+                log.exception("a held write failed")
+                transport.close()
+                continue
             if close:
                 transport.close()  # after the answer is flushed from the transport's buffer
 
