@@ -486,7 +486,9 @@ class Bench:
 
     # ---- one target, one run
 
-    def start_target(self, t: Target, session_id: str) -> tuple[Proc, str, str]:
+    def start_target(self, t: Target, session_id: str, env: dict[str, str] | None = None) -> tuple[Proc, str, str]:
+        """Start ``t``; ``env`` (a gateway target's) replaces the environment, e.g. to put another
+        tree of the gateway first on ``PYTHONPATH`` (``bench/cost.py --gateway-path``)."""
         port = self.sut_port
         logp = self.tmp / f"{t.name.replace('/', '_')}-{session_id}.log"
         key_prefix = f"bench:{session_id}:"
@@ -526,7 +528,7 @@ class Bench:
             cmd = [self.gateway_bin, "run", "--config", str(cfg)]
             if t.workers > 1:
                 cmd += ["--workers", str(t.workers)]
-            proc = Proc(t.name, cmd, t.cpus, logp)
+            proc = Proc(t.name, cmd, t.cpus, logp, env)
             wait_ready(proc, port, "/healthz")
         return proc, f"http://127.0.0.1:{port}", str(logp)
 

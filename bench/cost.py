@@ -1,17 +1,19 @@
 """CPU cost per request of one target, for development on a shared, noisy machine.
 
-``python bench/cost.py [--targets gateway/sync_memory/1w,handwritten] [--repeats 5] [--duration 3]``
-starts the bench upstream and pools once, then for each repeat and each target: a fresh target
-process, a closed-loop warm-up, and a closed-loop window after which it prints the server's own
-CPU time per answered request (user+sys of its process tree, from /proc). CPU time is what other
-processes on the box hardly move, so its median over repeats is comparable across code changes;
-req/s printed beside it is not. With ``--profile FILE`` the first gateway target runs under
-cProfile (``PROFILE_OUT``) instead, and FILE gets the stats of the measured window.
+``python bench/cost.py [--targets gateway/sync_memory/1w,handwritten] [--repeats 5] [--duration 3]
+[--gateway-path DIR,DIR2]`` starts the bench upstream and pools once, then for each repeat and each
+target: a fresh target process, a closed-loop warm-up, and a closed-loop window after which it
+prints req/s and the server's own CPU time per answered request (user + sys of its process tree,
+from /proc), with the kernel's part of it beside. CPU time is what other processes on the box
+hardly move, so its median over repeats is comparable across code changes. ``--gateway-path``
+runs each gateway target once per tree of the gateway package (a worktree of another commit, put
+first on ``PYTHONPATH``; ``.`` is this checkout), so two versions compare in interleaved runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -30,6 +32,7 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--gateway-path", default="", help="comma-separated trees of the gateway to compare")
     a = p.parse_args()
     args = b.parse_args(["--duration", str(a.duration), "--warmup", str(a.warmup), "--runs", "1",
                          "--connections", str(a.connections)])  # fmt: skip
@@ -47,31 +50,49 @@ def main() -> int:
                 services.append(r)
         bench.sut_port = b.free_port()
         bench.make_pools()
-        costs: dict[str, list[float]] = {t.name: [] for t in targets}
+        runs = [run for t in targets for run in _variants(t, a.gateway_path)]
+        costs: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in runs}
         for rep in range(a.repeats):
-            for t in targets:
-                proc, url, _ = bench.start_target(t, f"c{rep}-{uuid.uuid4().hex[:6]}")
+            for label, t, env in runs if rep % 2 == 0 else reversed(runs):  # drift hits every target alike
+                proc, url, _ = bench.start_target(t, f"c{rep}-{uuid.uuid4().hex[:6]}", env)
                 try:
                     pool = bench.pools[t.pool]
                     warm = b.run_wrk(args, url, pool, "0", a.warmup, 0, t.wrk_mode)
-                    before = b.tree_cpu_seconds(proc.pid)
+                    before, before_sys = b.tree_cpu_seconds(proc.pid), b.tree_cpu_seconds(proc.pid, kernel=True)
                     m = b.run_wrk(args, url, pool, warm.ends, a.duration, 0, t.wrk_mode)
                     cpu = b.tree_cpu_seconds(proc.pid) - before
+                    kernel = b.tree_cpu_seconds(proc.pid, kernel=True) - before_sys
                     errs = sum(m.raw["errors"].values())
-                    us = cpu / m.raw["requests"] * 1e6
-                    costs[t.name].append(us)
-                    print(f"{t.name:28s} rep {rep}: {m.rps:8,.0f} req/s  {us:6.1f} CPU us/req  errors {errs}",
-                          flush=True)  # fmt: skip
+                    us, kus = cpu / m.raw["requests"] * 1e6, kernel / m.raw["requests"] * 1e6
+                    costs[label].append((m.rps, us, kus))
+                    print(f"{label:40s} rep {rep}: {m.rps:8,.0f} req/s  {us:6.1f} CPU us/req ({kus:5.1f} kernel)"
+                          f"  errors {errs}", flush=True)  # fmt: skip
                 finally:
                     proc.stop()
-        for name, xs in costs.items():
-            print(f"{name:28s} median {statistics.median(xs):6.1f} CPU us/req  (min {min(xs):.1f}, n={len(xs)})")
+        for label, xs in costs.items():
+            rps, us, kus = (statistics.median(x[i] for x in xs) for i in range(3))
+            print(f"{label:40s} median {rps:8,.0f} req/s  {us:6.1f} CPU us/req ({kus:5.1f} kernel)"
+                  f"  (min {min(x[1] for x in xs):.1f}, n={len(xs)})")  # fmt: skip
     finally:
         for s in reversed(services):
             s.stop()
         b._stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _variants(t: b.Target, trees: str) -> list[tuple[str, b.Target, dict[str, str] | None]]:
+    """``(label, target, env)``: a gateway target once per tree of ``--gateway-path``."""
+    if t.kind != "gateway" or not trees:
+        return [(t.name, t, None)]
+    out: list[tuple[str, b.Target, dict[str, str] | None]] = []
+    for tree in trees.split(","):
+        if tree == ".":
+            out.append((f"{t.name}@.", t, None))
+            continue
+        path = os.pathsep.join(filter(None, (str(Path(tree).resolve()), os.environ.get("PYTHONPATH"))))
+        out.append((f"{t.name}@{tree}", t, {**os.environ, "PYTHONPATH": path}))
+    return out
 
 
 if __name__ == "__main__":
