@@ -897,9 +897,11 @@ def goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
         met = None if value is None else value >= bound if op == ">=" else value <= bound
         goal = {"row": row, "kind": kind, "value": value, "op": op, "bound": bound, "met": met}
         busy = T.get(target, {}).get("cpus_busy_median")
-        if kind == "workers" and busy is not None and busy >= 0.95:
+        if kind == "workers" and busy is not None and busy >= 0.95 and not met:
             # The issue asks for this "where the box leaves cores free": with the load generator
-            # and the upstream on the second core, a box of two cores may leave none.
+            # and the upstream on the second core, a box of two cores may leave none, and then
+            # the ratio measures the box, not the second worker.
+            goal["met"] = None
             goal["note"] = f"no core left free: both CPUs {busy:.0%} busy under the 2-worker load"
         out.append(goal)
     return out
@@ -1069,7 +1071,7 @@ def render_markdown(result: dict[str, Any], targets: list[Target]) -> str:
         shown = "–" if g["value"] is None else f"{g['value']:.2f}{unit}" if unit else f"{g['value']:.0f}"
         verdict = "not measured" if g["met"] is None else "met" if g["met"] else "NOT MET"
         if g.get("note"):
-            verdict += f" ({g['note']})"
+            verdict = f"not measurable here ({g['note']})"
         lines.append(f"| {g['row']} | {shown} | {g['op'].replace('>=', '≥').replace('<=', '≤')} {g['bound']:g}{unit} "
                      f"| {verdict} |")  # fmt: skip
     lines += [
