@@ -5,12 +5,12 @@ client's load balancer or sidecar) wakes it up, and on a VM a cross-CPU wake-up 
 inter-processor interrupt that costs the writer more than the write itself. Written one by one,
 spread over a turn in which the gateway also verifies, parses and records other webhooks, every
 answer and every forwarded event wakes its peer again; written together, the peer wakes once and
-finds them all. Measured on the bench (``bench/README.md``): kernel time per webhook halved, and
-throughput up by a quarter. The Redis client does the same for its commands (``resp.py``).
+finds them all. Measured against the code before it (``bench/cost.py --gateway-path``, README
+"Performance"): kernel time per webhook halved, throughput up by a third.
 
-The number of writes is unchanged (one per socket); only their timing moves, by at most the rest
-of the turn that produced them. Writes to one transport keep their order, and a close asked for
-with a write happens after it.
+Writes held for one transport leave joined, in order, as one write (the Redis client's pipelined
+commands of a turn, pipelined answers); their timing moves by at most the rest of the turn that
+produced them. A close asked for with a write happens after it.
 """
 
 from __future__ import annotations
@@ -32,34 +32,42 @@ class Writable(Protocol):
 class Coalescer:
     """The writes of one event loop, flushed once per turn (``flush`` also flushes at once)."""
 
-    __slots__ = ("_loop", "_pending", "_scheduled")
+    __slots__ = ("_closing", "_loop", "_pending", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._pending: list[tuple[Writable, bytes, bool]] = []
+        self._pending: dict[Writable, list[bytes]] = {}  # in the order the transports first wrote
+        self._closing: set[Writable] = set()
         self._scheduled = False
 
     def write(self, transport: Writable, data: bytes, close: bool = False) -> None:
         """``transport.write(data)`` (then ``close()`` when ``close``) at the end of this turn."""
-        self._pending.append((transport, data, close))
+        held = self._pending.get(transport)
+        if held is None:
+            self._pending[transport] = [data]
+        else:
+            held.append(data)
+        if close:
+            self._closing.add(transport)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Make every held write now, in order; a transport closed meanwhile gets nothing."""
+        """Make every held write now, one per transport; a transport closed meanwhile gets nothing."""
         self._scheduled = False
-        pending, self._pending = self._pending, []
-        for transport, data, close in pending:
+        pending, self._pending = self._pending, {}
+        closing, self._closing = self._closing, set()
+        for transport, chunks in pending.items():
             if transport.is_closing():
                 continue
             try:
-                transport.write(data)
+                transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             except Exception:  # one broken transport must not cost the others their writes
                 log.exception("a held write failed")
                 transport.close()
                 continue
-            if close:
+            if transport in closing:
                 transport.close()  # after the answer is flushed from the transport's buffer
 
 

@@ -52,7 +52,8 @@ class _Connection(Exchange[Response]):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.writes = coalescer(asyncio.get_running_loop())
+        assert self.loop is not None
+        self.writes = coalescer(self.loop)
 
     def lost(self) -> None:
         if self._head is None:

@@ -6,7 +6,8 @@ bookkeeping, health checks), more than the whole webhook pipeline spends on a re
 
 Why one pipelined connection: Redis runs commands one at a time anyway, and the expensive part of
 a round trip on the gateway's side is the system calls. Commands issued in the same turn of the
-event loop (concurrent webhooks all reach their rate-limit call together) leave in one write,
+event loop (concurrent webhooks all reach their rate-limit call together) leave in one write at
+its end, with the turn's other writes (``coalesce.py``),
 and their replies come back in one read; each reply goes to the waiter that sent the command,
 in order (RESP answers in order). A waiter that gave up still has its reply read and dropped,
 so the connection stays in step. ``redis://`` and ``rediss://`` (TLS), ``user:password@``, and
@@ -20,6 +21,8 @@ import ssl
 from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from gateway.protocols.coalesce import Coalescer, coalescer
 
 
 class RespError(Exception):
@@ -50,11 +53,15 @@ class _Pipe(asyncio.Protocol):
         self.reply_error: type[Exception] = parser.ReplyError
         self.transport: asyncio.Transport | None = None
         self.waiters: deque[asyncio.Future[Any]] = deque()
-        self.out: list[bytes] = []
         self.closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.writes: Coalescer | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        # Kept: on Python 3.11 every get_running_loop() is a getpid() syscall, per command here.
+        self.loop = asyncio.get_running_loop()
+        self.writes = coalescer(self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -62,20 +69,13 @@ class _Pipe(asyncio.Protocol):
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply (an error reply as a ``ReplyError``)."""
-        future = asyncio.get_running_loop().create_future()
-        if self.closed:
+        future = (self.loop or asyncio.get_running_loop()).create_future()
+        if self.closed or self.transport is None or self.writes is None:
             future.set_exception(ConnectionError("the Redis connection is closed"))
             return future
-        if not self.out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self.out.append(payload)
+        self.writes.write(self.transport, payload)
         self.waiters.append(future)
         return future
-
-    def _flush(self) -> None:
-        out, self.out = self.out, []
-        if out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -151,7 +151,7 @@ class RespPool:
                 pipe = await self._connect()
         waiters = [pipe.send(payload) for payload in payloads]
         # One timer on the last waiter, cheaper than an asyncio.timeout() scope per command.
-        timer = asyncio.get_running_loop().call_later(self.timeout, _time_out, waiters[-1], pipe)
+        timer = (pipe.loop or asyncio.get_running_loop()).call_later(self.timeout, _time_out, waiters[-1], pipe)
         try:
             replies = [await waiter for waiter in waiters]
         finally:
