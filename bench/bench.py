@@ -284,20 +284,25 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
     return table
 
 
-def tree_cpu_seconds(root: int, kernel: bool = False) -> float:
-    """CPU seconds (user+system; only system with ``kernel``) used so far by ``root`` and its
-    live descendants."""
+def tree_cpu(root: int) -> tuple[float, float]:
+    """CPU seconds used so far by ``root`` and its live descendants: (user + system, system)."""
     table = _proc_table()
     children: dict[int, list[int]] = {}
     for pid, (ppid, *_) in table.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
+    total, kernel, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
         if pid in table:
-            total += table[pid][2 if kernel else 1]
+            total += table[pid][1]
+            kernel += table[pid][2]
         todo.extend(children.get(pid, ()))
-    return total / CLK_TCK
+    return total / CLK_TCK, kernel / CLK_TCK
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and its live descendants."""
+    return tree_cpu(root)[0]
 
 
 def cpu_delta(before: dict[str, list[int]], after: dict[str, list[int]], cpu: str) -> dict[str, float]:
@@ -557,11 +562,10 @@ class Bench:
             offsets, consumed = "0", 0
             warm = run_wrk(a, url, pool, offsets, a.warmup, 0, t.wrk_mode)
             offsets, consumed = warm.ends, consumed + warm.raw["consumed_bytes"]
-            before_cpu, before_proc, before_helpers = cpu_stat(), tree_cpu_seconds(proc.pid), self.helper_cpu()
-            before_sys = tree_cpu_seconds(proc.pid, kernel=True)
+            before_cpu, (before_proc, before_sys), before_helpers = cpu_stat(), tree_cpu(proc.pid), self.helper_cpu()
             m = run_wrk(a, url, pool, offsets, a.duration, 0, t.wrk_mode)
-            after_cpu, after_proc, after_helpers = cpu_stat(), tree_cpu_seconds(proc.pid), self.helper_cpu()
-            kernel_s = tree_cpu_seconds(proc.pid, kernel=True) - before_sys
+            after_cpu, (after_proc, after_sys), after_helpers = cpu_stat(), tree_cpu(proc.pid), self.helper_cpu()
+            kernel_s = after_sys - before_sys
             helpers = {k: after_helpers[k] - before_helpers[k] for k in after_helpers}
             offsets, consumed = m.ends, consumed + m.raw["consumed_bytes"]
             peak = m.rps

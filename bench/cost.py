@@ -58,10 +58,10 @@ def main() -> int:
                 try:
                     pool = bench.pools[t.pool]
                     warm = b.run_wrk(args, url, pool, "0", a.warmup, 0, t.wrk_mode)
-                    before, before_sys = b.tree_cpu_seconds(proc.pid), b.tree_cpu_seconds(proc.pid, kernel=True)
+                    before, before_sys = b.tree_cpu(proc.pid)
                     m = b.run_wrk(args, url, pool, warm.ends, a.duration, 0, t.wrk_mode)
-                    cpu = b.tree_cpu_seconds(proc.pid) - before
-                    kernel = b.tree_cpu_seconds(proc.pid, kernel=True) - before_sys
+                    after, after_sys = b.tree_cpu(proc.pid)
+                    cpu, kernel = after - before, after_sys - before_sys
                     errs = sum(m.raw["errors"].values())
                     us, kus = cpu / m.raw["requests"] * 1e6, kernel / m.raw["requests"] * 1e6
                     costs[label].append((m.rps, us, kus))
