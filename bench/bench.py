@@ -709,6 +709,24 @@ def reset_pg_database(url: str) -> None:
     asyncio.run(reset())
 
 
+def pg_delivered(url: str) -> int:
+    """Events marked delivered so far in the bench database (0 if it has no event table yet)."""
+    import asyncio
+
+    import asyncpg
+
+    async def count() -> int:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            if not await conn.fetchval("SELECT to_regclass('webhook_events') IS NOT NULL"):
+                return 0
+            return int(await conn.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'delivered'"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
 def nginx_conf(tmp: Path, name: str, server_block: str) -> str:
     d = tmp / f"nginx-{name}"
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):

@@ -51,7 +51,8 @@ def main() -> int:
         bench.sut_port = b.free_port()
         bench.make_pools()
         runs = [run for t in targets for run in _variants(t, a.gateway_path)]
-        costs: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in runs}
+        pg = _postmaster() if any(t.scenario and b.SCENARIOS[t.scenario].uses_pg for t in targets) else 0
+        costs: dict[str, list[tuple[float, float, float, float]]] = {label: [] for label, _, _ in runs}
         for rep in range(a.repeats):
             for label, t, env in runs if rep % 2 == 0 else reversed(runs):  # drift hits every target alike
                 proc, url, _ = bench.start_target(t, f"c{rep}-{uuid.uuid4().hex[:6]}", env)
@@ -59,19 +60,25 @@ def main() -> int:
                     pool = bench.pools[t.pool]
                     warm = b.run_wrk(args, url, pool, "0", a.warmup, 0, t.wrk_mode)
                     before, before_sys = b.tree_cpu(proc.pid)
+                    pg_before = b.tree_cpu(pg)[0] if pg else 0.0
+                    done_before = b.pg_delivered(args.pg_url) if pg else 0
                     m = b.run_wrk(args, url, pool, warm.ends, a.duration, 0, t.wrk_mode)
                     after, after_sys = b.tree_cpu(proc.pid)
+                    pg_us = ((b.tree_cpu(pg)[0] - pg_before) / m.raw["requests"] * 1e6) if pg else 0.0
+                    delivered = (b.pg_delivered(args.pg_url) - done_before) / m.raw["requests"] if pg else 1.0
                     cpu, kernel = after - before, after_sys - before_sys
                     errs = sum(m.raw["errors"].values())
                     us, kus = cpu / m.raw["requests"] * 1e6, kernel / m.raw["requests"] * 1e6
-                    costs[label].append((m.rps, us, kus))
+                    costs[label].append((m.rps, us, kus, pg_us))
                     print(f"{label:40s} rep {rep}: {m.rps:8,.0f} req/s  {us:6.1f} CPU us/req ({kus:5.1f} kernel)"
-                          f"  errors {errs}", flush=True)  # fmt: skip
+                          f"  PostgreSQL {pg_us:6.1f} us/req  delivered {delivered:4.0%}  errors {errs}",
+                          flush=True)  # fmt: skip
                 finally:
                     proc.stop()
         for label, xs in costs.items():
-            rps, us, kus = (statistics.median(x[i] for x in xs) for i in range(3))
+            rps, us, kus, pg_us = (statistics.median(x[i] for x in xs) for i in range(4))
             print(f"{label:40s} median {rps:8,.0f} req/s  {us:6.1f} CPU us/req ({kus:5.1f} kernel)"
+                  f"  PostgreSQL {pg_us:6.1f} us/req"
                   f"  (min {min(x[1] for x in xs):.1f}, n={len(xs)})")  # fmt: skip
     finally:
         for s in reversed(services):
@@ -79,6 +86,14 @@ def main() -> int:
         b._stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _postmaster() -> int:
+    """The local PostgreSQL server's postmaster pid (its tree is every backend), or 0."""
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-o", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else 0
 
 
 def _variants(t: b.Target, trees: str) -> list[tuple[str, b.Target, dict[str, str] | None]]:

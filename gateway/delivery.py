@@ -6,9 +6,14 @@ after a backoff that honours the upstream's Retry-After, or dead after ``max_att
 belongs to its process's PostgreSQL session (``gateway/events/holder.py``): when the process dies,
 the next claim by any worker takes its events over at once; ``lease`` is the backstop.
 
-A slot stays taken until the verdict is recorded, so one process never has more than
-``concurrency`` events delivered but not yet marked: a kill repeats at most that many deliveries.
-Each try on the wire is kept with the event, written by the same statement that marks it.
+A process holds at most ``hold`` events (leased to it, queued for an upstream slot, on the wire, or
+delivered and waiting for their verdict to be recorded), and at most ``concurrency`` of them are on
+the wire at once. An event stays held until its verdict is recorded, so a kill repeats at most
+``hold`` deliveries; the upstream slot is freed as soon as the upstream answers, so recording
+verdicts (a group commit) never idles the upstream. An event that waited for a slot so long that
+its forward could outlast its lease is given back untried rather than sent: another worker may
+hold it by then. Each try on the wire is kept with the event, written by the same statement that
+marks it.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ class Delivery:
         self.metrics = metrics
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
         self._wake = asyncio.Event()
-        self._busy = 0  # deliveries running plus slots reserved by requests being committed
+        self._held = 0  # events held: reserved by requests being committed, claimed, delivering, marking
+        self._wire = asyncio.Semaphore(settings.concurrency)  # requests to the upstream in flight
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[int, EventRecord] = {}  # the events being delivered by this process
         self._loop_task: asyncio.Task[None] | None = None
@@ -61,16 +67,16 @@ class Delivery:
         self._wake.set()
 
     def reserve(self) -> bool:
-        """Take a delivery slot for an event about to be committed, if one is free. The event is
-        then stored already leased (``delivering``) and handed to :meth:`dispatch` after the
-        commit: the common case costs no claim query. Without a slot it is stored ``queued``."""
-        if self._stopping or self._busy >= self.settings.concurrency:
+        """Hold an event about to be committed, if this process holds fewer than ``hold``. The
+        event is then stored already leased (``delivering``) and handed to :meth:`dispatch` after
+        the commit: the common case costs no claim query. Otherwise it is stored ``queued``."""
+        if self._stopping or self._held >= self.settings.hold:
             return False
-        self._busy += 1
+        self._held += 1
         return True
 
     def unreserve(self) -> None:
-        self._busy -= 1
+        self._held -= 1
 
     def dispatch(self, record: EventRecord) -> None:
         """Deliver a committed, leased event on the slot :meth:`reserve` took, unless the claim
@@ -82,7 +88,12 @@ class Delivery:
 
     def _spawn(self, record: EventRecord) -> None:
         self._inflight[record.id] = record
-        task = (self._loop or asyncio.get_running_loop()).create_task(self._deliver(record))
+        loop = self._loop or asyncio.get_running_loop()
+        # The lease began before now (at the commit or the claim); a forward started after
+        # `start_by` could still be running when it ends.
+        up = self.forwarder.settings
+        start_by = loop.time() + max(0.0, self.settings.lease - (up.connect_timeout + up.timeout) * (up.retries + 1))
+        task = loop.create_task(self._deliver(record, start_by))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._done(t, record.id))
 
@@ -106,16 +117,16 @@ class Delivery:
 
     async def _run(self) -> None:
         while not self._stopping:
-            free = self.settings.concurrency - self._busy
+            free = self.settings.hold - self._held
             if free <= 0:
                 await asyncio.sleep(0.01)
                 continue
             # Cleared before looking, so a notify() that lands while we look is not lost.
             self._wake.clear()
             want = min(free, self.settings.batch)
-            self._busy += want  # the slots are taken while we look: requests cannot take them too
+            self._held += want  # taken while we look: requests cannot take them too
             batch = await self._claim(want)
-            self._busy -= want - self._start(batch)
+            self._held -= want - self._start(batch)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
@@ -130,7 +141,7 @@ class Delivery:
         return []
 
     def _start(self, batch: list[EventRecord]) -> int:
-        """Deliver the claimed events on slots already taken; returns how many slots it used."""
+        """Deliver the claimed events, already counted as held; returns how many it kept."""
         started = 0
         for record in batch:
             # A lease that ran out while this process still delivers the event (a slow
@@ -147,13 +158,15 @@ class Delivery:
     def _done(self, task: asyncio.Task[None], record_id: int) -> None:
         self._tasks.discard(task)
         self._inflight.pop(record_id, None)
-        self._busy -= 1
+        self._held -= 1
 
-    async def _deliver(self, record: EventRecord) -> None:
+    async def _deliver(self, record: EventRecord, start_by: float) -> None:
         spec = self.providers.get(record.provider)
         tries = Tries(record.attempts)
         try:
-            await self.forwarder.send(record.provider, record.event, new_traceparent(), tries)
+            if not await self._send(record, start_by, tries):
+                await self._give_back(record)
+                return
         except Rejection as rej:
             await self._failed(record, rej, tries)
             return
@@ -164,6 +177,25 @@ class Delivery:
         redacted = redact_event(record.event, spec.redact) if spec and spec.redact else None
         await self._mark_delivered(record, redacted, tries)
         self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DELIVERED).inc()
+
+    async def _send(self, record: EventRecord, start_by: float, tries: Tries) -> bool:
+        """Forward on one of the ``concurrency`` upstream slots. False, and nothing sent, when
+        the wait for a slot took the event past ``start_by``."""
+        waited = self._wire.locked()
+        async with self._wire:
+            if waited and (self._loop or asyncio.get_running_loop()).time() > start_by:
+                return False
+            await self.forwarder.send(record.provider, record.event, new_traceparent(), tries)
+        return True
+
+    async def _give_back(self, record: EventRecord) -> None:
+        """Queue an event again untried (its attempt not counted), for whichever worker is free."""
+        try:
+            await self.events.release(record.id, record.attempts, received_at=record.received_at)
+        except StoreError:  # it stays leased to this process: taken over when the lease ends
+            self.metrics.child(self.metrics.store_errors, "events", "release").inc()
+            return
+        self.metrics.child(self.metrics.queue_deliveries, record.provider, "released").inc()
 
     async def _mark_delivered(self, record: EventRecord, redacted: bytes | None, tries: Tries) -> None:
         pauses = iter((0.5, 1.0, 2.0))  # a short store hiccup must not cost a second delivery

@@ -94,7 +94,8 @@ class Metrics:
             ["result"], registry=r,
         )  # fmt: skip
         self.queue_deliveries = Counter(
-            f"{PREFIX}_queue_deliveries_total", "Queue-mode delivery attempts by result (delivered, retry, dead).",
+            f"{PREFIX}_queue_deliveries_total",
+            "Queue-mode delivery attempts by result (delivered, retry, dead, released).",
             ["provider", "result"], registry=r,
         )  # fmt: skip
         self.connections_dropped = Counter(

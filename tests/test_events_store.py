@@ -160,6 +160,20 @@ async def test_an_expired_lease_is_claimed_again(events):
     assert [(r.event_id, r.attempts, r.status) for r in again] == [("lease", 2, "delivering")]
 
 
+async def test_a_given_back_event_is_due_at_once_and_its_attempt_not_counted(events):
+    """``release``: a worker that waited too long to send a leased event gives it back untried."""
+    await insert_all(events, [rec("back")])
+    [claimed] = await events.claim_due(10, lease=30)
+    assert claimed.attempts == 1
+    await events.release(claimed.id, attempt=7, received_at=claimed.received_at)  # fenced: not that attempt
+    assert (await events.get(claimed.id)).status == "delivering"
+    await events.release(claimed.id, attempt=1, received_at=claimed.received_at)
+    back = await events.get(claimed.id)
+    assert (back.status, back.attempts, back.locked_until) == ("queued", 0, None)
+    [again] = await events.claim_due(10, lease=30)  # due at once
+    assert (again.id, again.attempts) == (claimed.id, 1)
+
+
 async def test_requeue_and_purge(events):
     records = [rec(f"r{i}") for i in range(4)]
     await insert_all(events, records)

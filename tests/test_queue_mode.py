@@ -16,6 +16,8 @@ import time
 import helpers_services as hs
 import pytest
 
+from gateway.app_state import SERVICES
+
 pg_database, pg_dsn, redis_state = hs.pg_database, hs.pg_dsn, hs.redis_state  # fixtures
 
 FAST = {"backoff_base": 0.05, "backoff_max": 0.2, "poll_interval": 0.05, "max_attempts": 3, "lease": 5}
@@ -26,9 +28,9 @@ def queue_gateway(make_gateway, pg_dsn, redis_state):
     """``await queue_gateway(**overrides)``: a queue-mode gateway on this test's Redis prefix and
     database; ``queue`` overrides the fast retry settings."""
 
-    async def make(queue=None, events=None, **overrides):
+    async def make(queue=None, events=None, upstream=None, **overrides):
         return await make_gateway(
-            upstream={"mode": "queue", "queue": {**FAST, **(queue or {})}},
+            upstream={"mode": "queue", "queue": {**FAST, **(queue or {})}, **(upstream or {})},
             state=redis_state,
             events={"url": pg_dsn, "timeout": 1.0, **(events or {})},
             **overrides,
@@ -45,6 +47,13 @@ async def row(dsn: str, event_id: str):
 async def status_is(dsn: str, event_id: str, status: str) -> bool:
     r = await row(dsn, event_id)
     return r is not None and r["status"] == status
+
+
+async def all_delivered(dsn: str, event_ids: list[str]) -> bool:
+    rows = await hs.pg_fetch(
+        dsn, "SELECT count(*) AS n FROM webhook_events WHERE event_id = ANY($1) AND status = 'delivered'", event_ids
+    )
+    return rows[0]["n"] == len(event_ids)
 
 
 async def api(gw, method: str, path: str, **kw):
@@ -140,6 +149,80 @@ async def test_a_lease_that_runs_out_mid_delivery_costs_no_second_delivery(queue
     assert delivered["attempts"] > 1  # re-claimed while the upstream was still answering
     await asyncio.sleep(0.6)  # two more leases: nothing is left to deliver again
     assert gw.upstream.ids() == ["evt_slow_lease"] and gw.upstream.attempts == 1
+
+
+def gate_marks(gw) -> tuple[asyncio.Event, list[int]]:
+    """Hold every delivered-mark of ``gw``'s event store until the returned gate opens; the list
+    names the records whose mark is waiting. The store underneath is the real PostgreSQL one."""
+    events = gw.app[SERVICES].events
+    gate, waiting = asyncio.Event(), []
+    mark = events.mark_delivered
+
+    async def gated(record_id, *args, **kwargs):
+        waiting.append(record_id)
+        await gate.wait()
+        await mark(record_id, *args, **kwargs)
+
+    events.mark_delivered = gated
+    return gate, waiting
+
+
+async def test_recording_verdicts_never_idles_the_upstream(queue_gateway, kit, pg_dsn):
+    """One upstream slot, and every verdict's commit held back: the upstream still gets the next
+    events. A slot held until the verdict was recorded capped delivery at `concurrency` events
+    per commit (in the bench, one worker delivered 13% of what it accepted)."""
+    gw = await queue_gateway(queue={"concurrency": 1, "hold": 8})
+    gw.upstream.delay = 0.01  # a second request on the wire meanwhile would show in max_concurrent
+    gate, waiting = gate_marks(gw)
+    ids = [f"evt_wire_{i}" for i in range(4)]
+    for event_id in ids:
+        await gw.expect(202, "stripe", kit.stripe_body(event_id))
+    await hs.eventually(lambda: sorted(gw.upstream.ids()) == ids)
+    assert len(waiting) == 4 and gw.upstream.max_concurrent == 1  # one at a time, none recorded yet
+    gate.set()
+    await hs.eventually(lambda: all_delivered(pg_dsn, ids))
+    assert len(gw.upstream.events) == 4
+
+
+async def test_hold_bounds_the_events_one_process_has_delivered_but_not_recorded(queue_gateway, kit, pg_dsn):
+    """What a kill -9 could deliver twice: never more than `hold` events. The rest wait, stored."""
+    gw = await queue_gateway(queue={"concurrency": 4, "hold": 2})
+    gate, waiting = gate_marks(gw)
+    ids = [f"evt_hold_{i}" for i in range(5)]
+    for event_id in ids:
+        await gw.expect(202, "stripe", kit.stripe_body(event_id))
+    await hs.eventually(lambda: len(waiting) == 2)
+
+    async def statuses():
+        rows = await hs.pg_fetch(pg_dsn, "SELECT status, count(*) AS n FROM webhook_events GROUP BY status")
+        return {r["status"]: r["n"] for r in rows}
+
+    assert await statuses() == {"delivering": 2, "queued": 3}  # the requests past the bound stored it queued
+    await asyncio.sleep(0.3)  # six poll intervals: the claim loop had its chances to take more
+    assert len(waiting) == 2 and len(gw.upstream.ids()) == 2
+    assert await statuses() == {"delivering": 2, "queued": 3}
+    gate.set()
+    await hs.eventually(lambda: sorted(gw.upstream.ids()) == ids)
+    await hs.eventually(lambda: all_delivered(pg_dsn, ids))
+    assert len(gw.upstream.events) == 5
+
+
+async def test_an_event_that_waited_too_long_for_a_slot_is_given_back_untried(queue_gateway, kit, pg_dsn):
+    """A forward started late could outlast the event's lease, and by then another worker may have
+    taken the event over: a send that waited past the lease minus the forward's longest time is
+    not made. The event is queued again, due at once and its attempt not counted."""
+    # The longest forward: (0.2 + 1.0) s x 1 try; with a 1.5 s lease, each must start within 0.3 s.
+    gw = await queue_gateway(queue={"concurrency": 1, "lease": 1.5},
+                             upstream={"timeout": 1.0, "connect_timeout": 0.2, "retries": 0})  # fmt: skip
+    gw.upstream.then(("slow", 0.8))  # the first holds the one slot for 0.8 s; the other two wait
+    ids = ["evt_wait_0", "evt_wait_1", "evt_wait_2"]
+    for event_id in ids:
+        await gw.expect(202, "stripe", kit.stripe_body(event_id))
+    released = 'webhook_gateway_queue_deliveries_total{provider="stripe",result="released"} 2.0'
+    await hs.eventually(lambda: released in gw.metrics_text())
+    await hs.eventually(lambda: all_delivered(pg_dsn, ids))
+    assert gw.upstream.attempts == 3 and sorted(gw.upstream.ids()) == ids  # each sent once
+    assert [(await row(pg_dsn, i))["attempts"] for i in ids] == [1, 1, 1]  # the give-backs not counted
 
 
 # --------------------------------------------------------------------------- retries and dead letters

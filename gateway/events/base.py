@@ -154,6 +154,9 @@ class EventStore(Protocol):
         received_at: datetime | None = None,
     ) -> None: ...
 
+    async def release(self, record_id: int, attempt: int, received_at: datetime | None = None) -> None:
+        """Give a leased event back untried: queued, due now, that attempt not counted (fenced)."""
+
     async def add_attempts(self, record_id: int, tries: Sequence[Attempt]) -> None:
         """Record tries that changed nothing else (a sync-mode replay), in one statement."""
 

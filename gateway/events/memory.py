@@ -198,6 +198,11 @@ class MemoryEventStore:
             r.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
         self._add_tries(record_id, tries)
 
+    async def release(self, record_id: int, attempt: int, received_at: datetime | None = None) -> None:
+        if r := self._fenced(record_id, attempt):
+            r.status, r.attempts, r.locked_until = EventStatus.QUEUED, r.attempts - 1, None
+            r.next_attempt_at = datetime.now(UTC)
+
     async def mark_dead(
         self,
         record_id: int,

@@ -126,6 +126,11 @@ UPDATE webhook_events SET status = 'queued', locked_until = NULL, last_error = $
        next_attempt_at = now() + make_interval(secs => $2)
 WHERE {_ROW.format(n=5)} AND {_FENCE.format(n=4)}
 """  # noqa: S608
+_RELEASE = f"""
+UPDATE webhook_events SET status = 'queued', locked_until = NULL, holder = NULL, attempts = attempts - 1,
+       next_attempt_at = now()
+WHERE {_ROW.format(n=3)} AND {_FENCE.format(n=2)}
+"""  # noqa: S608
 _DEAD = f"""
 UPDATE webhook_events SET status = 'dead', locked_until = NULL, next_attempt_at = NULL, last_error = $2
 WHERE {_ROW.format(n=4)} AND {_FENCE.format(n=3)}
@@ -491,6 +496,9 @@ class PostgresEventStore:
         received_at: datetime | None = None,
     ) -> None:  # fmt: skip
         await self._tried(_DEAD, [record_id, error[:500], attempt, received_at], record_id, tries)
+
+    async def release(self, record_id: int, attempt: int, received_at: datetime | None = None) -> None:
+        await self._run("execute", _RELEASE, record_id, attempt, received_at)
 
     async def add_attempts(self, record_id: int, tries: Sequence[Attempt]) -> None:
         await self._tried("SELECT 1", [], record_id, tries)

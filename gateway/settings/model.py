@@ -64,7 +64,13 @@ def _masked_repr(obj: Any, **shown: Any) -> str:
 class QueueSettings:
     """Queue-mode delivery workers (used when `mode: queue`)."""
 
-    concurrency: int = setting(16, "Queue mode: deliveries in flight per process.")
+    concurrency: int = setting(16, "Queue mode: requests to the upstream in flight per process.")
+    hold: int = setting(
+        512,
+        "Queue mode: events one process holds at once: committed and leased to it, waiting for one of the "
+        "`concurrency` upstream slots, on the wire, or delivered and waiting for their verdict to be recorded in "
+        "PostgreSQL. A `kill -9` delivers at most this many of them a second time.",
+    )
     batch: int = setting(64, "Queue mode: events claimed per query.")
     max_attempts: int = setting(12, "Queue mode: attempts before an event becomes a dead letter.")
     backoff_base: float = setting(
