@@ -562,6 +562,8 @@ class Bench:
             offsets, consumed = "0", 0
             warm = run_wrk(a, url, pool, offsets, a.warmup, 0, t.wrk_mode)
             offsets, consumed = warm.ends, consumed + warm.raw["consumed_bytes"]
+            uses_pg = bool(t.scenario and SCENARIOS[t.scenario].uses_pg)
+            delivered_before = pg_delivered(a.pg_url) if uses_pg else 0
             before_cpu, (before_proc, before_sys), before_helpers = cpu_stat(), tree_cpu(proc.pid), self.helper_cpu()
             m = run_wrk(a, url, pool, offsets, a.duration, 0, t.wrk_mode)
             after_cpu, (after_proc, after_sys), after_helpers = cpu_stat(), tree_cpu(proc.pid), self.helper_cpu()
@@ -570,6 +572,8 @@ class Bench:
             offsets, consumed = m.ends, consumed + m.raw["consumed_bytes"]
             peak = m.rps
             cpu = cpu_info(before_cpu, after_cpu, after_proc - before_proc, m, t, helpers, kernel_s)
+            if uses_pg:  # queue mode: did delivery keep up with the 202s, or did a backlog grow?
+                cpu["delivered_share"] = round((pg_delivered(a.pg_url) - delivered_before) / m.raw["requests"], 3)
             self.record(t, run, "throughput", m, None, "peak", consumed, pool_bytes, cpu=cpu)
             windows = [("own", 0.5 * peak)]
             windows += [(f"at {g}", 0.5 * gateway_peaks[g]) for g in t.latency_also_at if g in gateway_peaks]
@@ -803,6 +807,9 @@ def summarize(ms: list[dict[str, Any]], targets: list[Target]) -> dict[str, Any]
                 [m["cpu"]["per_core_rps"] for m in good if m["cpu"] and m["cpu"]["per_core_rps"]]
             ),
             "wrk_cores_median": _median([m["cpu"]["wrk_cores"] for m in good if m["cpu"]]),
+            "delivered_share_median": _median(
+                [m["cpu"]["delivered_share"] for m in good if m["cpu"] and "delivered_share" in m["cpu"]]
+            ),
             "cpu0_other_median": _median([m["cpu"].get("cpu0_other", 0.0) for m in good if m["cpu"]]),
             "cpus_busy_median": _median([min(m["cpu"]["cpu0_busy"], m["cpu"]["cpu1_busy"]) for m in good if m["cpu"]]),
             "loadgen_bound_runs": sum(bool(m["cpu"] and m["cpu"].get("loadgen_bound")) for m in thr),
@@ -1064,6 +1071,8 @@ def render_markdown(result: dict[str, Any], targets: list[Target]) -> str:
             notes.append(
                 f"load generator's core was the limit in {st['loadgen_bound_runs']} run(s): req/s is a lower bound"
             )
+        if st.get("delivered_share_median") is not None:
+            notes.append(f"delivered to the upstream during the window: {st['delivered_share_median']:.0%} of the 202s")
         notes += st.get("flags", [])
         r = s["ratios"].get(t.name, {})
 
