@@ -314,7 +314,7 @@ async def test_the_migrate_command_applies_once(tmp_path, kit):
         first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         applied = (
             "applied: 001_events.sql, 002_secret_index.sql, 003_holder.sql, 004_partitioned.sql, "
-            "005_delivery_attempts.sql, 006_lz4.sql"
+            "005_delivery_attempts.sql, 006_lz4.sql, 007_legacy_unique.sql"
         )
         assert (first.returncode, first.stdout.strip()) == (0, applied), first.stderr
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -346,7 +346,15 @@ async def test_replicas_migrating_a_fresh_database_together():
             "004_partitioned.sql",
             "005_delivery_attempts.sql",
             "006_lz4.sql",
+            "007_legacy_unique.sql",
         ]
+        # Every partition, the first day's (the pre-004 table) too, carries the parent's indexes only.
+        indexes = await hs.pg_fetch(hs.dsn_for(name), """
+            SELECT c.relname AS part, count(*) AS n FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            JOIN pg_index x ON x.indrelid = c.oid WHERE i.inhparent = 'webhook_events'::regclass
+            GROUP BY c.relname""")  # fmt: skip
+        assert {r["part"]: r["n"] for r in indexes}["webhook_events_legacy"] == 6
+        assert {r["n"] for r in indexes} == {6}
     finally:
         hs.drop_database(name)
 
