@@ -448,11 +448,12 @@ class PostgresEventStore:
         inserts their ``tries``). ``attempt`` fences: the row changes only if that attempt still
         holds the lease. ``received_at`` (the record's) finds the row by its whole key; without
         it, one more statement looks it up first."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()  # kept: each lookup is a getpid() syscall on 3.11
+        future: asyncio.Future[None] = loop.create_future()
         self._delivered.append((record_id, received_at, event, attempt, tries, future))
         if self._marker is None or self._marker.done():
             # Its own task, beside the insert writer: a slow UPDATE never delays a 202.
-            self._marker = asyncio.create_task(self._mark_loop(), name="event-store-marker")
+            self._marker = loop.create_task(self._mark_loop(), name="event-store-marker")
         await future
 
     async def _mark_loop(self) -> None:
