@@ -42,6 +42,7 @@ def main() -> int:
     wanted = a.targets.split(",")
     scen = sorted({n.split("/")[1] for n in wanted if n.startswith("gateway/")})
     targets = [t for t in b.gateway_targets(scen, [1]) + b.baseline_targets() if t.name in wanted]
+    runs = [run for t in targets for run in _variants(t, a.gateway_path)]
     services = [bench.start_upstream()]
     try:
         if any(t.name == "handwritten_redis" or (t.scenario and b.SCENARIOS[t.scenario].uses_redis) for t in targets):
@@ -50,7 +51,6 @@ def main() -> int:
                 services.append(r)
         bench.sut_port = b.free_port()
         bench.make_pools()
-        runs = [run for t in targets for run in _variants(t, a.gateway_path)]
         pg = _postmaster() if any(t.scenario and b.SCENARIOS[t.scenario].uses_pg for t in targets) else 0
         costs: dict[str, list[tuple[float, float, float, float]]] = {label: [] for label, _, _ in runs}
         for rep in range(a.repeats):
@@ -105,6 +105,8 @@ def _variants(t: b.Target, trees: str) -> list[tuple[str, b.Target, dict[str, st
         if tree == ".":
             out.append((f"{t.name}@.", t, None))
             continue
+        if not (Path(tree) / "gateway" / "__init__.py").is_file():  # else the checkout's own code runs, unnoticed
+            raise SystemExit(f"--gateway-path: {tree} holds no gateway package (git worktree add {tree} <commit>)")
         path = os.pathsep.join(filter(None, (str(Path(tree).resolve()), os.environ.get("PYTHONPATH"))))
         out.append((f"{t.name}@{tree}", t, {**os.environ, "PYTHONPATH": path}))
     return out

@@ -17,7 +17,8 @@ Verdict: PASS when RSS stayed flat (every sample after the warm-up within +-10 %
 after it), with 0 errors, at the target load (the windows' average at least 95 % of the target
 rate); FAIL when RSS drifted or there were errors; BELOW TARGET LOAD when neither failed but the
 load was not kept (a busy machine): that run shows nothing about the target load. The warm-up
-lasts until 20,000 requests were sent (at least one window): the bounded
+lasts until 20,000 requests were sent and the soak's dedup ttl (at most 30 s) has passed, so the
+store of ids is at its steady size (at least one window): the bounded
 in-memory event log (``events.max_memory_events``, 10,000) fills up by design, and pools,
 caches and allocator arenas settle. Results: ``bench/results/soak-<UTC>.json`` and a
 Markdown summary on stdout and in ``bench/results/soak-latest.md``. All traffic is on 127.0.0.1.
@@ -43,6 +44,7 @@ import bench as B
 
 FLAT = 0.10  # the verdict's band around the first sample after the warm-up
 KEPT = 0.95  # the share of the target rate the windows' average must reach for a PASS
+SOAK_DEDUP_TTL_MAX = 30.0  # seconds: the soak's dedup ttl at most (a large --pool would make it long)
 PEAK_DEDUP_TTL = 5.0  # seconds: the peak gateway's ids expire before the pool comes round (see measure_peak)
 WARM_EVENTS = 10_000  # events.max_memory_events' default: the largest table that fills up by design
 GOOD = ("forwarded", "queued")  # outcomes that are not errors; "duplicate" is counted apart
@@ -52,6 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Soak the gateway at a fraction of its measured peak.")
     p.add_argument("--duration", type=int, default=600, help="seconds of soak after the peak (default 600)")
     p.add_argument("--scenario", default="sync_redis", choices=tuple(B.SCENARIOS), help="bench scenario")
+    p.add_argument("--redis-state", action="store_true",
+                   help="dedup and rate limits in the private Redis, for a scenario that keeps them in memory "
+                        "(queue_pg): the in-memory store grows toward its 1,000,000-entry bound by design")  # fmt: skip
     p.add_argument("--load", type=float, default=0.8, help="fraction of the measured peak (default 0.8)")
     p.add_argument("--samples", type=int, default=20, help="RSS samples, one per window (default 20)")
     p.add_argument("--peak-duration", type=int, default=10, help="seconds of each peak window")
@@ -106,7 +111,9 @@ def outcomes(url: str) -> dict[str, float]:
 def start(b: B.Bench, a: argparse.Namespace, name: str, dedup_ttl: float | None) -> tuple[B.Proc, str]:
     sc = B.SCENARIOS[a.scenario]
     overlay = {**sc.overlay, "dedup": {"ttl": dedup_ttl}} if dedup_ttl else sc.overlay
-    if sc.uses_redis:
+    if a.redis_state:
+        overlay = {**overlay, "state": {"url": "{redis_url}", "key_prefix": "{key_prefix}"}}
+    if sc.uses_redis or a.redis_state:
         b.flush_redis()
     if sc.uses_pg:
         B.reset_pg_database(b.pg_url)
@@ -147,7 +154,9 @@ def measure_peak(b: B.Bench, a: argparse.Namespace, pool: Path) -> tuple[float, 
 
 def soak(b: B.Bench, a: argparse.Namespace, pool: Path, rate: float, offsets: str) -> dict[str, Any]:
     window = a.duration / a.samples
-    ttl = max(5.0, 0.5 * a.pool / rate)  # ids expire well before the pool comes round again
+    # Ids expire well before the pool comes round again, and soon enough that the warm-up (see
+    # warmed) sees the dedup store at its steady size: rate x ttl ids.
+    ttl = min(max(5.0, 0.5 * a.pool / rate), SOAK_DEDUP_TTL_MAX)
     proc, url = start(b, a, "soak", ttl)
     samples: list[dict[str, Any]] = []
     try:
@@ -167,25 +176,31 @@ def soak(b: B.Bench, a: argparse.Namespace, pool: Path, rate: float, offsets: st
             if not proc.alive():
                 raise RuntimeError(f"the gateway died:\n{proc.tail()}")
         counted = outcomes(url)
+        # Queue mode: what was accepted but not yet delivered when the load stopped. A backlog
+        # that grew with the run would mean delivery did not keep pace (at most `hold` are in hand).
+        backlog = None
+        if B.SCENARIOS[a.scenario].uses_pg:
+            backlog = round(counted.get("queued", 0.0)) - B.pg_delivered(b.pg_url)
     finally:
         proc.stop()
-    return {"dedup_ttl_s": round(ttl, 1), "samples": samples, "outcomes": counted}
+    return {"dedup_ttl_s": round(ttl, 1), "samples": samples, "outcomes": counted, "undelivered_at_end": backlog}
 
 
-def warmed(samples: list[dict[str, Any]]) -> int:
-    """Index of the first sample after the warm-up: at least one window, and enough requests that
-    every bounded table has filled (the in-memory event log holds 10,000 events; twice that)."""
+def warmed(samples: list[dict[str, Any]], settle_s: float = 0.0) -> int:
+    """Index of the first sample after the warm-up: at least one window, enough requests that
+    every bounded table has filled (the in-memory event log holds 10,000 events; twice that), and
+    ``settle_s`` seconds (the dedup ttl: until then the store of ids still grows)."""
     sent = 0
     for i, x in enumerate(samples[:-1]):
         sent += x["sent"]
-        if sent >= 2 * WARM_EVENTS:
+        if sent >= 2 * WARM_EVENTS and x["t_s"] >= settle_s:
             return i
     return len(samples) - 2
 
 
 def verdict(rate: float, result: dict[str, Any]) -> dict[str, Any]:
     s = result["samples"]
-    first = warmed(s)
+    first = warmed(s, result.get("dedup_ttl_s", 0.0))
     base = s[first]["rss_mib"]
     drift = max(abs(x["rss_mib"] - base) / base for x in s[first + 1 :])
     # A refusal is seen by wrk (non-2xx) and counted by the gateway (its outcome): count it once,
@@ -212,6 +227,8 @@ def label(flat: bool, errors: int, kept: bool) -> str:
 
 def render(r: dict[str, Any]) -> str:
     v = r["verdict"]
+    undelivered = r["soak"].get("undelivered_at_end")
+    left = "" if undelivered is None else f"; accepted but not yet delivered when the load stopped: {undelivered:,}"
     lines = [
         f"# Soak ({r['finished_at']}): {v['label']}", "",
         f"`{r['scenario']}`, 1 worker, {r['duration_s']} s at {r['load']:.0%} of a measured peak of "
@@ -220,7 +237,7 @@ def render(r: dict[str, Any]) -> str:
         f"load average before {r['loadavg_before']}, after {r['loadavg_after']}.", "",
         f"RSS {v['rss_first_mib']} MiB after the warm-up ({v['warm_up_s']} s), {v['rss_last_mib']} MiB at the end, "
         f"largest drift {v['rss_max_drift']:.1%} (flat means within {FLAT:.0%}); errors {v['errors']}; "
-        f"answered `duplicate` {v['duplicates']}; requests by outcome {r['soak']['outcomes']}.", "",
+        f"answered `duplicate` {v['duplicates']}; requests by outcome {r['soak']['outcomes']}{left}.", "",
         "| t (s) | RSS (MiB) | req/s | p99 (ms) | errors |", "| ---: | ---: | ---: | ---: | ---: |",
     ]  # fmt: skip
     for x in r["soak"]["samples"]:
@@ -245,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     services: list[B.Proc] = []
     try:
         services.append(b.start_upstream())
-        if B.SCENARIOS[a.scenario].uses_redis and (r := b.start_redis()):
+        if (B.SCENARIOS[a.scenario].uses_redis or a.redis_state) and (r := b.start_redis()):
             services.append(r)
         b.sut_port = B.free_port()
         pool = Path(B._generate(str(b.write_config(b.base_config(B.free_port()), "gen")), a.pool,
