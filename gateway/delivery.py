@@ -10,10 +10,12 @@ A process holds at most ``hold`` events (leased to it, queued for an upstream sl
 delivered and waiting for their verdict to be recorded), and at most ``concurrency`` of them are on
 the wire at once. An event stays held until its verdict is recorded, so a kill repeats at most
 ``hold`` deliveries; the upstream slot is freed as soon as the upstream answers, so recording
-verdicts (a group commit) never idles the upstream. An event that waited for a slot so long that
-its forward could outlast its lease is given back untried rather than sent: another worker may
-hold it by then. Each try on the wire is kept with the event, written by the same statement that
-marks it.
+verdicts (a group commit) never idles the upstream. Claims take only what the upstream slots will
+soon serve (twice ``concurrency`` waiting or on the wire), so a backlog is shared among replicas.
+A forward is bounded by ``upstream.timeout``: one that could no longer end within its event's lease
+(the event waited for a slot, or its commit was slow) is not made, and the event is given back
+untried; so is one still waiting when the process stops. Each try on the wire is kept with the
+event, written by the same statement that marks it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import asyncio
 import contextlib
 import email.utils
 import logging
+import math
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from gateway.errors import Rejection, StoreError
 from gateway.events.attempts import Tries
@@ -59,6 +63,8 @@ class Delivery:
         self._wire = asyncio.Semaphore(settings.concurrency)  # requests to the upstream in flight
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: dict[int, EventRecord] = {}  # the events being delivered by this process
+        self._lease_end: dict[int, float] = {}  # ... and when their lease ends (the loop's clock)
+        self._pending = 0  # of them, those waiting for an upstream slot or on the wire
         self._loop_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # once: get_running_loop() is a syscall on 3.11
         self._stopping = False
@@ -84,18 +90,24 @@ class Delivery:
         if record.id in self._inflight:
             self.unreserve()
             return
-        self._spawn(record)
-
-    def _spawn(self, record: EventRecord) -> None:
-        self._inflight[record.id] = record
         loop = self._loop or asyncio.get_running_loop()
-        # The lease began before now (at the commit or the claim); a forward started after
-        # `start_by` could still be running when it ends.
-        up = self.forwarder.settings
-        start_by = loop.time() + max(0.0, self.settings.lease - (up.connect_timeout + up.timeout) * (up.retries + 1))
-        task = loop.create_task(self._deliver(record, start_by))
+        # Leased since before the commit, by this process's wall clock (``record_from``).
+        left = (record.locked_until - datetime.now(UTC)).total_seconds() if record.locked_until else 0.0
+        self._spawn(record, loop.time() + left)
+
+    def _spawn(self, record: EventRecord, lease_end: float) -> None:
+        self._inflight[record.id] = record
+        self._lease_end[record.id] = lease_end
+        self._pending += 1
+        task = (self._loop or asyncio.get_running_loop()).create_task(self._deliver(record))
         self._tasks.add(task)
-        task.add_done_callback(lambda t: self._done(t, record.id))
+        task.add_done_callback(lambda t: self._done(t, record))
+
+    def _forget(self, record: EventRecord) -> None:
+        """This process no longer delivers ``record`` (a later claim of its id is a new delivery)."""
+        if self._inflight.get(record.id) is record:
+            del self._inflight[record.id]
+            self._lease_end.pop(record.id, None)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -116,8 +128,11 @@ class Delivery:
                 task.cancel()
 
     async def _run(self) -> None:
+        loop = self._loop or asyncio.get_running_loop()
         while not self._stopping:
-            free = self.settings.hold - self._held
+            # No more than the upstream slots will soon serve: a backlog stays claimable by the
+            # other replicas, and a claimed event does not wait out its lease for a slot.
+            free = min(self.settings.hold - self._held, 2 * self.settings.concurrency - self._pending)
             if free <= 0:
                 await asyncio.sleep(0.01)
                 continue
@@ -125,8 +140,9 @@ class Delivery:
             self._wake.clear()
             want = min(free, self.settings.batch)
             self._held += want  # taken while we look: requests cannot take them too
+            lease_end = loop.time() + self.settings.lease  # the server starts the lease after this
             batch = await self._claim(want)
-            self._held -= want - self._start(batch)
+            self._held -= want - self._start(batch, lease_end)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
@@ -140,7 +156,7 @@ class Delivery:
             log.exception("claiming due events failed")
         return []
 
-    def _start(self, batch: list[EventRecord]) -> int:
+    def _start(self, batch: list[EventRecord], lease_end: float) -> int:
         """Deliver the claimed events, already counted as held; returns how many it kept."""
         started = 0
         for record in batch:
@@ -150,46 +166,56 @@ class Delivery:
             # fence would drop it and the event would be delivered again after this lease.
             if mine := self._inflight.get(record.id):
                 mine.attempts = record.attempts
+                self._lease_end[record.id] = lease_end
             else:
                 started += 1
-                self._spawn(record)
+                self._spawn(record, lease_end)
         return started
 
-    def _done(self, task: asyncio.Task[None], record_id: int) -> None:
+    def _done(self, task: asyncio.Task[None], record: EventRecord) -> None:
         self._tasks.discard(task)
-        self._inflight.pop(record_id, None)
+        self._forget(record)
         self._held -= 1
 
-    async def _deliver(self, record: EventRecord, start_by: float) -> None:
-        spec = self.providers.get(record.provider)
-        tries = Tries(record.attempts)
+    async def _deliver(self, record: EventRecord) -> None:
         try:
-            if not await self._send(record, start_by, tries):
-                await self._give_back(record)
-                return
-        except Rejection as rej:
-            await self._failed(record, rej, tries)
+            tries, rejection = await self._on_wire(record)
+        finally:
+            self._pending -= 1
+        if tries is None:
+            await self._give_back(record)
             return
-        except Exception as exc:  # a bug, not an answer: retry later rather than leave it leased
-            log.exception("delivery failed", extra={"provider": record.provider, "event_id": record.event_id})
-            await self._failed(record, Rejection("internal_error", f"delivery failed: {type(exc).__name__}"), tries)
+        if rejection is not None:
+            await self._failed(record, rejection, tries)
             return
+        spec = self.providers.get(record.provider)
         redacted = redact_event(record.event, spec.redact) if spec and spec.redact else None
         await self._mark_delivered(record, redacted, tries)
         self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DELIVERED).inc()
 
-    async def _send(self, record: EventRecord, start_by: float, tries: Tries) -> bool:
-        """Forward on one of the ``concurrency`` upstream slots. False, and nothing sent, when
-        the wait for a slot took the event past ``start_by``."""
-        waited = self._wire.locked()
+    async def _on_wire(self, record: EventRecord) -> tuple[Tries | None, Rejection | None]:
+        """Forward ``record`` on one of the ``concurrency`` upstream slots: its tries, and the
+        refusal if the upstream did not take it. No tries (nothing sent) when the process is
+        stopping, or when the forward could outlast the lease (if the lease is longer than
+        ``upstream.timeout`` at all: a shorter one is the operator's backstop, see the lease test)."""
         async with self._wire:
-            if waited and (self._loop or asyncio.get_running_loop()).time() > start_by:
-                return False
-            await self.forwarder.send(record.provider, record.event, new_traceparent(), tries)
-        return True
+            timeout = self.forwarder.settings.timeout
+            start_by = self._lease_end.get(record.id, 0.0) - timeout if self.settings.lease > timeout else math.inf
+            if self._stopping or (self._loop or asyncio.get_running_loop()).time() > start_by:
+                return None, None
+            tries = Tries(record.attempts)  # after the wait: a re-claim meanwhile counted a new attempt
+            try:
+                await self.forwarder.send(record.provider, record.event, new_traceparent(), tries)
+            except Rejection as rej:
+                return tries, rej
+            except Exception as exc:  # a bug, not an answer: retry later rather than leave it leased
+                log.exception("delivery failed", extra={"provider": record.provider, "event_id": record.event_id})
+                return tries, Rejection("internal_error", f"delivery failed: {type(exc).__name__}")
+        return tries, None
 
     async def _give_back(self, record: EventRecord) -> None:
         """Queue an event again untried (its attempt not counted), for whichever worker is free."""
+        self._forget(record)  # first: a claim of it from now on is a new delivery, here or elsewhere
         try:
             await self.events.release(record.id, record.attempts, received_at=record.received_at)
         except StoreError:  # it stays leased to this process: taken over when the lease ends

@@ -41,6 +41,7 @@ BAD = [
     ({"rate_limits": {"per_source": {"rate": 10, "burst": 0}}}, "rate_limits.per_source.burst", "must be >= 1"),
     ({"dedup": {"lease": float("nan")}}, "dedup.lease", "finite"),
     ({"dedup": {"lease": 5}, "upstream": {"timeout": 10}}, "dedup.lease", "longer than upstream.timeout (10s)"),
+    ({"upstream": {"queue": {"concurrency": 32, "hold": 16}}}, "upstream.queue.hold", "at least upstream.queue.conc"),
     ({"state": {"url": "mongodb://db"}}, "state.url", "supported: memory://"),
     ({"logging": {"level": "loud"}}, "logging.level", "must be one of"),
     ({"shutdown": {"drain_delay": "5s"}}, "shutdown.drain_delay", "must be a number"),

@@ -179,6 +179,7 @@ async def test_recording_verdicts_never_idles_the_upstream(queue_gateway, kit, p
         await gw.expect(202, "stripe", kit.stripe_body(event_id))
     await hs.eventually(lambda: sorted(gw.upstream.ids()) == ids)
     assert len(waiting) == 4 and gw.upstream.max_concurrent == 1  # one at a time, none recorded yet
+    assert 'result="released"' not in gw.metrics_text()  # each sent at once: none waited out its lease
     gate.set()
     await hs.eventually(lambda: all_delivered(pg_dsn, ids))
     assert len(gw.upstream.events) == 4
@@ -186,7 +187,7 @@ async def test_recording_verdicts_never_idles_the_upstream(queue_gateway, kit, p
 
 async def test_hold_bounds_the_events_one_process_has_delivered_but_not_recorded(queue_gateway, kit, pg_dsn):
     """What a kill -9 could deliver twice: never more than `hold` events. The rest wait, stored."""
-    gw = await queue_gateway(queue={"concurrency": 4, "hold": 2})
+    gw = await queue_gateway(queue={"concurrency": 2, "hold": 2})
     gate, waiting = gate_marks(gw)
     ids = [f"evt_hold_{i}" for i in range(5)]
     for event_id in ids:
@@ -208,21 +209,64 @@ async def test_hold_bounds_the_events_one_process_has_delivered_but_not_recorded
 
 
 async def test_an_event_that_waited_too_long_for_a_slot_is_given_back_untried(queue_gateway, kit, pg_dsn):
-    """A forward started late could outlast the event's lease, and by then another worker may have
-    taken the event over: a send that waited past the lease minus the forward's longest time is
-    not made. The event is queued again, due at once and its attempt not counted."""
-    # The longest forward: (0.2 + 1.0) s x 1 try; with a 1.5 s lease, each must start within 0.3 s.
-    gw = await queue_gateway(queue={"concurrency": 1, "lease": 1.5},
-                             upstream={"timeout": 1.0, "connect_timeout": 0.2, "retries": 0})  # fmt: skip
-    gw.upstream.then(("slow", 0.8))  # the first holds the one slot for 0.8 s; the other two wait
+    """A forward (bounded by upstream.timeout) started late could outlast the event's lease, and by
+    then another worker may have taken the event over: such a send is not made. The event is
+    queued again, due at once and its attempt not counted."""
+    # A 2 s lease and 1.5 s forwards: each send must start within 0.5 s of its lease's start.
+    gw = await queue_gateway(queue={"concurrency": 1, "lease": 2.0}, upstream={"timeout": 1.5})
+    gw.upstream.then(("slow", 1.2))  # the first holds the one slot for 1.2 s; the other two wait
     ids = ["evt_wait_0", "evt_wait_1", "evt_wait_2"]
     for event_id in ids:
         await gw.expect(202, "stripe", kit.stripe_body(event_id))
     released = 'webhook_gateway_queue_deliveries_total{provider="stripe",result="released"} 2.0'
     await hs.eventually(lambda: released in gw.metrics_text())
-    await hs.eventually(lambda: all_delivered(pg_dsn, ids))
+    await hs.eventually(lambda: all_delivered(pg_dsn, ids))  # claimed again at once, sent at once
     assert gw.upstream.attempts == 3 and sorted(gw.upstream.ids()) == ids  # each sent once
     assert [(await row(pg_dsn, i))["attempts"] for i in ids] == [1, 1, 1]  # the give-backs not counted
+
+
+async def test_stopping_gives_back_what_waits_for_a_slot(queue_gateway, kit, pg_dsn):
+    """A rolling deploy: events still waiting for an upstream slot are queued again for the other
+    replicas instead of being sent during the grace period (and cancelled on the wire after it)."""
+    gw = await queue_gateway(queue={"concurrency": 1})
+    gate = asyncio.Event()
+    gw.upstream.then(("gate", gate, 204))
+    ids = ["evt_stop_0", "evt_stop_1", "evt_stop_2"]
+    for event_id in ids:
+        await gw.expect(202, "stripe", kit.stripe_body(event_id))
+    await hs.eventually(lambda: gw.upstream.attempts == 1)
+    stopping = asyncio.ensure_future(gw.app[SERVICES].delivery.stop(5.0))
+    gate.set()  # the one on the wire is answered and recorded; the two behind it are given back
+    await stopping
+    assert await status_is(pg_dsn, "evt_stop_0", "delivered")
+    for event_id in ids[1:]:
+        back = await row(pg_dsn, event_id)
+        assert (back["status"], back["attempts"], back["locked_until"]) == ("queued", 0, None)
+    assert gw.upstream.attempts == 1
+    assert 'webhook_gateway_queue_deliveries_total{provider="stripe",result="released"} 2.0' in gw.metrics_text()
+
+
+async def test_claims_leave_a_backlog_to_the_other_replicas(queue_gateway, kit, pg_dsn):
+    """One replica claims only what its upstream slots will soon serve (twice `concurrency`), not
+    up to `hold`: the rest of a backlog stays claimable by the others."""
+    intake = await queue_gateway(queue={"concurrency": 1, "hold": 1})  # stores all but one queued
+    gate = asyncio.Event()
+    intake.upstream.then(*[("gate", gate, 204)] * 8)  # nothing is answered until the end
+    ids = [f"evt_share_{i}" for i in range(8)]
+    for event_id in ids:
+        await intake.expect(202, "stripe", kit.stripe_body(event_id))
+    other = await queue_gateway(queue={"concurrency": 2})  # hold 512: room for every one
+    await hs.eventually(lambda: other.upstream.attempts >= 3)  # intake's one and two of other's on the wire
+    await asyncio.sleep(0.3)  # six poll intervals: its claim loop had its chances to take more
+
+    async def statuses():
+        rows = await hs.pg_fetch(pg_dsn, "SELECT status, count(*) AS n FROM webhook_events GROUP BY status")
+        return {r["status"]: r["n"] for r in rows}
+
+    assert await statuses() == {"delivering": 1 + 4, "queued": 3}  # intake's 1, other's 2 x concurrency
+    gate.set()
+    await hs.eventually(lambda: all_delivered(pg_dsn, ids))
+    assert other.upstream.attempts == 8
 
 
 # --------------------------------------------------------------------------- retries and dead letters

@@ -128,6 +128,15 @@ def _lease_outlives_upstream(root: Reader, found: dict[str, Any]) -> None:
         root.sub("dedup").fail(f"must be longer than upstream.timeout ({upstream.timeout:g}s)", lease, "lease")
 
 
+def _hold_covers_concurrency(root: Reader, found: dict[str, Any]) -> None:
+    """Every upstream slot needs an event to carry: a smaller ``hold`` would quietly lower ``concurrency``."""
+    queue = found["upstream"].queue
+    if queue.hold < queue.concurrency:
+        root.sub("upstream").sub("queue").fail(
+            f"must be at least upstream.queue.concurrency ({queue.concurrency})", queue.hold, "hold"
+        )
+
+
 def _queue_needs_durable_events(root: Reader, found: dict[str, Any]) -> None:
     if found["upstream"].mode == "queue" and not EVENT_STORES.backend(found["events"].url).durable:
         root.fail(
@@ -177,6 +186,7 @@ def _dashboard_port_apart(root: Reader, found: dict[str, Any]) -> None:
 
 RULES = (
     Rule(("upstream", "dedup"), _lease_outlives_upstream),
+    Rule(("upstream",), _hold_covers_concurrency),
     Rule(("listen",), _metrics_port_apart),
     Rule(("listen", "dashboard"), _dashboard_port_apart),
     Rule(
