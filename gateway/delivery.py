@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.errors import Rejection, StoreError
@@ -41,6 +42,15 @@ from gateway.settings.model import QueueSettings
 from gateway.tracing import new_traceparent
 
 log = logging.getLogger("gateway.delivery")
+
+
+@dataclass(slots=True)
+class _Held:
+    """An event this process delivers, and when its lease ends (the loop's clock; a re-claim by
+    this process moves it)."""
+
+    record: EventRecord
+    lease_end: float
 
 
 class Delivery:
@@ -62,8 +72,7 @@ class Delivery:
         self._held = 0  # events held: reserved by requests being committed, claimed, delivering, marking
         self._wire = asyncio.Semaphore(settings.concurrency)  # requests to the upstream in flight
         self._tasks: set[asyncio.Task[None]] = set()
-        self._inflight: dict[int, EventRecord] = {}  # the events being delivered by this process
-        self._lease_end: dict[int, float] = {}  # ... and when their lease ends (the loop's clock)
+        self._inflight: dict[int, _Held] = {}  # the events being delivered by this process, by id
         self._pending = 0  # of them, those waiting for an upstream slot or on the wire
         self._loop_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # once: get_running_loop() is a syscall on 3.11
@@ -96,18 +105,16 @@ class Delivery:
         self._spawn(record, loop.time() + left)
 
     def _spawn(self, record: EventRecord, lease_end: float) -> None:
-        self._inflight[record.id] = record
-        self._lease_end[record.id] = lease_end
+        held = self._inflight[record.id] = _Held(record, lease_end)
         self._pending += 1
-        task = (self._loop or asyncio.get_running_loop()).create_task(self._deliver(record))
+        task = (self._loop or asyncio.get_running_loop()).create_task(self._deliver(held))
         self._tasks.add(task)
-        task.add_done_callback(lambda t: self._done(t, record))
+        task.add_done_callback(lambda t: self._done(t, held))
 
-    def _forget(self, record: EventRecord) -> None:
-        """This process no longer delivers ``record`` (a later claim of its id is a new delivery)."""
-        if self._inflight.get(record.id) is record:
-            del self._inflight[record.id]
-            self._lease_end.pop(record.id, None)
+    def _forget(self, held: _Held) -> None:
+        """This process no longer delivers the event (a later claim of its id is a new delivery)."""
+        if self._inflight.get(held.record.id) is held:
+            del self._inflight[held.record.id]
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -165,25 +172,26 @@ class Delivery:
             # The claim counted a new attempt, so the verdict must carry that number, or the
             # fence would drop it and the event would be delivered again after this lease.
             if mine := self._inflight.get(record.id):
-                mine.attempts = record.attempts
-                self._lease_end[record.id] = lease_end
+                mine.record.attempts = record.attempts
+                mine.lease_end = lease_end
             else:
                 started += 1
                 self._spawn(record, lease_end)
         return started
 
-    def _done(self, task: asyncio.Task[None], record: EventRecord) -> None:
+    def _done(self, task: asyncio.Task[None], held: _Held) -> None:
         self._tasks.discard(task)
-        self._forget(record)
+        self._forget(held)
         self._held -= 1
 
-    async def _deliver(self, record: EventRecord) -> None:
+    async def _deliver(self, held: _Held) -> None:
+        record = held.record
         try:
-            tries, rejection = await self._on_wire(record)
+            tries, rejection = await self._on_wire(held)
         finally:
             self._pending -= 1
         if tries is None:
-            await self._give_back(record)
+            await self._give_back(held)
             return
         if rejection is not None:
             await self._failed(record, rejection, tries)
@@ -193,14 +201,15 @@ class Delivery:
         await self._mark_delivered(record, redacted, tries)
         self.metrics.child(self.metrics.queue_deliveries, record.provider, EventStatus.DELIVERED).inc()
 
-    async def _on_wire(self, record: EventRecord) -> tuple[Tries | None, Rejection | None]:
-        """Forward ``record`` on one of the ``concurrency`` upstream slots: its tries, and the
+    async def _on_wire(self, held: _Held) -> tuple[Tries | None, Rejection | None]:
+        """Forward the held event on one of the ``concurrency`` upstream slots: its tries, and the
         refusal if the upstream did not take it. No tries (nothing sent) when the process is
         stopping, or when the forward could outlast the lease (if the lease is longer than
         ``upstream.timeout`` at all: a shorter one is the operator's backstop, see the lease test)."""
+        record = held.record
         async with self._wire:
             timeout = self.forwarder.settings.timeout
-            start_by = self._lease_end.get(record.id, 0.0) - timeout if self.settings.lease > timeout else math.inf
+            start_by = held.lease_end - timeout if self.settings.lease > timeout else math.inf
             if self._stopping or (self._loop or asyncio.get_running_loop()).time() > start_by:
                 return None, None
             tries = Tries(record.attempts)  # after the wait: a re-claim meanwhile counted a new attempt
@@ -213,9 +222,10 @@ class Delivery:
                 return tries, Rejection("internal_error", f"delivery failed: {type(exc).__name__}")
         return tries, None
 
-    async def _give_back(self, record: EventRecord) -> None:
+    async def _give_back(self, held: _Held) -> None:
         """Queue an event again untried (its attempt not counted), for whichever worker is free."""
-        self._forget(record)  # first: a claim of it from now on is a new delivery, here or elsewhere
+        self._forget(held)  # first: a claim of it from now on is a new delivery, here or elsewhere
+        record = held.record
         try:
             await self.events.release(record.id, record.attempts, received_at=record.received_at)
         except StoreError:  # it stays leased to this process: taken over when the lease ends
