@@ -8,16 +8,21 @@ from /proc), with the kernel's part of it beside. CPU time is what other process
 hardly move, so its median over repeats is comparable across code changes. ``--gateway-path``
 runs each gateway target once per tree of the gateway package (a worktree of another commit, put
 first on ``PYTHONPATH``; ``.`` is this checkout), so two versions compare in interleaved runs.
+``--pg-waits`` also samples what the bench database's busy backends wait for during each window
+(``pg_stat_activity`` every 20 ms: ``CPU`` when running, else the wait event, such as ``IO:WALSync``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import os
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -33,6 +38,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--gateway-path", default="", help="comma-separated trees of the gateway to compare")
+    p.add_argument("--pg-waits", action="store_true", help="sample PostgreSQL's wait events in each window")
     a = p.parse_args()
     args = b.parse_args(["--duration", str(a.duration), "--warmup", str(a.warmup), "--runs", "1",
                          "--connections", str(a.connections)])  # fmt: skip
@@ -53,6 +59,7 @@ def main() -> int:
         bench.make_pools()
         pg = _postmaster() if any(t.scenario and b.SCENARIOS[t.scenario].uses_pg for t in targets) else 0
         costs: dict[str, list[tuple[float, float, float, float]]] = {label: [] for label, _, _ in runs}
+        waits: dict[str, collections.Counter[str]] = {label: collections.Counter() for label, _, _ in runs}
         for rep in range(a.repeats):
             for label, t, env in runs if rep % 2 == 0 else reversed(runs):  # drift hits every target alike
                 proc, url, _ = bench.start_target(t, f"c{rep}-{uuid.uuid4().hex[:6]}", env)
@@ -62,7 +69,9 @@ def main() -> int:
                     before, before_sys = b.tree_cpu(proc.pid)
                     pg_before = b.tree_cpu(pg)[0] if pg else 0.0
                     done_before = b.pg_delivered(args.pg_url) if pg else 0
-                    m = b.run_wrk(args, url, pool, warm.ends, a.duration, 0, t.wrk_mode)
+                    with _WaitSampler(args.pg_url if pg and a.pg_waits else "") as sampled:
+                        m = b.run_wrk(args, url, pool, warm.ends, a.duration, 0, t.wrk_mode)
+                    waits[label].update(sampled.counts)
                     after, after_sys = b.tree_cpu(proc.pid)
                     pg_us = ((b.tree_cpu(pg)[0] - pg_before) / m.raw["requests"] * 1e6) if pg else 0.0
                     delivered = (b.pg_delivered(args.pg_url) - done_before) / m.raw["requests"] if pg else 1.0
@@ -73,6 +82,8 @@ def main() -> int:
                     print(f"{label:40s} rep {rep}: {m.rps:8,.0f} req/s  {us:6.1f} CPU us/req ({kus:5.1f} kernel)"
                           f"  PostgreSQL {pg_us:6.1f} us/req  delivered {delivered:4.0%}  errors {errs}",
                           flush=True)  # fmt: skip
+                    if sampled.counts:
+                        print(f"{'':40s}        PostgreSQL waits: {_shares(sampled.counts)}", flush=True)
                 finally:
                     proc.stop()
         for label, xs in costs.items():
@@ -80,12 +91,56 @@ def main() -> int:
             print(f"{label:40s} median {rps:8,.0f} req/s  {us:6.1f} CPU us/req ({kus:5.1f} kernel)"
                   f"  PostgreSQL {pg_us:6.1f} us/req"
                   f"  (min {min(x[1] for x in xs):.1f}, n={len(xs)})")  # fmt: skip
+            if waits[label]:
+                print(f"{label:40s} PostgreSQL waits, all windows: {_shares(waits[label])}")
     finally:
         for s in reversed(services):
             s.stop()
         b._stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+class _WaitSampler:
+    """While its ``with`` block runs, counts what the database's active backends are doing, every
+    20 ms, from a thread of its own: ``CPU`` (no wait event) or ``type:event``. No URL: no-op."""
+
+    _QUERY = (
+        "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity"
+        " WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._sample()), daemon=True)
+
+    def __enter__(self) -> _WaitSampler:
+        if self.url:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    async def _sample(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url, timeout=5)
+        try:
+            while not self._stop.is_set():
+                self.counts.update(row[0] for row in await conn.fetch(self._QUERY))
+                await asyncio.sleep(0.02)
+        finally:
+            await conn.close()
+
+
+def _shares(counts: collections.Counter[str]) -> str:
+    total = sum(counts.values())
+    return ", ".join(f"{what} {n / total:.0%}" for what, n in counts.most_common(6))
 
 
 def _postmaster() -> int:
