@@ -129,10 +129,13 @@ class Delivery:
         if self._loop_task is not None:
             await asyncio.wait([self._loop_task], timeout=grace)
             self._loop_task.cancel()
+            await asyncio.wait([self._loop_task], timeout=1.0)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=max(0.0, deadline - time.monotonic()))
             for task in self._tasks:
                 task.cancel()
+        if self._tasks:  # settled (their counts too) before the event store closes under them
+            await asyncio.wait(self._tasks, timeout=1.0)
 
     async def _run(self) -> None:
         loop = self._loop or asyncio.get_running_loop()
@@ -148,8 +151,11 @@ class Delivery:
             want = min(free, self.settings.batch)
             self._held += want  # taken while we look: requests cannot take them too
             lease_end = loop.time() + self.settings.lease  # the server starts the lease after this
-            batch = await self._claim(want)
-            self._held -= want - self._start(batch, lease_end)
+            batch: list[EventRecord] = []
+            try:
+                batch = await self._claim(want)
+            finally:  # also when stop() cancels the claim: what it took is rescued with the session
+                self._held -= want - self._start(batch, lease_end)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
@@ -194,6 +200,10 @@ class Delivery:
             await self._give_back(held)
             return
         if rejection is not None:
+            # Nothing is on the wire any more: should the lease run out while the verdict is
+            # written (a forward that took its whole timeout), a re-claim is a new delivery, not
+            # one absorbed by this finished one (its verdict is then fenced off).
+            self._forget(held)
             await self._failed(record, rejection, tries)
             return
         spec = self.providers.get(record.provider)

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 from gateway.escape import storable_headers
 
 MASK = "[REDACTED]"
@@ -60,25 +62,62 @@ def _apply(node: Any, path: Path) -> None:
 
 
 def redact_body(body: bytes, paths: tuple[Path, ...]) -> bytes:
-    """The body with ``paths`` masked if it is JSON; unchanged when there are no rules."""
+    """The body with ``paths`` masked if it is JSON; unchanged when there are no rules or it is
+    not JSON (a form, say); masked whole when it is nested too deep to read (see :func:`_parse`)."""
     if not paths:
         return body
-    try:
-        doc = json.loads(body)
-    except ValueError:
+    doc = _parse(body)
+    if doc is _NOT_JSON:
         return body
-    return json.dumps(redact_document(doc, paths), ensure_ascii=False, separators=(",", ":")).encode()
+    return _MASKED_WHOLE if doc is _TOO_DEEP else _dump(redact_document(doc, paths))
 
 
 def redact_event(event: bytes, paths: tuple[Path, ...]) -> bytes:
-    """The CloudEvents envelope with ``paths`` masked inside ``data.payload``."""
+    """The CloudEvents envelope with ``paths`` masked inside ``data.payload`` (masked whole when
+    nested too deep to read)."""
     if not paths:
         return event
-    doc = json.loads(event)
+    doc = _parse(event)
+    if not isinstance(doc, dict):
+        return _MASKED_WHOLE if doc is _TOO_DEEP else event  # not an envelope: nothing to mask in
     payload = doc.get("data", {}).get("payload")
     if isinstance(payload, dict | list):
         redact_document(payload, paths)
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return _dump(doc)
+
+
+_NOT_JSON, _TOO_DEEP = object(), object()
+_MASKED_WHOLE = json.dumps(MASK).encode()
+
+
+def _parse(data: bytes) -> Any:
+    """JSON as the pipeline reads it (orjson), else as the stdlib reads it: a body kept as it came
+    (``body: any``, or a form that also reads as JSON) may hold what orjson refuses, such as a lone
+    surrogate escape. ``_NOT_JSON`` when neither reads it; ``_TOO_DEEP`` when the stdlib runs out
+    of recursion (nesting near 1,000): what cannot be read cannot be masked, so it is masked whole
+    rather than stored with what the rules hide."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data)
+    except ValueError:
+        return _NOT_JSON
+    except RecursionError:
+        return _TOO_DEEP
+
+
+def _dump(doc: Any) -> bytes:
+    """Compact JSON in UTF-8; with ASCII escapes where a string is not valid Unicode (a lone
+    surrogate), which UTF-8 cannot carry; masked whole when nested too deep to write."""
+    try:
+        try:
+            return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            return json.dumps(doc, separators=(",", ":")).encode()
+    except RecursionError:
+        return _MASKED_WHOLE
 
 
 def stored_headers(headers: Any, signature_header: str | None, patterns: tuple[str, ...]) -> dict[str, str]:

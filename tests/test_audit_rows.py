@@ -199,3 +199,32 @@ def test_storable_escapes_only_what_postgres_refuses(sent, stored):
     assert storable(sent) == stored
     stored.encode("utf-8")  # always encodable, never a NUL
     assert "\x00" not in stored
+
+
+DEEP = b"[" * 1500 + b"]" * 1500  # deeper than the stdlib's recursion allows (orjson refuses it too)
+
+
+@pytest.mark.parametrize(
+    ("body", "stored"),
+    [
+        (b'{"token":"t","b":"\\ud800"}', b'{"token":"[REDACTED]","b":"\\ud800"}'),  # re-escaped, not a 500
+        (b'["x","\\ud800"]', b'["x","\\ud800"]'),
+        (b"token=t&b=2", b"token=t&b=2"),  # a form is not JSON: nothing to mask in it
+        (b"[" * 3000 + b"=1", b'"[REDACTED]"'),  # unreadable as JSON only for its depth: masked whole
+        (b'{"a":' + DEEP + b',"token":"t"}', b'"[REDACTED]"'),
+        (b'{"token": 1e400}', b'{"token":"[REDACTED]"}'),  # beyond a double: the stdlib reads it
+    ],
+)
+def test_redaction_never_fails_and_never_stores_what_it_could_not_mask(body, stored):
+    from gateway.redact import parse_redact_path, redact_body, redact_event
+
+    paths = (parse_redact_path("token"),)
+    assert redact_body(body, paths) == stored
+    envelope = b'{"id":"e","data":{"payload":' + body + b"}}"
+    redacted = redact_event(envelope, paths)
+    if stored == b'"[REDACTED]"':
+        assert redacted == stored
+    elif stored == body and not body.startswith((b"{", b"[")):  # the envelope of a form is not JSON here
+        assert redacted == envelope
+    else:
+        assert json.loads(redacted)["data"]["payload"] == json.loads(stored)

@@ -151,6 +151,34 @@ async def test_a_lease_that_runs_out_mid_delivery_costs_no_second_delivery(queue
     assert gw.upstream.ids() == ["evt_slow_lease"] and gw.upstream.attempts == 1
 
 
+async def test_a_lease_that_runs_out_while_a_failure_is_recorded_is_a_new_delivery(queue_gateway, kit, pg_dsn):
+    """The upstream refused the event, and the lease ran out while that verdict was still being
+    written: the re-claim delivers the event again at once, under the attempt it counted. Kept as
+    part of the finished delivery instead, the re-claim sent nothing, the old verdict was fenced
+    off, and the event sat leased for another lease with one attempt counted but never made."""
+    gw = await queue_gateway(queue={"lease": 0.3})
+    gw.upstream.then(500)  # the first try fails; the next is answered 204
+    events = gw.app[SERVICES].events
+    gate, retry = asyncio.Event(), events.mark_retry
+
+    async def gated(*args, **kwargs):
+        await gate.wait()
+        await retry(*args, **kwargs)
+
+    events.mark_retry = gated
+    await gw.expect(202, "stripe", kit.stripe_body("evt_fail_lease"))
+
+    async def reclaimed() -> bool:
+        r = await row(pg_dsn, "evt_fail_lease")
+        return r is not None and r["attempts"] >= 2
+
+    await hs.eventually(reclaimed)
+    await hs.eventually(lambda: gw.upstream.ids() == ["evt_fail_lease"])  # sent again, before the verdict
+    gate.set()
+    await hs.eventually(lambda: status_is(pg_dsn, "evt_fail_lease", "delivered"))
+    assert (await row(pg_dsn, "evt_fail_lease"))["attempts"] == 2 and gw.upstream.attempts == 2
+
+
 def gate_marks(gw) -> tuple[asyncio.Event, list[int]]:
     """Hold every delivered-mark of ``gw``'s event store until the returned gate opens; the list
     names the records whose mark is waiting. The store underneath is the real PostgreSQL one."""
@@ -360,6 +388,20 @@ async def test_the_store_is_redacted_but_the_upstream_gets_everything(queue_gate
     assert shown["headers"]["Stripe-Signature"] == "[REDACTED]"
     assert b"jane@example.com" not in bytes(stored["body"]) + bytes(stored["event"])
     assert "jane@example.com" not in json.dumps(stored["headers"])
+
+
+async def test_a_body_redaction_must_re_escape_is_stored_and_its_slot_given_back(queue_gateway, kit, pg_dsn):
+    """Slack's `body: any` keeps a form as it came. This form also reads as JSON, with a lone
+    surrogate escape that UTF-8 cannot carry once parsed: redaction writes it back escaped. It
+    used to raise after the request had reserved a delivery slot, a 500 that kept the slot for
+    good (each provider retry one more, until the process claimed nothing)."""
+    gw = await queue_gateway(providers={"slack": {"redact": ["token"]}})
+    body = b'["=&trigger_id=T1&type=block_actions&z=","\\ud800"]'
+    await gw.expect(202, "slack", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    await hs.eventually(lambda: status_is(pg_dsn, "T1", "delivered"))
+    assert bytes((await row(pg_dsn, "T1"))["body"]) == body  # nothing to mask: the same text
+    delivery = gw.app[SERVICES].delivery
+    await hs.eventually(lambda: delivery._held == 0)  # the claim loop holds some only while it looks
 
 
 async def test_management_api_filters_and_pages(queue_gateway, kit, pg_dsn):

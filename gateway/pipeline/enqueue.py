@@ -27,15 +27,15 @@ class Enqueue:
 
     async def __call__(self, ctx: RequestContext) -> None:
         leased = self.delivery.reserve()  # a free delivery slot: store it leased, deliver after commit
-        record = record_from(
-            ctx,
-            EventStatus.DELIVERING if leased else EventStatus.QUEUED,
-            redact_envelope=False,
-            redact_headers=self.redact_headers,
-            lease=self.delivery.settings.lease,
-        )
         stored = False
-        try:
+        try:  # from here on, every way out gives the slot back unless the event was stored
+            record = record_from(
+                ctx,
+                EventStatus.DELIVERING if leased else EventStatus.QUEUED,
+                redact_envelope=False,
+                redact_headers=self.redact_headers,
+                lease=self.delivery.settings.lease,
+            )
             stored = await self.events.insert(record)
         except StoreError:
             retry = {"Retry-After": "5"}
