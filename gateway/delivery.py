@@ -14,8 +14,10 @@ verdicts (a group commit) never idles the upstream. Claims take only what the up
 soon serve (twice ``concurrency`` waiting or on the wire), so a backlog is shared among replicas.
 A forward is bounded by ``upstream.timeout``: one that could no longer end within its event's lease
 (the event waited for a slot, or its commit was slow) is not made, and the event is given back
-untried; so is one still waiting when the process stops. Each try on the wire is kept with the
-event, written by the same statement that marks it.
+untried; so is one still waiting when the process stops, and one claimed before the process
+lost its lease-holder session (another worker may have taken it over meanwhile: the give-back is
+fenced off then). Each try on the wire is kept with the event, written by the same statement that
+marks it.
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ log = logging.getLogger("gateway.delivery")
 
 @dataclass(slots=True)
 class _Held:
-    """An event this process delivers, and when its lease ends (the loop's clock; a re-claim by
-    this process moves it)."""
+    """An event this process delivers, when its lease ends (the loop's clock), and the event
+    store's ``claims_epoch`` it was claimed in (a re-claim by this process moves both)."""
 
     record: EventRecord
     lease_end: float
+    epoch: int
 
 
 class Delivery:
@@ -105,7 +108,7 @@ class Delivery:
         self._spawn(record, loop.time() + left)
 
     def _spawn(self, record: EventRecord, lease_end: float) -> None:
-        held = self._inflight[record.id] = _Held(record, lease_end)
+        held = self._inflight[record.id] = _Held(record, lease_end, self.events.claims_epoch)
         self._pending += 1
         task = (self._loop or asyncio.get_running_loop()).create_task(self._deliver(held))
         self._tasks.add(task)
@@ -144,6 +147,7 @@ class Delivery:
             # other replicas, and a claimed event does not wait out its lease for a slot.
             free = min(self.settings.hold - self._held, 2 * self.settings.concurrency - self._pending)
             if free <= 0:
+                await self._check_claims()  # a lost holder session is noticed while busy too
                 await asyncio.sleep(0.01)
                 continue
             # Cleared before looking, so a notify() that lands while we look is not lost.
@@ -159,6 +163,14 @@ class Delivery:
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    async def _check_claims(self) -> None:
+        try:
+            await self.events.check_claims()
+        except StoreError:
+            self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
+        except Exception:  # the loop must outlive any one failure
+            log.exception("checking this process's claims failed")
 
     async def _claim(self, want: int) -> list[EventRecord]:
         try:
@@ -179,7 +191,7 @@ class Delivery:
             # fence would drop it and the event would be delivered again after this lease.
             if mine := self._inflight.get(record.id):
                 mine.record.attempts = record.attempts
-                mine.lease_end = lease_end
+                mine.lease_end, mine.epoch = lease_end, self.events.claims_epoch
             else:
                 started += 1
                 self._spawn(record, lease_end)
@@ -214,13 +226,15 @@ class Delivery:
     async def _on_wire(self, held: _Held) -> tuple[Tries | None, Rejection | None]:
         """Forward the held event on one of the ``concurrency`` upstream slots: its tries, and the
         refusal if the upstream did not take it. No tries (nothing sent) when the process is
-        stopping, or when the forward could outlast the lease (if the lease is longer than
-        ``upstream.timeout`` at all: a shorter one is the operator's backstop, see the lease test)."""
+        stopping, when the forward could outlast the lease (if the lease is longer than
+        ``upstream.timeout`` at all: a shorter one is the operator's backstop, see the lease test),
+        or when the claim may have passed to another worker since (``claims_epoch`` moved)."""
         record = held.record
         async with self._wire:
             timeout = self.forwarder.settings.timeout
             start_by = held.lease_end - timeout if self.settings.lease > timeout else math.inf
-            if self._stopping or (self._loop or asyncio.get_running_loop()).time() > start_by:
+            late = (self._loop or asyncio.get_running_loop()).time() > start_by
+            if self._stopping or late or held.epoch != self.events.claims_epoch:
                 return None, None
             tries = Tries(record.attempts)  # after the wait: a re-claim meanwhile counted a new attempt
             try:

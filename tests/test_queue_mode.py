@@ -253,6 +253,51 @@ async def test_an_event_that_waited_too_long_for_a_slot_is_given_back_untried(qu
     assert [(await row(pg_dsn, i))["attempts"] for i in ids] == [1, 1, 1]  # the give-backs not counted
 
 
+async def test_claims_taken_over_while_the_holder_session_was_lost_are_not_sent(queue_gateway, kit, pg_dsn):
+    """This process's lease-holder session ends (a failover, a proxy closing idle connections)
+    while two events wait for the one upstream slot. Its lock is free until it reconnects, and a
+    live replica takes the two over. This process must not send them as well: it gives them back
+    (fenced off, since they are the other replica's now) instead of sending on its old claim."""
+    import asyncpg
+
+    from gateway.events.holder import NAMESPACE
+
+    gw = await queue_gateway(queue={"concurrency": 1})
+    gate = asyncio.Event()
+    gw.upstream.then(("gate", gate, 204))
+    ids = ["evt_epoch_0", "evt_epoch_1", "evt_epoch_2"]
+    for event_id in ids:
+        await gw.expect(202, "stripe", kit.stripe_body(event_id))
+    await hs.eventually(lambda: gw.upstream.attempts == 1)  # evt_epoch_0 on the wire, two waiting
+    holder = gw.app[SERVICES].events._holder
+    other = await asyncpg.connect(pg_dsn)  # the other replica's holder session, alive throughout
+    try:
+        await other.execute("SELECT pg_advisory_lock($1, 4242)", NAMESPACE)
+        [session] = await hs.pg_fetch(
+            pg_dsn, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid "
+            "AND objid = $2::bigint::oid AND objsubid = 2 AND granted", NAMESPACE, holder.token,
+        )  # fmt: skip
+        await hs.pg_fetch(pg_dsn, "SELECT pg_terminate_backend($1)", session["pid"])
+        # The other replica's rescue and claim, while this process's lock is free:
+        taken = await hs.pg_fetch(
+            pg_dsn, "UPDATE webhook_events SET holder = 4242, attempts = attempts + 1, "
+            "locked_until = now() + interval '60 seconds' WHERE event_id = ANY($1) AND status = 'delivering' "
+            "RETURNING event_id", ids[1:],
+        )  # fmt: skip
+        assert sorted(r["event_id"] for r in taken) == ids[1:]
+        await hs.eventually(lambda: holder.epoch == 1 and holder.token is not None)  # noticed, reconnected
+        gate.set()
+        released = 'webhook_gateway_queue_deliveries_total{provider="stripe",result="released"} 2.0'
+        await hs.eventually(lambda: released in gw.metrics_text())
+        await hs.eventually(lambda: status_is(pg_dsn, "evt_epoch_0", "delivered"))
+        assert gw.upstream.attempts == 1  # the gated answer to evt_epoch_0 was the only request
+        for event_id in ids[1:]:  # still the other replica's: the give-back was fenced off
+            r = await row(pg_dsn, event_id)
+            assert (r["status"], r["holder"], r["attempts"]) == ("delivering", 4242, 2)
+    finally:
+        await other.close()
+
+
 async def test_stopping_gives_back_what_waits_for_a_slot(queue_gateway, kit, pg_dsn):
     """A rolling deploy: events still waiting for an upstream slot are queued again for the other
     replicas instead of being sent during the grace period (and cancelled on the wire after it)."""

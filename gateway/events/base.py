@@ -106,6 +106,10 @@ class EventStore(Protocol):
     durable: bool
     #: Called with (count, reason) when audit copies given to ``submit`` cannot be written.
     on_audit_lost: Callable[[int, str], None]
+    @property
+    def claims_epoch(self) -> int:
+        """Changes when this process's claims may have passed to another worker (PostgreSQL: its
+        lease-holder session was lost); delivery gives back what it claimed before and has not sent."""
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -122,6 +126,10 @@ class EventStore(Protocol):
 
     async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
         """Queued events due now (and expired leases), marked delivering until now + lease."""
+
+    async def check_claims(self) -> None:
+        """At most once a second (``claim_due`` does it too): make sure this process still holds
+        its claims, moving ``claims_epoch`` if it lost them, and free those of processes gone."""
 
     # ``attempt`` (from delivery) fences: nothing changes unless that attempt still holds the lease.
     # ``tries`` are the delivery's tries on the wire, stored in the same write (fenced or not:

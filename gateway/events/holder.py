@@ -51,6 +51,9 @@ class Holder:
         self.dsn = dsn
         self.timeout = timeout
         self.token: int | None = None  # None: no lock held, so claims fall back to the lease alone
+        #: Sessions lost so far. While none holds the lock, another worker may take this process's
+        #: claims over: a delivery not yet sent, claimed under an older epoch, is given back.
+        self.epoch = 0
         self._last: int | None = None  # the token held before the session was lost
         self._conn: Any = None
         self._lock = asyncio.Lock()
@@ -97,6 +100,8 @@ class Holder:
         raise RuntimeError("no free holder token")
 
     async def _drop(self) -> None:
+        if self.token is not None:
+            self.epoch += 1
         self._last, self.token = self.token or self._last, None
         if self._conn is not None:
             with contextlib.suppress(Exception):

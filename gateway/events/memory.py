@@ -63,6 +63,7 @@ def _payload(r: EventRecord) -> Any:
 @EVENT_STORES.register("memory")
 class MemoryEventStore:
     durable = False
+    claims_epoch = 0  # one process: nobody else takes its claims over
 
     def __init__(
         self,
@@ -141,6 +142,9 @@ class MemoryEventStore:
             self._rejections[key].count += 1
         elif len(self._rejections) < self.max_events:
             self._rejections[key] = Rejected(minute, provider, source, code)
+
+    async def check_claims(self) -> None:
+        """One process holds them all: nothing to check."""
 
     async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
         now = datetime.now(UTC)

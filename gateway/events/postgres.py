@@ -211,6 +211,10 @@ class PostgresEventStore:
         # The rejection counts live in the table: no in-process ledger.
         return cls(url, migrate=options.migrate, pool_size=options.pool_size, timeout=options.timeout)
 
+    @property
+    def claims_epoch(self) -> int:
+        return self._holder.epoch
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -424,10 +428,13 @@ class PostgresEventStore:
 
     # -- outbox ------------------------------------------------------------------------------
 
-    async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
+    async def check_claims(self) -> None:
         if time.monotonic() - self._rescued_at >= RESCUE_EVERY:
             self._rescued_at = time.monotonic()
             await self._rescue()
+
+    async def claim_due(self, limit: int, lease: float) -> builtins.list[EventRecord]:
+        await self.check_claims()
         rows = await self._run("fetch", _CLAIM, limit, float(lease), self._holder.token)
         return [_record(row) for row in rows]
 
