@@ -113,7 +113,7 @@ async def _ids(request: web.Request) -> list[int]:
     ids = []
     for value in raw:
         text = str(value)
-        if len(text) > 19 or not text.isdigit() or not 1 <= int(text) <= 2**62:
+        if len(text) > 19 or not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 2**62:
             raise Rejection("invalid_parameter", "id must be an event number")
         ids.append(int(text))
     return ids[:MAX_LIMIT]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.errors import ERROR_STATUS, Rejection
-from gateway.events.base import MAX_CONTAINS_DEPTH, EventFilter, json_depth
+from gateway.events.base import MAX_CONTAINS_DEPTH, EventFilter, in_utc, json_depth
 from gateway.outcomes import STATUSES
 from gateway.settings.model import Settings
 
@@ -95,7 +95,7 @@ def _time(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Rejection("invalid_parameter", f"{name} must be a time like 2026-12-03T08:00 (UTC)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return in_utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), name)
 
 
 def _before(value: str | None) -> int | None:
@@ -109,7 +109,7 @@ def _before(value: str | None) -> int | None:
 def _code(value: str | None) -> int | None:
     if value is None:
         return None
-    if len(value) != 3 or not value.isdigit() or not 100 <= int(value) <= 599:
+    if len(value) != 3 or not value.isascii() or not value.isdigit() or not 100 <= int(value) <= 599:
         raise Rejection("invalid_parameter", "code must be an HTTP status such as 401")
     return int(value)
 

@@ -14,6 +14,7 @@ from dashboard.state import DASHBOARD, SESSION, session_of
 from dashboard.templating import render
 from gateway import routes
 from gateway.errors import Rejection, StoreError
+from gateway.responses import check_charset
 
 log = logging.getLogger("gateway.dashboard")
 PUBLIC = frozenset({"login", "login_submit", "static"})
@@ -35,6 +36,7 @@ HEADERS = {
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_charset(request)
         response = await _guarded(request, handler)
     except web.HTTPException as exc:  # redirects, and aiohttp's own 404/405
         if exc.status < 400:

@@ -45,10 +45,11 @@ _SECRET_PARAM = re.compile(r"((?:pass(?:word)?|pwd|token|secret|key)[^=&]*=)[^&]
 
 def mask_url(url: str) -> str:
     """A connection URL safe to show: ``redis://user:pw@host/0?password=x`` ->
-    ``redis://user:***@host/0?password=***`` (userinfo and secret-looking query values)."""
+    ``redis://user:***@host/0?password=***`` (userinfo and secret-looking query values). A
+    userinfo without a password (``https://ghp_token@host``) is often a token: masked whole."""
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest.split("/", 1)[0]:
         creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        rest = f"{user}:***@{host}" if user else f"***@{host}"
+        user, colon, _ = creds.partition(":")
+        rest = f"{user}:***@{host}" if user and colon else f"***@{host}"
     return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{rest}")

@@ -192,6 +192,8 @@ async def test_no_secret_is_ever_rendered(staff, kit):
         ("/webhooks/?range=2y", 400),
         ("/webhooks/?provider=nope", 400),
         ("/webhooks/?before=-1", 400),
+        ("/webhooks/?code=%C2%B2%C2%B2%C2%B2", 400),  # superscript digits: isdigit() says yes, int() no
+        ("/webhooks/?since=0001-01-01T00:00%2B01:00", 400),  # before year 1 once in UTC
         ("/webhooks/?outcome=exploded", 400),
         ("/webhooks/?event_type=%00", 400),
         ("/webhooks/replay/preview/?q=%5B", 400),
@@ -272,9 +274,14 @@ async def test_bad_posts_get_a_clear_4xx(staff):
         ("/webhooks/replay/", {"outcome": "rejected"}, 400),
         ("/dead-letters/discard/", {"code": "abc"}, 400),
         ("/dead-letters/requeue/", {"id": "x"}, 400),
+        ("/dead-letters/requeue/", {"id": "\u00b2"}, 400),
     ):
         resp = await staff.client.post(ADMIN + path, data={"csrf": token, **data})
         assert resp.status == status, (path, data, resp.status, (await resp.text())[:300])
+    bogus = {"Content-Type": "application/x-www-form-urlencoded; charset=bogus"}
+    for path in ("/login/", "/webhooks/replay/"):  # with and without a session: a 400, not a 500
+        resp = await staff.client.post(ADMIN + path, data=f"csrf={token}".encode(), headers=bogus)
+        assert resp.status == 400, (path, resp.status)
 
 
 async def test_seed_json_endpoints(staff, kit):

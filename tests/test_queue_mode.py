@@ -380,10 +380,34 @@ async def test_dead_letters_replay_and_purge(queue_gateway, kit, pg_dsn):
     gw.upstream.then(500, 500, 500)
     await gw.expect(202, "stripe", kit.stripe_body("evt_dead_2"))
     await hs.eventually(lambda: status_is(pg_dsn, "evt_dead_2", "dead"))
+    # A filter that would not apply is refused, never read as "no filter" (a purge of them all):
+    for wrong in ("provder=stripe", "provider=", "limit=1", "status=queued", "provider=stripe&event_id="):
+        status, body = await api(gw, "DELETE", f"{kit.API}/dead-letters/?{wrong}")
+        assert (status, body["error"]["code"]) == (400, "invalid_parameter"), wrong
+    assert await row(pg_dsn, "evt_dead_2") is not None
     status, body = await api(gw, "DELETE", f"{kit.API}/dead-letters/")
     assert (status, body) == (200, {"success": True, "purged": 1})
     assert await row(pg_dsn, "evt_dead_2") is None
     assert (await row(pg_dsn, "evt_dead"))["status"] == "delivered"  # only dead letters go
+
+
+async def test_management_input_out_of_range_is_a_400_and_no_answer_is_cached(queue_gateway, kit, pg_dsn):
+    """Times before year 1 or after 9999 once in UTC, a limit of 10**400, an unknown charset: each
+    a 400 naming the input, not a 503 that blames the store nor a 500. No answer is cacheable."""
+    gw = await queue_gateway()
+    key = {"X-API-Key": gw.settings.api_keys[0].reveal().decode()}
+    for query in ("since=0001-01-01T00:00:00%2B01:00", "until=9999-12-31T23:59-01:00"):
+        resp = await gw.client.get(f"{kit.API}/events/?{query}", headers=key)
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "invalid_parameter", query
+        assert resp.headers["Cache-Control"] == "no-store"
+    huge = b'{"provider": "github", "limit": 1' + b"0" * 400 + b"}"
+    resp = await gw.client.post(f"{kit.API}/events/replay/", data=huge, headers=key)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_parameter")
+    bogus = {**key, "Content-Type": "application/json; charset=bogus"}
+    resp = await gw.client.post(f"{kit.API}/events/replay/", data=b'{"provider": "github"}', headers=bogus)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_body")
+    for resp in (await gw.client.get(f"{kit.API}/events/", headers=key), await gw.client.get(f"{kit.API}/events/")):
+        assert resp.status in (200, 401) and resp.headers["Cache-Control"] == "no-store"
 
 
 async def test_a_503_retry_after_is_honoured(queue_gateway, kit, pg_dsn):

@@ -58,3 +58,6 @@ def test_urls_are_shown_without_passwords_in_userinfo_or_query():
         "https://svc:***@internal.example/hook?token=***"
     )
     assert mask_url("rediss://cache/0?password=hunter2") == "rediss://cache/0?password=***"
+    # A userinfo without a password is usually a token (GitHub's https://<token>@host): masked whole.
+    assert mask_url("https://ghp_SECRET@api.internal/hook") == "https://***@api.internal/hook"
+    assert mask_url("redis://:pw@cache:6379/0") == "redis://***@cache:6379/0"

@@ -12,9 +12,10 @@ import builtins
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from gateway.errors import Rejection
 from gateway.events.attempts import Attempt
 from gateway.outcomes import EventStatus
 from gateway.stats import StatsLedger
@@ -97,6 +98,15 @@ class Rejected:
     source: str
     code: str
     count: int = 1
+
+
+def in_utc(when: datetime, name: str) -> datetime:
+    """A filter's time in UTC, as the store compares it: 0001-01-01T00:00+01:00 is before year 1,
+    a 400 (``name`` is out of range) rather than a store error later (a 503: the store is down)."""
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise Rejection("invalid_parameter", f"{name} is out of range") from None
 
 
 class EventStore(Protocol):

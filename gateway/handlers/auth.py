@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.app_state import SERVICES
 from gateway.errors import Rejection, StoreError
-from gateway.responses import error_response
+from gateway.responses import check_charset, error_response
 
 #: RFC 9110: a 401 names the scheme the client should use.
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="webhook-gateway management API"'}
@@ -37,17 +37,20 @@ def require_api_key(request: web.Request) -> None:
 
 
 def managed(handler: Any) -> Any:
-    """API key first; store failures become 503, bad parameters 400."""
+    """API key first; store failures become 503, bad parameters 400. No answer is cached: they
+    carry stored events, headers and configuration."""
 
     async def wrapper(request: web.Request) -> web.Response:
         try:
             require_api_key(request)
-            result: web.Response = await handler(request, request.app[SERVICES])
-            return result
+            check_charset(request)
+            response: web.Response = await handler(request, request.app[SERVICES])
         except Rejection as rej:
-            return error_response(rej)
+            response = error_response(rej)
         except StoreError:
             retry = {"Retry-After": "5"}
-            return error_response(Rejection("store_unavailable", "the event store is unavailable", retry))
+            response = error_response(Rejection("store_unavailable", "the event store is unavailable", retry))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     return wrapper

@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.app_state import Services
 from gateway.errors import Rejection
 from gateway.escape import storable
-from gateway.events.base import EventFilter, EventRecord
+from gateway.events.base import EventFilter, EventRecord, in_utc
 from gateway.handlers.auth import managed
 from gateway.outcomes import STATUSES, EventStatus
 from gateway.replay import replay_matching, replay_one
@@ -65,7 +65,7 @@ def _time(value: object, name: str) -> datetime | None:
         raise Rejection("invalid_parameter", f"{name} must be an ISO 8601 time with a zone") from None
     if parsed.tzinfo is None:
         raise Rejection("invalid_parameter", f"{name} must include a time zone (e.g. Z)")
-    return parsed
+    return in_utc(parsed, name)
 
 
 #: A whole number in a query string; ``155.0`` is one too (JSON Schema's ``integer`` says so).
@@ -83,7 +83,8 @@ def _body_filters(params: dict[str, Any]) -> dict[str, str]:
     """Bulk replay's JSON filters as text: strings, never empty (a filter meant is never dropped
     silently), and for ``limit``/``before_id`` also whole numbers."""
     for key, value in params.items():
-        if key in ("limit", "before_id") and type(value) in (int, float) and float(value).is_integer():
+        whole = type(value) is int or (type(value) is float and value.is_integer())  # float(10**400) overflows
+        if key in ("limit", "before_id") and whole:
             params = {**params, key: int(value)}  # 64.0 is the integer 64 in JSON
             continue
         if not isinstance(value, str) or not value:
@@ -166,5 +167,14 @@ async def list_dead(request: web.Request, services: Services) -> web.Response:
 
 @managed
 async def purge_dead(request: web.Request, services: Services) -> web.Response:
+    """Deletes what matches, all dead letters without filters: so a filter that would not apply
+    (misspelt, empty, or ``limit``/``status``) is a 400, never a wider delete than meant."""
+    wrong = sorted(set(request.query) - FILTER_KEYS | set(request.query) & {"limit", "status"})
+    if wrong:
+        known = ", ".join(sorted(FILTER_KEYS - {"limit", "status"}))
+        raise Rejection("invalid_parameter", f"purge does not take {wrong[0]!r}; its filters: {known}")
+    empty = sorted(key for key, value in request.query.items() if value == "")
+    if empty:
+        raise Rejection("invalid_parameter", f"{empty[0]} is empty: name a value, or leave the filter out")
     n = await services.events.purge(parse_filter(request.query, EventStatus.DEAD))
     return json_response(200, {"success": True, "purged": n})
