@@ -155,6 +155,28 @@ async def test_a_stalled_body_is_a_408_and_the_connection_closes(pair):
     assert p.server.handoffs == 0
 
 
+async def test_a_client_that_never_reads_its_answers_cannot_grow_the_buffer(pair):
+    """Pipelined requests from a client that reads no answer: once writing pauses, reading must
+    pause too, with the backlog bounded by PAUSE_AT (it grew without bound: 22 MB in 2 s)."""
+    from gateway.lean.protocol import PAUSE_AT
+
+    p = await pair()
+    host, port = p.lean.addresses[0][:2]
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.transport.set_write_buffer_limits(high=1 << 30)  # never stop this side on our account
+    burst = post(b"{}") * 20_000  # 2 MB a burst, 20,000 401s each (their answers fill the socket)
+    try:
+        async with asyncio.timeout(20):
+            while not any(conn._paused for conn in p.server.lean_connections):
+                writer.write(burst)
+                await asyncio.sleep(0.05)
+        [conn] = p.server.lean_connections
+        await asyncio.sleep(0.2)  # more bytes sent meanwhile stay in the kernel's buffers
+        assert len(conn._buf) <= PAUSE_AT + 2 * 1024 * 1024
+    finally:
+        writer.close()
+
+
 async def test_a_request_then_a_half_close_still_gets_its_answer(pair):
     # The answer is made in one loop turn and written at the end of it (``coalesce.py``); the EOF
     # read meanwhile closes the transport, so the held answer must go out first. (aiohttp's own

@@ -4,7 +4,8 @@ A connection starts here. Each request whose whole head is in hand and that ``pa
 takes runs through the pipeline as a ``LeanRequest``; its body may still be arriving (the body
 stage's size and time limits apply as on aiohttp's path). Answers leave in request order, one
 request at a time, like aiohttp's: bytes of pipelined requests wait in a buffer, and reading
-pauses while that buffer holds more than ``PAUSE_AT``. The first request the lean path does not
+pauses while that buffer holds more than ``PAUSE_AT`` (whether a request is being answered or the
+client is not reading its answers), and resumes once it is read down. The first request the lean path does not
 take (any other route, an unusual or malformed head, a head split across reads) moves the
 connection, with every byte not yet consumed, to aiohttp's own protocol for good.
 """
@@ -113,7 +114,9 @@ class LeanProtocol(asyncio.Protocol):
         self._buf += data
         if self._task is None:
             self._next()
-        elif len(self._buf) > PAUSE_AT and not self._paused and self._transport is not None:
+        # Whatever holds the next request back (one being answered, or a client that does not
+        # read its answers, so writing is paused): past PAUSE_AT, reading waits too.
+        if len(self._buf) > PAUSE_AT and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
 
@@ -166,7 +169,7 @@ class LeanProtocol(asyncio.Protocol):
         body = Body(buf[start : start + head.length], head.length)
         self._buf = buf[start + head.length :]
         self._body = body
-        if self._paused:
+        if self._paused and len(self._buf) <= PAUSE_AT:  # the backlog is read down: read on
             self._paused = False
             transport.resume_reading()
         request = LeanRequest(head, body, self.remote)
