@@ -177,6 +177,26 @@ async def test_a_client_that_never_reads_its_answers_cannot_grow_the_buffer(pair
         writer.close()
 
 
+async def test_a_chunked_body_that_stalls_is_answered_and_its_connection_closed(pair):
+    """aiohttp's path: the body's later bytes (a malformed chunk) never reach the body stage,
+    which answers 408 at its deadline. aiohttp then reads on, for the client to see the answer
+    rather than a reset, before it closes: for `LINGER` (2 s), not its default 10 s."""
+    p = await pair(limits={"body_timeout": 0.2})
+    host, port = p.plain.addresses[0][:2]
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(post(b"", b"Transfer-Encoding: chunked") + b"2\r\n{}\r\n")
+        await asyncio.sleep(0.05)
+        writer.write(b"zz\r\n")
+        async with asyncio.timeout(5):
+            answer = await reader.read(65536)
+            assert answer.startswith(b"HTTP/1.1 408 ") and b'"body_timeout"' in answer
+            while chunk := await reader.read(65536):  # then the server closes: EOF, not a hang
+                answer += chunk
+    finally:
+        writer.close()
+
+
 async def test_a_request_then_a_half_close_still_gets_its_answer(pair):
     # The answer is made in one loop turn and written at the end of it (``coalesce.py``); the EOF
     # read meanwhile closes the transport, so the held answer must go out first. (aiohttp's own
