@@ -121,7 +121,9 @@ def forwarded_headers(request: web.Request, trusted: tuple[Network, ...]) -> lis
     peer = request.remote or ""
     address = parse_ip(peer)
     from_proxy = address is not None and in_networks(address, trusted)
-    prior = request.headers.get("X-Forwarded-For")
+    # Every X-Forwarded-For line, in order: a proxy may add its own line rather than extend the
+    # client's, and the app trusts hops from the right, so dropping a line would hand it a forged one.
+    prior = ", ".join(request.headers.getall("X-Forwarded-For", ()))
     out.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
     proto = request.headers.get("X-Forwarded-Proto") if from_proxy else None
     host = request.headers.get("X-Forwarded-Host") if from_proxy else None

@@ -106,6 +106,13 @@ async def test_trusted_proxy_headers_are_kept_and_the_chain_grows(make_gateway: 
     seen = await (await gw.client.get("/payments/api/payments/", headers=headers)).json()
     assert seen["headers"]["X-Forwarded-For"] == "203.0.113.7, 127.0.0.1"
     assert (seen["headers"]["X-Forwarded-Proto"], seen["headers"]["X-Forwarded-Host"]) == ("https", "pay.example")
+    # A forged line from the client, then the line its proxy added: both kept, in order, so the
+    # app (trusting hops from the right) still finds the proxy's, not the forged one.
+    from multidict import CIMultiDict
+
+    two = CIMultiDict([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.9")])
+    seen = await (await gw.client.get("/payments/api/payments/", headers=two)).json()
+    assert seen["headers"]["X-Forwarded-For"] == "6.6.6.6, 198.51.100.9, 127.0.0.1"
 
 
 async def test_a_large_body_is_streamed_past_the_webhook_size_limit(make_gateway: Any, app: App) -> None:
