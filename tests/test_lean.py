@@ -162,7 +162,7 @@ async def test_a_client_that_never_reads_its_answers_cannot_grow_the_buffer(pair
 
     p = await pair()
     host, port = p.lean.addresses[0][:2]
-    reader, writer = await asyncio.open_connection(host, port)
+    _reader, writer = await asyncio.open_connection(host, port)
     writer.transport.set_write_buffer_limits(high=1 << 30)  # never stop this side on our account
     burst = post(b"{}") * 20_000  # 2 MB a burst, 20,000 401s each (their answers fill the socket)
     try:

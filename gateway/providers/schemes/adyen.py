@@ -67,7 +67,8 @@ class Adyen(BodyScheme):
             raise Rejection("invalid_signature", "additionalData.hmacSignature is not a string")
         # Two spellings for `success` only (a JSON boolean, as Java or Python writes it): for every
         # field they made 2**8 payloads per item, 1.1 million for a 1 MiB body of boolean items.
-        spellings = [_texts(v) if f == "success" else _texts(v)[:1] for f, v in zip(FIELDS, signed_values(item))]
+        values = zip(FIELDS, signed_values(item), strict=True)
+        spellings = [_texts(v) if f == "success" else _texts(v)[:1] for f, v in values]
         forms = itertools.product(*spellings)
         payloads = tuple(dict.fromkeys(":".join(form).encode("utf-8", "surrogatepass") for form in forms))
         return Signed((signature,), payloads)
