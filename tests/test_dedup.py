@@ -131,3 +131,27 @@ async def test_a_long_event_id_is_hashed(gateway, kit):
     event = gateway.upstream.events[-1].event
     assert len(event["id"]) == 64
     assert json.loads(gateway.upstream.events[-1].raw)["data"]["payload"]["id"] == long_id
+
+
+async def test_a_claim_whose_answer_was_lost_does_not_hold_the_retry(gateway, kit):
+    """The store ran the claim but its answer never came (a timeout): 503, and the claim it made
+    anyway is let go, so the provider's retry is delivered instead of waiting out the lease
+    (2 s of in-flight wait, then 409, for a whole lease)."""
+    from gateway.app_state import SERVICES
+    from gateway.stores import StoreError
+
+    store = gateway.app[SERVICES].store
+    claim = store.claim
+    lost = []
+
+    async def answer_lost(key, token, lease):
+        await claim(key, token, lease)
+        if not lost:
+            lost.append(key)
+            raise StoreError("redis: TimeoutError")
+        return await claim(key, token, lease)
+
+    store.claim = answer_lost
+    body = kit.stripe_body("evt_lost_claim")
+    assert (await gateway.expect(503, "stripe", body))["error"]["code"] == "store_unavailable"
+    await gateway.deliver_ok("stripe", body)  # was: the in-flight wait, then 409

@@ -91,7 +91,26 @@ async def test_gcra_burst_then_one_per_interval(any_store, key):
     assert await any_store.take(key, rate, burst) > 0  # one token came back, not a new burst
 
 
+def test_gcra_never_counts_more_than_a_full_bucket_ahead():
+    """A clock that steps back (a failed-over primary whose clock is behind) leaves a stored time
+    far ahead: the wait is one interval at most, not the size of the step."""
+    from gateway.stores.base import gcra
+
+    tat, wait = gcra(1000.0 + 3600, 1000.0, rate=10.0, burst=10)
+    assert 0 < wait <= 0.1 + 1e-9
+
+
 # --------------------------------------------------------------------------- Redis only
+
+
+async def test_a_rate_time_far_ahead_costs_one_interval_at_most(store, redis_state, key):
+    import redis.asyncio as aioredis
+
+    raw = aioredis.Redis.from_url(redis_state["url"])
+    await raw.set(redis_state["key_prefix"] + key, f"{time.time() + 3600:.6f}")  # as the Lua script writes it
+    await raw.aclose()
+    wait = await store.take(key, 10.0, 10)
+    assert 0 < wait <= 0.1 + 0.005  # it was 3599.1 s
 
 
 async def test_keys_values_and_ttls_on_the_server(store, redis_state, key):

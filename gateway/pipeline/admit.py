@@ -39,6 +39,7 @@ class Admit(Dedup):
         except StoreError:
             self.metrics.child(self.metrics.store_errors, "rate_limit", self.rate_policy).inc()
             if self.rate_policy == "closed":
+                self.release_soon(ctx.dedup_key, token)  # the script may have claimed it
                 raise store_unavailable("rate-limit") from None
             return await self._claim(ctx.dedup_key, token)  # the claim's own policy applies
         if retry_after:

@@ -14,6 +14,7 @@ a failed delivery releases both, so the provider's retry is not mistaken for one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import random
@@ -36,6 +37,7 @@ class Dedup:
         self.settings = settings
         self.metrics = metrics
         self.policy = policy
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def __call__(self, ctx: RequestContext) -> None:
         token = f"{random.getrandbits(64):016x}"  # tells our lease from another's; not a secret
@@ -98,12 +100,25 @@ class Dedup:
         try:
             return await self.store.claim(key, token, self.settings.lease)
         except StoreError:
+            self.release_soon(key, token)
             self.metrics.child(self.metrics.store_errors, "dedup", self.policy).inc()
             if self.policy == "open":
                 return None
             # Closed (the default): without dedup we could forward a payment twice. 503 makes
             # the provider retry later, so nothing is lost.
             raise store_unavailable("deduplication") from None
+
+    def release_soon(self, key: str, token: str) -> None:
+        """A claim whose answer was lost (a timeout, a dropped connection) may have been made all
+        the same: let it go in the background, or the provider's retry would wait out the lease
+        (409s for ``lease`` seconds). Checked by token, so it can only drop this request's own."""
+        task = asyncio.get_running_loop().create_task(self._release_quietly(key, token))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _release_quietly(self, key: str, token: str) -> None:
+        with contextlib.suppress(StoreError):  # still down: the lease expires by itself
+            await self.store.release(key, token)
 
     async def _settle(self, keys: tuple[str, ...], token: str, ctx: RequestContext, ok: bool) -> None:
         assert ctx.provider is not None

@@ -208,7 +208,12 @@ class DedupSettings:
         "`Retry-After` (never `duplicate` for an event that may still fail). `0` answers 409 at once.",
         zero_ok=True,
     )
-    max_entries: int = setting(1_000_000, "Memory store: the most event ids kept.")
+    max_entries: int = setting(
+        1_000_000,
+        "Memory store: the most event ids kept. Past it the oldest go first, even within their "
+        "`dedup_ttl`: keep it above the webhooks per second times the longest `dedup_ttl` "
+        "(3 days at 4/s is 1,036,800), or use Redis.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,9 @@ def gcra(tat: float, now: float, rate: float, burst: int) -> tuple[float, float]
     # Measured from ``now``, not as ``tat + interval - burst * interval`` compared with ``now``:
     # that sum rounds (``(t + 10.0) - 10.0`` is one ulp above ``t`` for some clock values), and a
     # fresh bucket with burst 1 then refused its first request now and then.
-    backlog = max(tat - now, 0.0)
+    # Never more than a full bucket ahead: a clock that stepped back (a failed-over Redis primary
+    # whose clock is behind) would otherwise refuse for as long as the step, with a Retry-After to match.
+    backlog = min(max(tat - now, 0.0), burst * interval)
     wait = backlog - (burst - 1) * interval
     if wait > 0.0:
         return tat, wait
