@@ -96,7 +96,7 @@ def test_gcra_never_counts_more_than_a_full_bucket_ahead():
     far ahead: the wait is one interval at most, not the size of the step."""
     from gateway.stores.base import gcra
 
-    tat, wait = gcra(1000.0 + 3600, 1000.0, rate=10.0, burst=10)
+    _, wait = gcra(1000.0 + 3600, 1000.0, rate=10.0, burst=10)
     assert 0 < wait <= 0.1 + 1e-9
 
 
