@@ -13,6 +13,7 @@ from dashboard.auth import COOKIE
 from dashboard.state import DASHBOARD, SESSION, session_of
 from dashboard.templating import render
 from gateway import routes
+from gateway.addresses import client_address
 from gateway.errors import Rejection, StoreError
 from gateway.responses import check_charset
 
@@ -117,7 +118,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if not dash.sessions.login_token_ok(str(form.get("token", ""))):
         return _login_page(request, "The login form expired or was not sent from this page: try again.", 403)
-    source = request.remote or "?"
+    source = _client(request)
     if dash.sessions.throttled(source):
         dash.audit.record(f"anonymous {source}", "login_throttled")
         return _login_page(request, "Too many failed logins from this address: wait a few minutes.", 429)
@@ -149,6 +150,17 @@ async def logout(request: web.Request) -> web.StreamResponse:
 def redirect(location: str, status: int = 303) -> web.Response:
     """A redirect returned, not raised: the guard adds its headers, and cookies set on it stick."""
     return web.Response(status=status, headers={"Location": location})
+
+
+def _client(request: web.Request) -> str:
+    """Who is logging in, as the webhook pipeline would name them: behind a trusted proxy (an
+    ingress) the address it forwarded, so one person's bad guesses do not lock out everyone."""
+    peer = request.remote or "?"
+    trusted = request.app[DASHBOARD].services.settings.trusted_proxies
+    try:
+        return client_address(peer, request.headers.getall("X-Forwarded-For", ()), trusted)
+    except ValueError:  # a hop that is not an address: throttle the proxy's peer address
+        return peer
 
 
 def _root(request: web.Request) -> str:

@@ -19,9 +19,8 @@ from aiohttp import web
 from yarl import URL
 
 from gateway import routes
+from gateway.addresses import Network, in_networks, parse_ip
 from gateway.errors import Rejection
-from gateway.pipeline.client_ip import in_networks, parse_ip
-from gateway.providers.spec import Network
 from gateway.responses import error_response
 from gateway.settings.model import PassthroughSettings
 

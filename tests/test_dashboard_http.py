@@ -124,6 +124,22 @@ async def test_failed_logins_are_throttled_per_address(make_gateway):
     assert "Too many failed logins" in await refused.text()
 
 
+async def test_behind_a_trusted_proxy_logins_are_throttled_per_client(make_gateway):
+    """Behind an ingress every login comes from its address: throttled by that, five bad guesses
+    by one person locked every member of staff out. The client is the forwarded address, as for
+    webhooks; an untrusted peer's X-Forwarded-For changes nothing."""
+    gw = await make_gateway(trusted_proxies=["127.0.0.0/8"], **dk.dashboard_overrides())
+    guesser, colleague = {"X-Forwarded-For": "203.0.113.1"}, {"X-Forwarded-For": "203.0.113.2"}
+    for _ in range(5):
+        assert (await dk.login(gw.client, key="guess", headers=guesser)).status == 401
+    assert (await dk.login(gw.client, headers=guesser)).status == 429
+    assert (await dk.login(gw.client, headers=colleague)).status == 303
+    plain = await make_gateway(**dk.dashboard_overrides())  # no trusted proxy: the header is ignored
+    for _ in range(5):
+        assert (await dk.login(plain.client, key="guess", headers=guesser)).status == 401
+    assert (await dk.login(plain.client, headers=colleague)).status == 429
+
+
 async def test_management_keys_log_in_when_no_dashboard_key_is_set(make_gateway, kit):
     gw = await make_gateway(dashboard={"enabled": True})
     resp = await dk.login(gw.client, key=kit.API_KEY)

@@ -30,6 +30,7 @@ PACKAGES = ("gateway", "dashboard")
 LAYERS: dict[str, int] = {
     "gateway": 0,  # the package itself: __version__
     "gateway.errors": 0,
+    "gateway.addresses": 0,  # client addresses behind trusted proxies (pipeline, dashboard)
     "gateway.outcomes": 0,
     "gateway.routes": 0,
     "gateway.responses": 0,

@@ -253,6 +253,18 @@ async def test_an_event_that_waited_too_long_for_a_slot_is_given_back_untried(qu
     assert [(await row(pg_dsn, i))["attempts"] for i in ids] == [1, 1, 1]  # the give-backs not counted
 
 
+async def one_on_the_wire_two_waiting(gw, kit, prefix: str) -> tuple[asyncio.Event, list[str]]:
+    """Three events accepted by a gateway with one upstream slot: the first on the wire until the
+    returned gate opens (answered 204), the other two waiting for the slot."""
+    gate = asyncio.Event()
+    gw.upstream.then(("gate", gate, 204))
+    ids = [f"{prefix}_{i}" for i in range(3)]
+    for event_id in ids:
+        await gw.expect(202, "stripe", kit.stripe_body(event_id))
+    await hs.eventually(lambda: gw.upstream.attempts == 1)
+    return gate, ids
+
+
 async def test_claims_taken_over_while_the_holder_session_was_lost_are_not_sent(queue_gateway, kit, pg_dsn):
     """This process's lease-holder session ends (a failover, a proxy closing idle connections)
     while two events wait for the one upstream slot. Its lock is free until it reconnects, and a
@@ -263,12 +275,7 @@ async def test_claims_taken_over_while_the_holder_session_was_lost_are_not_sent(
     from gateway.events.holder import NAMESPACE
 
     gw = await queue_gateway(queue={"concurrency": 1})
-    gate = asyncio.Event()
-    gw.upstream.then(("gate", gate, 204))
-    ids = ["evt_epoch_0", "evt_epoch_1", "evt_epoch_2"]
-    for event_id in ids:
-        await gw.expect(202, "stripe", kit.stripe_body(event_id))
-    await hs.eventually(lambda: gw.upstream.attempts == 1)  # evt_epoch_0 on the wire, two waiting
+    gate, ids = await one_on_the_wire_two_waiting(gw, kit, "evt_epoch")
     holder = gw.app[SERVICES].events._holder
     other = await asyncpg.connect(pg_dsn)  # the other replica's holder session, alive throughout
     try:
@@ -302,12 +309,7 @@ async def test_stopping_gives_back_what_waits_for_a_slot(queue_gateway, kit, pg_
     """A rolling deploy: events still waiting for an upstream slot are queued again for the other
     replicas instead of being sent during the grace period (and cancelled on the wire after it)."""
     gw = await queue_gateway(queue={"concurrency": 1})
-    gate = asyncio.Event()
-    gw.upstream.then(("gate", gate, 204))
-    ids = ["evt_stop_0", "evt_stop_1", "evt_stop_2"]
-    for event_id in ids:
-        await gw.expect(202, "stripe", kit.stripe_body(event_id))
-    await hs.eventually(lambda: gw.upstream.attempts == 1)
+    gate, ids = await one_on_the_wire_two_waiting(gw, kit, "evt_stop")
     stopping = asyncio.ensure_future(gw.app[SERVICES].delivery.stop(5.0))
     gate.set()  # the one on the wire is answered and recorded; the two behind it are given back
     await stopping

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.addresses import in_networks, parse_ip
 from gateway.errors import Rejection
-from gateway.pipeline.client_ip import in_networks, parse_ip
 from gateway.pipeline.context import RequestContext
 
 

@@ -11,9 +11,9 @@ import functools
 import ipaddress
 import math
 
+from gateway.addresses import parse_ip
 from gateway.errors import Rejection
 from gateway.metrics import Metrics
-from gateway.pipeline.client_ip import parse_ip
 from gateway.pipeline.context import RequestContext
 from gateway.providers.spec import RateLimit
 from gateway.stores import Store, StoreError

@@ -16,14 +16,14 @@ import logging
 import re
 import time
 
+from gateway.addresses import Network, in_networks, parse_ip
 from gateway.errors import Rejection
 from gateway.metrics import Metrics
-from gateway.pipeline.client_ip import in_networks, parse_ip
 from gateway.pipeline.context import RequestContext
 from gateway.providers.certificates import CertificateCache
 from gateway.providers.request import getall, single_header
 from gateway.providers.schemes import scheme_of
-from gateway.providers.spec import Network, ProviderSpec, PublicKey
+from gateway.providers.spec import ProviderSpec, PublicKey
 from gateway.providers.verifier import verify
 
 log = logging.getLogger("gateway.webhook")

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.addresses import Network
 from gateway.declare.fields import setting
 from gateway.providers import readers
 from gateway.providers.entry_schema import ref
 from gateway.providers.sections import NONE, PaymentEntry, RateLimitEntry, SignatureEntry, TimestampEntry, ref_to
-from gateway.providers.spec import FieldRef, HandshakeSpec, Network
+from gateway.providers.spec import FieldRef, HandshakeSpec
 
 BODY_KINDS = ("json", "form", "any")
 ICON = "🔔"

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from typing import Any
 
+from gateway.addresses import Network
 from gateway.providers.handshakes import RESPONDERS
 from gateway.providers.schemes import NAMES
 from gateway.providers.spec import (
@@ -19,7 +20,6 @@ from gateway.providers.spec import (
     Condition,
     FieldRef,
     HandshakeSpec,
-    Network,
     Template,
 )
 from gateway.reader import MISSING, Reader

@@ -5,11 +5,11 @@ The request path reads only these types, never the YAML. ``parse.py`` builds the
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.addresses import Network
 from gateway.secrets import Secret
 
 #: Placeholders of a signed-payload template, e.g. ``"{id}.{timestamp}.{body}"``, and those that
@@ -21,7 +21,6 @@ SYMMETRIC = ("hmac-sha1", "hmac-sha256", "hmac-sha512", "token")
 #: Algorithms verified with a public key (``public_keys``, or a certificate).
 ASYMMETRIC = ("ed25519", "ecdsa-p256-sha256", "rsa-sha256")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Schemes in code (``gateway/providers/schemes/``) by whether their signature covers the
 #: whole body: Twilio signs every form parameter (or the body's SHA-256); Adyen signs a few fields
 #: of each item and Mailgun only a timestamp and a token, so the rest of their bodies is unsigned.

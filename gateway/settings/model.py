@@ -17,9 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway import routes
+from gateway.addresses import Network
 from gateway.declare.fields import section, setting
 from gateway.events import EVENT_STORES
-from gateway.providers.spec import Network, ProviderSpec, RateLimit
+from gateway.providers.spec import ProviderSpec, RateLimit
 from gateway.secrets import Secret, mask_url
 from gateway.settings import values
 from gateway.stores import STORES

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.addresses import Network
+
 # The modules, not their names: gateway.events imports gateway.settings.model (which imports this)
 # while gateway.providers.parse is still loading; their functions are looked up when called.
 from gateway.providers import parse, readers
-from gateway.providers.spec import Network, RateLimit
+from gateway.providers.spec import RateLimit
 from gateway.reader import Reader
 from gateway.secrets import Secret
 
