@@ -1,8 +1,9 @@
 """A successful bulk replay (``POST .../events/replay/`` with a filter), in sync and queue mode.
 
 Sync mode delivers the newest `limit` matches now, in the order they arrived, and stops at the
-first failure (answered with that failure; what was delivered before it stays delivered). Queue mode puts every match back in
-the queue; a failing one is retried like any queued event and does not stop the others.
+first failure (answered with that failure; what was delivered before it stays delivered). Queue
+mode puts every match back in the queue; a failing one is retried like any queued event and does
+not stop the others.
 The refusals (no filter, unknown filter) are in tests/test_review_fixes.py.
 """
 
