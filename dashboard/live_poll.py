@@ -21,6 +21,7 @@ from gateway.events.base import EventFilter, EventRecord
 
 POLL = 0.5
 BACKLOG = 20
+PAGE = 100  # the newest events a poll reads; more since the last poll are said to be missed
 HEARTBEAT = 15.0
 Frame = Callable[[str, dict[str, Any], "int | None"], bytes]
 
@@ -57,6 +58,10 @@ async def poll_tail(
             fresh, rejected = [], []
         for row in rejected:
             await response.write(frame("rejected", row, None))
+        skipped = fresh[0].id - last - 1 if last is not None and len(fresh) == PAGE else 0
+        if skipped > 0:  # a whole page is new, and ids before it too (at most: failed inserts use ids)
+            message = f"up to {skipped} more webhook(s) arrived than the tail shows: the event log has them"
+            await response.write(frame("missed", {"count": None, "message": message}, None))
         for record in fresh:
             await response.write(frame("webhook", stored_row(record), record.id))
             last = record.id
@@ -69,7 +74,7 @@ async def poll_tail(
 
 
 async def new_events(store: Any, last: int | None) -> list[EventRecord]:
-    page: list[EventRecord] = await store.list(EventFilter(limit=BACKLOG if last is None else 100))
+    page: list[EventRecord] = await store.list(EventFilter(limit=BACKLOG if last is None else PAGE))
     fresh = [r for r in page if last is None or r.id > last]
     return list(reversed(fresh))
 

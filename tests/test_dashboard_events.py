@@ -214,3 +214,31 @@ async def test_live_tail_shows_rejections_as_they_are_counted(staff_memory, kit)
         await gw.expect(401, "stripe", kit.stripe_body("evt_x"), {"Stripe-Signature": "t=1,v1=00"}, signed=False)
         frames = await read_frames(resp, 1, kind="rejected")
         assert frames[0]["provider"] == "stripe" and frames[0]["count"] == 1 and frames[0]["code"] != "duplicate"
+
+
+async def test_a_poll_that_finds_a_whole_page_new_says_how_many_it_may_have_missed():
+    """Several workers: the tail polls the store's newest page. More new events than a page used
+    to vanish from the tail without a word; now a `missed` frame says so."""
+    from test_events_store import insert_all, rec
+
+    from dashboard.live_poll import PAGE, poll_tail
+    from gateway.events.memory import MemoryEventStore
+
+    store = MemoryEventStore("memory://", max_events=10_000)
+    [first] = await insert_all(store, [rec("evt_seen")])
+    await insert_all(store, [rec(f"evt_burst_{i}") for i in range(PAGE + 30)])
+    frames: list[tuple[str, dict]] = []
+
+    class Sink:
+        async def write(self, data: bytes) -> None:
+            pass
+
+    def frame(kind, data, ident):
+        frames.append((kind, data))
+        return b""
+
+    polls = iter([True, False])
+    await poll_tail(Sink(), store, first, frame, lambda: next(polls), asyncio.Event())
+    kinds = [kind for kind, _ in frames]
+    assert kinds == ["missed"] + ["webhook"] * PAGE
+    assert "up to 30 more" in frames[0][1]["message"]
