@@ -48,8 +48,12 @@ def mask_url(url: str) -> str:
     ``redis://user:***@host/0?password=***`` (userinfo and secret-looking query values). A
     userinfo without a password (``https://ghp_token@host``) is often a token: masked whole."""
     scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        creds, _, host = rest.rpartition("@")
+    # The userinfo ends at the last "@" before any query or fragment: a password may hold "/"
+    # (base64 does), so the first "/" is not the end of the authority. Masking too much is safe.
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    head, tail = rest[:end], rest[end:]
+    if sep and "@" in head:
+        creds, _, host = head.rpartition("@")
         user, colon, _ = creds.partition(":")
-        rest = f"{user}:***@{host}" if user and colon else f"***@{host}"
-    return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{rest}")
+        head = f"{user}:***@{host}" if user and colon and "/" not in user else f"***@{host}"
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{head}{tail}")

@@ -94,6 +94,25 @@ def test_a_secret_from_the_environment(kit):
     assert "whsec_from_env" not in repr(settings.providers["stripe"])
 
 
+@pytest.mark.parametrize("value", ["$Q7mZpL2vX9kRt4WsY8nB3cJ6", "env:Q7mZpL2vX9kRt4WsY8nB3cJ6", "${NOT_A_REF"])
+def test_a_secret_from_the_environment_may_look_like_a_reference(kit, value):
+    """The broken-reference check is for text written in the file: a value the environment gave
+    is the secret, whatever it starts with (it was refused, and the error showed most of it)."""
+    data = kit.config_dict("http://127.0.0.1:9/events", providers={"stripe": {"secrets": ["${STRIPE_SECRET}"]}})
+    settings = kit.build(data, env={"STRIPE_SECRET": value})
+    assert settings.providers["stripe"].signature.secrets[0].reveal() == value.encode()
+
+
+def test_a_header_value_of_the_wrong_type_is_not_shown(kit):
+    data = kit.config_dict(
+        "http://127.0.0.1:9/events", upstream={"headers": {"Authorization": ["Bearer ${TOK}"]}}
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        kit.build(data, env={"TOK": "SECRETVALUE123"})
+    assert "upstream.headers.Authorization" in str(caught.value)
+    assert "SECRETVALUE123" not in str(caught.value) and "Bearer" not in str(caught.value)
+
+
 def test_settings_reprs_hide_connection_passwords_and_header_tokens(kit):
     data = kit.config_dict(
         "https://gw:upstream-pw-1@internal/events?token=upstream-token-2",

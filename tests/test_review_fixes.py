@@ -61,3 +61,7 @@ def test_urls_are_shown_without_passwords_in_userinfo_or_query():
     # A userinfo without a password is usually a token (GitHub's https://<token>@host): masked whole.
     assert mask_url("https://ghp_SECRET@api.internal/hook") == "https://***@api.internal/hook"
     assert mask_url("redis://:pw@cache:6379/0") == "redis://***@cache:6379/0"
+    # A password or token holding "/" (base64 does): the userinfo ends at the last "@".
+    assert mask_url("https://api:tok/SECRET2abc@payments.internal/events") == "https://api:***@payments.internal/events"
+    assert mask_url("redis://:Zm9v/YmFy+SECRET@redis:6379/0") == "redis://***@redis:6379/0"
+    assert mask_url("http://host/path?next=a@b") == "http://host/path?next=a@b"  # no userinfo

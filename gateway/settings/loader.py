@@ -240,7 +240,8 @@ def _interpolate(root: Reader, env: Mapping[str, str], errors: Errors) -> Any:
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, str) and "${" in value:
             try:
-                return _ENV_RE.sub(lambda m: _env(m, env, root.file, path), value)
+                text, count = _ENV_RE.subn(lambda m: _env(m, env, root.file, path), value)
+                return values.FromEnv(text) if count else text
             except ConfigError as exc:
                 errors.add(exc)
         return value

@@ -35,7 +35,7 @@ def headers(r: Reader, key: str, default: Any) -> dict[str, str] | None:
         return default  # type: ignore[no-any-return]
     for name, value in sub.mapping().items():
         if not isinstance(value, str | int) or isinstance(value, bool):  # `X: ` in YAML is None, not ""
-            sub.fail("must be a string", value, name)
+            sub.fail("must be a string (the value is not shown: it may be a credential)", key=name)
         if any(c in f"{name}{value}" for c in "\r\n\0"):  # aiohttp would refuse it on every request
             sub.fail("header names and values may not hold line breaks", key=name)
     return {str(k): str(v) for k, v in sub.mapping().items()}
@@ -99,7 +99,8 @@ def secret(r: Reader) -> Secret:
         r.fail("must be a non-empty string (a literal, ${ENV_VAR} or file:/path)")
     if value.startswith("file:"):
         return _secret_file(r, value[len("file:") :])
-    _refuse_broken_reference(r, value)
+    if not isinstance(value, FromEnv):  # a value read from the environment is the secret as given
+        _refuse_broken_reference(r, value)
     return Secret(value.encode(), f"#{r.path.rsplit('[', 1)[-1].rstrip(']')}")
 
 
@@ -111,6 +112,14 @@ def _secret_file(r: Reader, path: str) -> Secret:
     if not content:
         r.fail("secret file is empty", path)
     return Secret(content, f"file:{path}")
+
+
+class FromEnv(str):
+    """A string of the file with ``${...}`` interpolated (``loader._interpolate``): what it holds
+    came from the environment, so it is never taken for a mistyped reference, whatever it starts
+    with (a secret may well begin with ``$`` or ``env:``), and never shown in an error."""
+
+    __slots__ = ()
 
 
 def _refuse_broken_reference(r: Reader, value: str) -> None:
