@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import logs, passthrough, routes
+from gateway.addresses import Network
 from gateway.app_state import SERVICES, Services
 from gateway.delivery import Delivery
 from gateway.errors import Rejection, StoreError
@@ -100,7 +101,11 @@ def build_app(settings: Settings, services: Services | None = None) -> web.Appli
     if settings.passthrough.enabled:  # the last route: the webhook path never reaches it
         origin = settings.passthrough.origin(settings.upstream.url)
         app.cleanup_ctx.append(passthrough.lifecycle(settings.passthrough))
-        r.add_route("*", "/{tail:.*}", passthrough.handler(origin, settings.trusted_proxies, unmatched))
+
+        def trusted() -> tuple[Network, ...]:  # as the config says now: a reload applies to the next request
+            return services.settings.trusted_proxies
+
+        r.add_route("*", "/{tail:.*}", passthrough.handler(origin, trusted, unmatched))
     else:
         r.add_route("*", "/{tail:.*}", unmatched)
     return app

@@ -58,17 +58,18 @@ def lifecycle(settings: PassthroughSettings) -> Callable[[web.Application], Asyn
 
 def handler(
     origin: str,
-    trusted: tuple[Network, ...],
+    trusted: Callable[[], tuple[Network, ...]],
     fallback: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The catch-all route: the gateway's own paths go to ``fallback`` (its JSON 404/405).
-    ``origin``: the app's; ``trusted``: proxies whose X-Forwarded-Proto/-Host are passed on."""
+    ``origin``: the app's; ``trusted``: the proxies whose X-Forwarded-Proto/-Host are passed on,
+    as the config says now (they apply to the next request after a reload, as for webhooks)."""
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         if is_own(request.path):
             return await fallback(request)
         try:
-            return await _relay(request, origin, trusted)
+            return await _relay(request, origin, trusted())
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("passthrough failed", extra={"path": request.path, "error": type(exc).__name__})
             if isinstance(exc, TimeoutError):

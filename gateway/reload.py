@@ -20,11 +20,17 @@ from gateway.app_state import SERVICES
 from gateway.errors import ConfigError
 from gateway.pipeline.runner import PIPELINE
 from gateway.pipeline.stage import default_stages
-from gateway.settings.loader import load_config
+from gateway.settings.loader import check_rules, load_config
 from gateway.settings.model import Settings
 
 log = logging.getLogger("gateway.reload")
-RESTART_ONLY = ("host", "port", "state", "events", "upstream", "tracing", "dashboard")
+#: Settings read once, by what the process built at start (sockets, connections, the connection
+#: limits, the passthrough route, the shutdown sequence): a change waits for a restart, and is
+#: logged as such; the running process keeps the old value whole.
+RESTART_ONLY = (
+    "host", "port", "metrics_port", "header_timeout", "max_connections", "state", "events", "upstream", "tracing",
+    "dashboard", "passthrough", "drain_delay", "shutdown_timeout",
+)  # fmt: skip
 
 
 def apply(app: web.Application, new: Settings) -> list[str]:
@@ -35,6 +41,9 @@ def apply(app: web.Application, new: Settings) -> list[str]:
     merged = dataclasses.replace(new, **{key: getattr(old, key) for key in RESTART_ONLY})
     if services.overlay is not None:  # what the process adds to any config (dev's tunnel)
         merged = services.overlay(merged)
+    # The new file passed every rule alone; with the kept values it must too (a shorter dedup
+    # lease beside the upstream.timeout still in force would let a retry forward twice).
+    check_rules(merged)
     services.settings = merged
     try:
         stages = tuple(default_stages(services))

@@ -11,6 +11,7 @@ and the rules that tie several settings together.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import os
 import re
@@ -93,6 +94,15 @@ def build_settings(file: str, data: Any, catalog: dict[str, Any], env: Mapping[s
     found["providers"] = _providers(root.sub("providers"), catalog, _provider_defaults(found), errors)
     errors.raise_any()
     return Settings(file=file, **found)
+
+
+def check_rules(settings: Settings) -> None:
+    """The rules across settings, on settings put together otherwise (a reload keeps what needs
+    a restart beside the new file's values); raises the first ``ConfigError``."""
+    found = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "file"}
+    root = Reader(settings.file, {})
+    for rule in RULES:
+        rule(root, found)
 
 
 def _collect(errors: Errors, rule: Rule, root: Reader, found: dict[str, Any]) -> None:
