@@ -14,7 +14,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from gateway import reload
+from gateway import reload, workers
 from gateway.app import build_app, build_services, metrics_app
 from gateway.app_state import Services
 from gateway.connections import ConnectionLimits, GatewayRunner
@@ -87,6 +87,8 @@ async def _serve(
     watcher = None
     if not settings.file.startswith("<"):  # a real file (not the embedded demo): reloadable
         loop.add_signal_handler(signal.SIGHUP, reload.reload, app)
+        if workers.reload_pending():  # a worker's SIGHUP that came while it started
+            loop.call_soon(reload.reload, app)
         watcher = asyncio.create_task(reload.watch(app), name="config-watch")
     await stop.wait()
     if watcher is not None:

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -37,11 +38,16 @@ def supervise(workers: int, serve: Callable[[int], int]) -> int:
         if pid == 0:  # child: its own event loop, created after the fork
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the server installs its reload handler
+            signal.signal(signal.SIGHUP, _remember_reload)  # until the server installs its own
             code = 1
             try:
                 code = serve(index)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # os._exit below would end the process before Python prints it
+                traceback.print_exc()
             finally:
+                sys.stderr.flush()
                 os._exit(code)
         children[pid] = index
 
@@ -74,6 +80,8 @@ def supervise(workers: int, serve: Callable[[int], int]) -> int:
         index = children.pop(pid)
         _mark_dead(pid)
         code = os.waitstatus_to_exitcode(status)
+        if code < 0:  # killed by a signal: 128 + its number, as a shell reports it (never 0)
+            code = 128 - code
         if stopping:
             exit_code = max(exit_code, code)
             continue
@@ -87,6 +95,22 @@ def supervise(workers: int, serve: Callable[[int], int]) -> int:
         spawn(index)
         started.update({p: time.monotonic() for p in children if p not in started})
     return exit_code
+
+
+_reload_pending = False
+
+
+def _remember_reload(signum: int, _frame: object) -> None:
+    """A SIGHUP that reaches a worker still starting: kept, not lost (see :func:`reload_pending`)."""
+    global _reload_pending
+    _reload_pending = True
+
+
+def reload_pending() -> bool:
+    """Whether a SIGHUP came before the server could handle it (it reloads once it can); clears."""
+    global _reload_pending
+    pending, _reload_pending = _reload_pending, False
+    return pending
 
 
 def _mark_dead(pid: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import signal
 import sys
@@ -23,7 +25,7 @@ async def test_two_workers_share_the_port_reload_on_sighup_and_stop_on_sigterm(t
     settings = kit.build(kit.config_dict(upstream.url, listen={"port": port}, public_url=base))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "run", "--config", str(config), "--workers", "2",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         async with aiohttp.ClientSession() as session:
@@ -63,6 +65,46 @@ async def test_two_workers_share_the_port_reload_on_sighup_and_stop_on_sigterm(t
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         assert upstream.ids() == [f"evt_w{i}" for i in range(6)]
     finally:
-        if proc.returncode is None:
-            proc.kill()
+        if proc.returncode is None:  # the workers too: killed alone, the supervisor left them running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+
+
+def test_a_worker_that_crashes_says_why(capfd):
+    """A worker's exception was lost: os._exit ended the process before Python printed it, and the
+    log said only "exited with 1". The traceback now goes to stderr, and a crash at start stops
+    the group (restarting would loop)."""
+    from gateway.workers import supervise
+
+    def serve(index: int) -> int:
+        raise RuntimeError("boom: the reason a worker died")
+
+    assert supervise(1, serve) == 1
+    err = capfd.readouterr().err
+    assert "RuntimeError: boom: the reason a worker died" in err and "Traceback" in err
+    assert "exited with 1 at start; stopping" in err
+
+
+def test_a_worker_killed_by_a_signal_is_not_a_clean_exit(capfd):
+    import signal as _signal
+
+    from gateway.workers import supervise
+
+    def serve(index: int) -> int:
+        os.kill(os.getpid(), _signal.SIGKILL)
+        return 0
+
+    assert supervise(1, serve) == 128 + _signal.SIGKILL
+
+
+def test_a_sighup_to_a_worker_still_starting_is_kept_for_its_server():
+    """The worker used to ignore SIGHUP until its server installed a handler: a reload sent
+    while it started was lost (one of two workers reloaded). Now it is kept, and taken once."""
+    import signal as _signal
+
+    from gateway import workers
+
+    workers._remember_reload(_signal.SIGHUP, None)
+    assert workers.reload_pending() is True
+    assert workers.reload_pending() is False
