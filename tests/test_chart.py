@@ -155,6 +155,16 @@ def test_toggles(sets: tuple[str, ...], kind: str, present: bool) -> None:
     assert (kind in kinds(rendered("", *sets))) is present
 
 
+@pytest.mark.parametrize(("sets", "spec"), [
+    ((), {"maxUnavailable": 1}),
+    (("podDisruptionBudget.maxUnavailable=0",), {"maxUnavailable": 0}),  # it rendered 1: `default` took 0 for unset
+    (("podDisruptionBudget.minAvailable=1",), {"minAvailable": 1}),
+])  # fmt: skip
+def test_pdb_takes_the_values_given(sets: tuple[str, ...], spec: dict[str, int]) -> None:
+    (pdb,) = [d for d in rendered("", *sets) if d["kind"] == "PodDisruptionBudget"]
+    assert {k: v for k, v in pdb["spec"].items() if k != "selector"} == spec
+
+
 def test_ingress_routes_only_the_webhook_paths() -> None:
     (ingress,) = [d for d in rendered("standalone-values.yaml") if d["kind"] == "Ingress"]
     paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
@@ -189,6 +199,7 @@ def test_prometheus_rule_runbook_links_can_be_repointed() -> None:
         (("workers=0",), "workers"),
         (("config.upstream.mode=async",), "mode"),
         (("terminationGracePeriodSeconds=10",), "terminationGracePeriodSeconds"),
+        (("config.listen.port=8080", "config.listen.metrics_port=8080"), "metrics_port"),
     ],
 )
 def test_refused(sets: tuple[str, ...], message: str) -> None:

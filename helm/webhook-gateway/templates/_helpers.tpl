@@ -140,6 +140,9 @@ by the ConfigMap and the sidecar container, so a host chart gets them too.
 {{- if has (toString ($listen.host | default "0.0.0.0")) (list "127.0.0.1" "localhost" "::1") -}}
 {{- fail "config.listen.host must not be a loopback address in Kubernetes (the kubelet probes the pod IP): use 0.0.0.0" -}}
 {{- end -}}
+{{- if and $listen.metrics_port (eq (int $listen.metrics_port) (int (include "webhook-gateway.port" .))) -}}
+{{- fail (printf "config.listen.metrics_port (%v) must differ from config.listen.port: the gateway refuses to start with both on one port" $listen.metrics_port) -}}
+{{- end -}}
 {{- $upstream := $cfg.upstream | default dict -}}
 {{- if and (not $upstream.url) (eq (int .Values.apiPort) (int (include "webhook-gateway.port" .))) -}}
 {{- fail (printf "apiPort (%v) is the gateway's own port (config.listen.port): the gateway would forward to itself" .Values.apiPort) -}}
