@@ -54,6 +54,8 @@ def dev(settings: Settings, args: argparse.Namespace) -> int:
     if args.forward_to is not None:
         settings = dataclasses.replace(settings, upstream=dataclasses.replace(settings.upstream, url=args.forward_to))
     tunnel = None
+    if args.ngrok and settings.port == 0:  # the tunnel is opened before the server picks a port
+        return _fail("--ngrok needs a fixed listen.port (0 means any free port, known only once listening)")
     if args.ngrok:
         try:
             tunnel = _open(settings, args)

@@ -332,6 +332,12 @@ async def test_dev_bad_options_are_one_line_and_exit_2(setup, env, args, message
     assert (code, out, err) == (2, "", f"webhook-gateway: {message}\n")
 
 
+async def test_dev_ngrok_with_any_free_port_is_refused(kit, env, tmp_path, upstream):
+    config = kit.write_config(tmp_path, upstream.url, listen={"port": 0})
+    code, out, err = await finished("--config", str(config), "--ngrok", env=env)
+    assert (code, out) == (2, "") and "--ngrok needs a fixed listen.port" in err
+
+
 async def test_dev_forward_to_overrides_the_upstream(kit, setup, env, upstream, aiohttp_server):
     from aiohttp import web
 
