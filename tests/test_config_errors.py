@@ -103,6 +103,13 @@ def test_a_secret_from_the_environment_may_look_like_a_reference(kit, value):
     assert settings.providers["stripe"].signature.secrets[0].reveal() == value.encode()
 
 
+@pytest.mark.parametrize("blank", ["   ", "\t", "${BLANK}"])
+def test_a_blank_secret_is_refused(kit, blank):
+    data = kit.config_dict("http://127.0.0.1:9/events", providers={"stripe": {"secrets": [blank]}})
+    with pytest.raises(ConfigError, match=r"providers\.stripe\.secrets\[0\]: must be a non-empty string"):
+        kit.build(data, env={"BLANK": "  "})
+
+
 def test_a_header_value_of_the_wrong_type_is_not_shown(kit):
     data = kit.config_dict(
         "http://127.0.0.1:9/events", upstream={"headers": {"Authorization": ["Bearer ${TOK}"]}}

@@ -95,7 +95,7 @@ def secrets(r: Reader) -> tuple[Secret, ...]:
 def secret(r: Reader) -> Secret:
     """A literal, ``${ENV}`` (already interpolated) or ``file:/path`` (a Kubernetes Secret mount)."""
     value = r.value
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip():  # blanks alone: a key anyone can guess
         r.fail("must be a non-empty string (a literal, ${ENV_VAR} or file:/path)")
     if value.startswith("file:"):
         return _secret_file(r, value[len("file:") :])
@@ -109,8 +109,8 @@ def _secret_file(r: Reader, path: str) -> Secret:
         content = Path(path).read_bytes().rstrip(b"\r\n")
     except OSError as exc:
         r.fail(f"cannot read secret file: {exc.strerror}", path)
-    if not content:
-        r.fail("secret file is empty", path)
+    if not content.strip():
+        r.fail("secret file is empty (or blank)", path)
     return Secret(content, f"file:{path}")
 
 
