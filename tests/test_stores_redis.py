@@ -96,8 +96,9 @@ def test_gcra_never_counts_more_than_a_full_bucket_ahead():
     far ahead: the wait is one interval at most, not the size of the step."""
     from gateway.stores.base import gcra
 
-    _, wait = gcra(1000.0 + 3600, 1000.0, rate=10.0, burst=10)
+    tat, wait = gcra(1000.0 + 3600, 1000.0, rate=10.0, burst=10)
     assert 0 < wait <= 0.1 + 1e-9
+    assert gcra(tat, 1000.0 + wait, rate=10.0, burst=10)[1] == 0.0  # then allowed, not refused again
 
 
 # --------------------------------------------------------------------------- Redis only
@@ -111,6 +112,11 @@ async def test_a_rate_time_far_ahead_costs_one_interval_at_most(store, redis_sta
     await raw.aclose()
     wait = await store.take(key, 10.0, 10)
     assert 0 < wait <= 0.1 + 0.005  # it was 3599.1 s
+    await hs.eventually(lambda: _allowed(store, key), timeout=2)  # and allowed once it has passed
+
+
+async def _allowed(store, key: str) -> bool:
+    return await store.take(key, 10.0, 10) == 0.0
 
 
 async def test_keys_values_and_ttls_on_the_server(store, redis_state, key):

@@ -87,9 +87,10 @@ def gcra(tat: float, now: float, rate: float, burst: int) -> tuple[float, float]
     # that sum rounds (``(t + 10.0) - 10.0`` is one ulp above ``t`` for some clock values), and a
     # fresh bucket with burst 1 then refused its first request now and then.
     # Never more than a full bucket ahead: a clock that stepped back (a failed-over Redis primary
-    # whose clock is behind) would otherwise refuse for as long as the step, with a Retry-After to match.
+    # whose clock is behind) would otherwise refuse for as long as the step. The capped time is
+    # also what is kept, refused or not, so the bucket refills from there.
     backlog = min(max(tat - now, 0.0), burst * interval)
     wait = backlog - (burst - 1) * interval
     if wait > 0.0:
-        return tat, wait
+        return now + backlog, wait
     return now + backlog + interval, 0.0

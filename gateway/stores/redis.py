@@ -37,7 +37,12 @@ local function gcra(key, rate, burst)
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local interval = 1 / tonumber(rate)
   local tat = tonumber(redis.call('GET', key)) or now
-  local backlog = math.min(math.max(tat - now, 0), tonumber(burst) * interval)
+  local backlog = math.max(tat - now, 0)
+  local full = tonumber(burst) * interval
+  if backlog > full then  -- a clock that stepped back: keep a full bucket ahead at most
+    backlog = full
+    redis.call('SET', key, string.format('%.6f', now + full), 'PX', math.ceil(full * 1000) + 1000)
+  end
   local wait = backlog - (tonumber(burst) - 1) * interval
   if wait > 0 then return wait end
   local new_tat = now + backlog + interval
