@@ -43,17 +43,27 @@ def same_text(given: str, expected: str) -> bool:
 _SECRET_PARAM = re.compile(r"((?:pass(?:word)?|pwd|token|secret|key)[^=&]*=)[^&]*", re.IGNORECASE)
 
 
+def _masked(creds: str) -> str:
+    """``user:***``, or ``***`` alone when there is no password (the name is then often a token)."""
+    user, colon, _ = creds.partition(":")
+    return f"{user}:***" if user and colon and "/" not in user else "***"
+
+
 def mask_url(url: str) -> str:
     """A connection URL safe to show: ``redis://user:pw@host/0?password=x`` ->
     ``redis://user:***@host/0?password=***`` (userinfo and secret-looking query values). A
     userinfo without a password (``https://ghp_token@host``) is often a token: masked whole."""
     scheme, sep, rest = url.partition("://")
-    # The userinfo ends at the last "@" before any query or fragment: a password may hold "/"
-    # (base64 does), so the first "/" is not the end of the authority. Masking too much is safe.
-    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    head, tail = rest[:end], rest[end:]
-    if sep and "@" in head:
-        creds, _, host = head.rpartition("@")
-        user, colon, _ = creds.partition(":")
-        head = f"{user}:***@{host}" if user and colon and "/" not in user else f"***@{host}"
-    return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{head}{tail}")
+    first = rest.split("/", 1)[0]
+    if sep and "@" in first:  # the usual userinfo (a password may hold "?" or "#" too)
+        creds, _, host = first.rpartition("@")
+        rest = f"{_masked(creds)}@{host}{rest[len(first):]}"
+    elif sep and ":" in first:
+        # "user:pa/ss@host": a password holding "/" (base64 does) runs past the first "/"; the
+        # userinfo then ends at the last "@" before any query. ("host:8080/path/a@b" reads the
+        # same way and is shown masked too: the text cannot tell a port from a password.)
+        end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+        if "@" in rest[:end]:
+            creds, _, after = rest[:end].rpartition("@")
+            rest = f"{_masked(creds)}@{after}{rest[end:]}"
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}{sep}{rest}")

@@ -65,3 +65,6 @@ def test_urls_are_shown_without_passwords_in_userinfo_or_query():
     assert mask_url("https://api:tok/SECRET2abc@payments.internal/events") == "https://api:***@payments.internal/events"
     assert mask_url("redis://:Zm9v/YmFy+SECRET@redis:6379/0") == "redis://***@redis:6379/0"
     assert mask_url("http://host/path?next=a@b") == "http://host/path?next=a@b"  # no userinfo
+    assert mask_url("https://hooks.example/notify/ops@corp.example") == "https://hooks.example/notify/ops@corp.example"
+    assert mask_url("redis://:12/ab+cd@redis:6379/0") == "redis://***@redis:6379/0"  # not a port
+    assert mask_url("redis://:pa?ss@host") == "redis://***@host"
