@@ -96,19 +96,20 @@ class Delivery:
     def unreserve(self) -> None:
         self._held -= 1
 
-    def dispatch(self, record: EventRecord) -> None:
+    def dispatch(self, record: EventRecord, epoch: int) -> None:
         """Deliver a committed, leased event on the slot :meth:`reserve` took, unless the claim
-        loop got it first (its lease ran out while the commit was slow): one delivery is enough."""
+        loop got it first (its lease ran out while the commit was slow): one delivery is enough.
+        ``epoch``: the event store's ``claims_epoch`` read before the insert that leased it."""
         if record.id in self._inflight:
             self.unreserve()
             return
         loop = self._loop or asyncio.get_running_loop()
         # Leased since before the commit, by this process's wall clock (``record_from``).
         left = (record.locked_until - datetime.now(UTC)).total_seconds() if record.locked_until else 0.0
-        self._spawn(record, loop.time() + left)
+        self._spawn(record, loop.time() + left, epoch)
 
-    def _spawn(self, record: EventRecord, lease_end: float) -> None:
-        held = self._inflight[record.id] = _Held(record, lease_end, self.events.claims_epoch)
+    def _spawn(self, record: EventRecord, lease_end: float, epoch: int) -> None:
+        held = self._inflight[record.id] = _Held(record, lease_end, epoch)
         self._pending += 1
         task = (self._loop or asyncio.get_running_loop()).create_task(self._deliver(held))
         self._tasks.add(task)
@@ -155,11 +156,12 @@ class Delivery:
             want = min(free, self.settings.batch)
             self._held += want  # taken while we look: requests cannot take them too
             lease_end = loop.time() + self.settings.lease  # the server starts the lease after this
+            epoch = self.events.claims_epoch  # before: a session lost during the claim moves it
             batch: list[EventRecord] = []
             try:
                 batch = await self._claim(want)
             finally:  # also when stop() cancels the claim: what it took is rescued with the session
-                self._held -= want - self._start(batch, lease_end)
+                self._held -= want - self._start(batch, lease_end, epoch)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
@@ -181,7 +183,7 @@ class Delivery:
             log.exception("claiming due events failed")
         return []
 
-    def _start(self, batch: list[EventRecord], lease_end: float) -> int:
+    def _start(self, batch: list[EventRecord], lease_end: float, epoch: int) -> int:
         """Deliver the claimed events, already counted as held; returns how many it kept."""
         started = 0
         for record in batch:
@@ -191,10 +193,10 @@ class Delivery:
             # fence would drop it and the event would be delivered again after this lease.
             if mine := self._inflight.get(record.id):
                 mine.record.attempts = record.attempts
-                mine.lease_end, mine.epoch = lease_end, self.events.claims_epoch
+                mine.lease_end, mine.epoch = lease_end, epoch
             else:
                 started += 1
-                self._spawn(record, lease_end)
+                self._spawn(record, lease_end, epoch)
         return started
 
     def _done(self, task: asyncio.Task[None], held: _Held) -> None:

@@ -80,8 +80,9 @@ def supervise(workers: int, serve: Callable[[int], int]) -> int:
         index = children.pop(pid)
         _mark_dead(pid)
         code = os.waitstatus_to_exitcode(status)
-        if code < 0:  # killed by a signal: 128 + its number, as a shell reports it (never 0)
-            code = 128 - code
+        if code < 0:  # killed by a signal: 128 + its number, as a shell reports it
+            # ...unless it is the stop we forwarded, reaching a worker still starting (no handler yet).
+            code = 0 if stopping and -code in (signal.SIGTERM, signal.SIGINT) else 128 - code
         if stopping:
             exit_code = max(exit_code, code)
             continue

@@ -103,6 +103,16 @@ def test_a_secret_from_the_environment_may_look_like_a_reference(kit, value):
     assert settings.providers["stripe"].signature.secrets[0].reveal() == value.encode()
 
 
+def test_a_default_in_the_file_is_checked_as_the_files_own_text(kit):
+    """`${STRIPE_SECRET:-$STRIPE_SECRET_OLD}` with the variable unset: the default is the file's
+    text, a mistyped reference, and is refused like one (it would be a guessable signing key)."""
+    data = kit.config_dict(
+        "http://127.0.0.1:9/events", providers={"stripe": {"secrets": ["${STRIPE_SECRET:-$STRIPE_SECRET_OLD}"]}}
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="looks like a shell-style reference"):
+        kit.build(data, env={})
+
+
 @pytest.mark.parametrize("blank", ["   ", "\t", "${BLANK}"])
 def test_a_blank_secret_is_refused(kit, blank):
     data = kit.config_dict("http://127.0.0.1:9/events", providers={"stripe": {"secrets": [blank]}})

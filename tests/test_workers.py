@@ -71,7 +71,39 @@ async def test_two_workers_share_the_port_reload_on_sighup_and_stop_on_sigterm(t
             await proc.wait()
 
 
-def test_a_worker_that_crashes_says_why(capfd):
+@pytest.fixture
+def own_signals():
+    """``supervise`` installs the process's SIGTERM/SIGINT/SIGHUP handlers: give pytest its own back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_stop_that_reaches_a_worker_still_starting_is_a_clean_exit(tmp_path):
+    """SIGTERM while a worker has no handler yet: it dies of the stop it was sent, which is the
+    stop asked for, not a failure (the group exited 143)."""
+    import subprocess
+
+    script = (
+        "import sys, time; from gateway.workers import supervise; "
+        "sys.exit(supervise(1, lambda i: time.sleep(30) or 0))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(tmp_path), env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while not subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout.strip():
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_worker_that_crashes_says_why(capfd, own_signals):
     """A worker's exception was lost: os._exit ended the process before Python printed it, and the
     log said only "exited with 1". The traceback now goes to stderr, and a crash at start stops
     the group (restarting would loop)."""
@@ -86,7 +118,7 @@ def test_a_worker_that_crashes_says_why(capfd):
     assert "exited with 1 at start; stopping" in err
 
 
-def test_a_worker_killed_by_a_signal_is_not_a_clean_exit(capfd):
+def test_a_worker_killed_by_a_signal_is_not_a_clean_exit(capfd, own_signals):
     import signal as _signal
 
     from gateway.workers import supervise

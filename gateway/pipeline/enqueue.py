@@ -27,6 +27,7 @@ class Enqueue:
 
     async def __call__(self, ctx: RequestContext) -> None:
         leased = self.delivery.reserve()  # a free delivery slot: store it leased, deliver after commit
+        epoch = self.events.claims_epoch  # the holder session the lease is written under
         stored = False
         try:  # from here on, every way out gives the slot back unless the event was stored
             record = record_from(
@@ -50,7 +51,7 @@ class Enqueue:
             ctx.reply = Reply(200, Outcome.DUPLICATE, body)
             return
         if leased:
-            self.delivery.dispatch(record)
+            self.delivery.dispatch(record, epoch)
         else:
             self.delivery.notify()
         ctx.reply = Reply(202, Outcome.QUEUED, {"success": True, "status": Outcome.QUEUED, "event_id": ctx.event_id})

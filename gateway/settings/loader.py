@@ -250,8 +250,10 @@ def _interpolate(root: Reader, env: Mapping[str, str], errors: Errors) -> Any:
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, str) and "${" in value:
             try:
-                text, count = _ENV_RE.subn(lambda m: _env(m, env, root.file, path), value)
-                return values.FromEnv(text) if count else text
+                defaulted: list[bool] = []
+                text = _ENV_RE.sub(lambda m: _env(m, env, root.file, path, defaulted), value)
+                # From the environment alone: a `:-default` is the file's own text, checked as such.
+                return values.FromEnv(text) if defaulted and not any(defaulted) else text
             except ConfigError as exc:
                 errors.add(exc)
         return value
@@ -259,12 +261,14 @@ def _interpolate(root: Reader, env: Mapping[str, str], errors: Errors) -> Any:
     return walk(copy.deepcopy(root.value), "")
 
 
-def _env(match: re.Match[str], env: Mapping[str, str], file: str, path: str) -> str:
+def _env(match: re.Match[str], env: Mapping[str, str], file: str, path: str, defaulted: list[bool]) -> str:
     name, default = match.group(1), match.group(2)
     value = env.get(name)
     if value:
+        defaulted.append(False)
         return value
     if default is not None:
+        defaulted.append(True)
         return default
     raise ConfigError(file, path, f"environment variable {name} is not set")
 

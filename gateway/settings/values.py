@@ -115,9 +115,9 @@ def _secret_file(r: Reader, path: str) -> Secret:
 
 
 class FromEnv(str):
-    """A string of the file with ``${...}`` interpolated (``loader._interpolate``): what it holds
-    came from the environment, so it is never taken for a mistyped reference, whatever it starts
-    with (a secret may well begin with ``$`` or ``env:``), and never shown in an error."""
+    """A string of the file whose every ``${...}`` was filled from the environment, none from a
+    ``:-default`` (``loader._interpolate``): it is never taken for a mistyped reference, whatever
+    it starts with (a secret may well begin with ``$`` or ``env:``)."""
 
     __slots__ = ()
 
