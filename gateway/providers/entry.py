@@ -145,12 +145,13 @@ class ProviderEntry:
     )
     dedup_signed_content: bool | None = setting(
         None,
-        "Also remember the SHA-256 of the signed content (every payload the signature was checked over) for "
+        "Also remember the SHA-256 of the signed content (the payloads the signatures matched, each once) for "
         "`dedup_ttl`, claimed, committed and released with the event id. A second event id over the same signed "
         "bytes is a replay: answered 200 `duplicate`, not forwarded, counted in "
         "`webhook_gateway_signed_content_replays_total`. On by default where the id is not covered by the "
         "signature: GitHub, Shopify, Bitbucket, Razorpay, Linear (ids from unsigned headers), Twilio (idempotency "
-        "header), Adyen and Mailgun (their bodies are only partly signed). A provider that legitimately sends "
+        "header), Adyen and Mailgun (their bodies are only partly signed), PayPal (it signs only the body's CRC32, "
+        "which whitespace can be reshuffled to keep). A provider that legitimately sends "
         "byte-identical signed content under two ids would see the second dropped: set `false` for it. With Redis "
         "it costs two more store calls per new event (the digest's claim and commit).",
         shown_doc="`true` where the event id is not signed, else `false`",

@@ -201,7 +201,9 @@ class ProviderSpec:
         if sig is None or sig.algorithm == "token":
             return False
         scheme = SIGNS_BODY.get(sig.scheme)
-        body_signed = scheme if scheme is not None else "body" in sig.payload.kinds
+        # A CRC32 of the body (PayPal) is a checksum, not a binding: whitespace can be reshuffled
+        # to keep it while the content changes, so the body counts as unsigned.
+        body_signed = scheme if scheme is not None else "body" in sig.payload.kinds and sig.canonicalizer != "crc32"
         signed_headers = {name.lower() for kind, name in sig.payload.parts if kind == "header"}
         if "id" in sig.payload.kinds and sig.id_header:
             signed_headers.add(sig.id_header.lower())

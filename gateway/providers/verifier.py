@@ -66,7 +66,7 @@ def verify(
         ts = parse_timestamp(fmt, raw_ts)
         if ts is None:
             raise Rejection("invalid_signature", f"the signed timestamp {raw_ts!r:.40} is not a {fmt} time")
-    index = match_key(spec, parts, spec.public_keys if public_keys is None else public_keys)
+    index, matched = match_key(spec, parts, spec.public_keys if public_keys is None else public_keys)
     if index < 0:
         raise Rejection("invalid_signature", "no configured key produces this signature")
     document = None
@@ -75,8 +75,7 @@ def verify(
         ts, document = _body_timestamp(provider.timestamp, body)
     if provider.timestamp and ts is not None:
         check_tolerance(provider.timestamp, ts, now)
-    payloads = parts[0].payloads if len(parts) == 1 else tuple(p for part in parts for p in part.payloads)
-    return Verified(index, ts, canonical, document, payloads)
+    return Verified(index, ts, canonical, document, matched)
 
 
 def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:
@@ -95,28 +94,46 @@ def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:
     return ts, parsed
 
 
-def match_key(spec: SignatureSpec, parts: tuple[Part, ...], public_keys: tuple[PublicKey, ...]) -> int:
-    """The index of the first key under which every part carries a valid signature, else -1:
-    ``spec.secrets`` first, then ``public_keys``."""
+def match_key(
+    spec: SignatureSpec, parts: tuple[Part, ...], public_keys: tuple[PublicKey, ...]
+) -> tuple[int, tuple[bytes, ...]]:
+    """The index of the first key under which every part carries a valid signature
+    (``spec.secrets`` first, then ``public_keys``), with the payloads those signatures are over,
+    distinct and sorted: what a replay would carry again, whatever else it adds or respells
+    (an item sent twice, a boolean written another way). ``(-1, ())`` when no key does."""
     for index, secret in enumerate(spec.secrets):
         key = secret.reveal()
+        matched: list[bytes] = []
         for part in parts:
-            if not _secret_matches(key, part):
+            payload = _secret_match(key, part)
+            if payload is None:
                 break
+            matched.append(payload)
         else:
-            return index
+            return index, _signed(matched)
     for offset, public in enumerate(public_keys):
-        if all(_public_matches(public, part) for part in parts):
-            return len(spec.secrets) + offset
-    return -1
+        matched = []
+        for part in parts:
+            payload = _public_match(public, part)
+            if payload is None:
+                break
+            matched.append(payload)
+        else:
+            return len(spec.secrets) + offset, _signed(matched)
+    return -1, ()
 
 
-def _secret_matches(key: bytes, part: Part) -> bool:
+def _signed(matched: list[bytes]) -> tuple[bytes, ...]:
+    return (matched[0],) if len(matched) == 1 else tuple(sorted(set(matched)))
+
+
+def _secret_match(key: bytes, part: Part) -> bytes | None:
+    """The payload a signature of ``part`` is a MAC of under ``key`` (a token: the first), or None."""
     macs: dict[str, list[bytes]] = {}
     for algorithm, sig in part.signatures:
         if algorithm == "token":
             if hmac.compare_digest(key, sig):
-                return True
+                return part.payloads[0] if part.payloads else b""
             continue
         digest = DIGESTS.get(algorithm)
         if digest is None:
@@ -124,20 +141,20 @@ def _secret_matches(key: bytes, part: Part) -> bool:
         found = macs.get(algorithm)
         if found is None:  # one-shot HMACs (no HMAC object), each computed once per algorithm
             found = macs[algorithm] = [hmac.digest(key, payload, digest) for payload in part.payloads]
-        for mac in found:
+        for payload, mac in zip(part.payloads, found, strict=True):
             if hmac.compare_digest(mac, sig):
-                return True
-    return False
+                return payload
+    return None
 
 
-def _public_matches(public: PublicKey, part: Part) -> bool:
+def _public_match(public: PublicKey, part: Part) -> bytes | None:
     for algorithm, sig in part.signatures:
         if algorithm != public.algorithm:
             continue
         for payload in part.payloads:
             if _signature_valid(public, sig, payload):
-                return True
-    return False
+                return payload
+    return None
 
 
 def _signature_valid(public: PublicKey, sig: bytes, payload: bytes) -> bool:

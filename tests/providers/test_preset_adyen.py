@@ -223,6 +223,18 @@ def test_a_body_of_boolean_items_is_refused_cheaply():
     assert outcome({"notificationItems": items[:MAX_ITEMS]}) == "invalid_signature"
 
 
+def test_a_replay_that_repeats_or_respells_an_item_has_the_same_signed_content():
+    """Adyen's event id hashes the body, so a replay under a new id is caught by the digest of
+    what the signatures are over. It hashed every candidate spelling of every item: the item
+    sent twice, or `success` as a JSON boolean, made another digest and passed as a new event."""
+    genuine = signed(KEY, item())
+    twice = {**genuine, "notificationItems": genuine["notificationItems"] * 2}
+    respelled = copy.deepcopy(genuine)
+    respelled["notificationItems"][0]["NotificationRequestItem"]["success"] = True
+    digests = {verify(provider(), {}, body_of(doc), URL, NOW).signed_payloads for doc in (genuine, twice, respelled)}
+    assert len(digests) == 1 and provider().dedup_signed_content
+
+
 def test_random_bodies_only_ever_yield_rejections():
     rng = random.Random("fuzz-adyen")
     good = body_of(signed(KEY, item("1"), item("2")))

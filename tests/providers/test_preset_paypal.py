@@ -319,3 +319,11 @@ async def test_no_fetch_without_a_signature_header():
     with pytest.raises(Rejection) as exc:
         await stage(ctx)
     assert exc.value.code == "missing_signature" and fetch.asked == []
+
+
+def test_the_crc32_body_counts_as_unsigned_so_the_signed_transmission_is_deduplicated():
+    """PayPal signs the body's CRC32 only: whitespace can be reshuffled to keep it while the id and
+    amount change, so a captured transmission could be re-sent with new content under a new id.
+    The signed string (id|time|webhook_id|crc) is claimed for dedup_ttl beside the event id."""
+    assert configured().dedup_signed_content is True
+    assert configured(dedup_signed_content=False).dedup_signed_content is False  # still the operator's call
