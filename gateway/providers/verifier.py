@@ -9,10 +9,10 @@ constant time, and checks the signed timestamp. It fails closed: anything it can
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -94,6 +94,9 @@ def _body_timestamp(spec: TimestampSpec, body: bytes) -> tuple[float, Any]:
     return ts, parsed
 
 
+_K = TypeVar("_K")  # a secret's bytes or a public key
+
+
 def match_key(
     spec: SignatureSpec, parts: tuple[Part, ...], public_keys: tuple[PublicKey, ...]
 ) -> tuple[int, tuple[bytes, ...]]:
@@ -103,27 +106,25 @@ def match_key(
     (an item sent twice, a boolean written another way). ``(-1, ())`` when no key does."""
     for index, secret in enumerate(spec.secrets):
         key = secret.reveal()
-        matched: list[bytes] = []
-        for part in parts:
-            payload = _secret_match(key, part)
-            if payload is None:
-                break
-            matched.append(payload)
-        else:
-            return index, _signed(matched)
+        if (signed := _every_part(parts, _secret_match, key)) is not None:
+            return index, signed
     for offset, public in enumerate(public_keys):
-        matched = []
-        for part in parts:
-            payload = _public_match(public, part)
-            if payload is None:
-                break
-            matched.append(payload)
-        else:
-            return len(spec.secrets) + offset, _signed(matched)
+        if (signed := _every_part(parts, _public_match, public)) is not None:
+            return len(spec.secrets) + offset, signed
     return -1, ()
 
 
-def _signed(matched: list[bytes]) -> tuple[bytes, ...]:
+def _every_part(
+    parts: tuple[Part, ...], match: Callable[[_K, Part], bytes | None], key: _K
+) -> tuple[bytes, ...] | None:
+    """The payloads ``match(key, part)`` finds signed, one per part, distinct and sorted; None if
+    a part has none."""
+    matched = []
+    for part in parts:
+        payload = match(key, part)
+        if payload is None:
+            return None
+        matched.append(payload)
     return (matched[0],) if len(matched) == 1 else tuple(sorted(set(matched)))
 
 
