@@ -106,6 +106,10 @@ class Delivery:
         loop = self._loop or asyncio.get_running_loop()
         # Leased since before the commit, by this process's wall clock (``record_from``).
         left = (record.locked_until - datetime.now(UTC)).total_seconds() if record.locked_until else 0.0
+        if left <= 0:  # the commit outlasted the lease: any worker may have claimed it since
+            self.unreserve()
+            self.notify()  # claimed like any due event, by whoever is first: delivered once
+            return
         self._spawn(record, loop.time() + left, epoch)
 
     def _spawn(self, record: EventRecord, lease_end: float, epoch: int) -> None:

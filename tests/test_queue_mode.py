@@ -179,6 +179,29 @@ async def test_a_lease_that_runs_out_while_a_failure_is_recorded_is_a_new_delive
     assert (await row(pg_dsn, "evt_fail_lease"))["attempts"] == 2 and gw.upstream.attempts == 2
 
 
+async def test_a_commit_slower_than_the_lease_is_not_dispatched_beside_another_replicas_claim(
+    queue_gateway, kit, pg_dsn
+):
+    """Two replicas. One's commit takes longer than the lease it wrote: by then the other has
+    claimed the event (its lease ran out) and delivered it. The slow one must not deliver it
+    as well on its own lease, now over; it leaves the event to the claims."""
+    slow, other = await queue_gateway(queue={"lease": 0.3}), await queue_gateway(queue={"lease": 0.3})
+    events = slow.app[SERVICES].events
+    insert = events.insert
+
+    async def slow_commit(record):
+        stored = await insert(record)
+        await hs.eventually(lambda: status_is(pg_dsn, "evt_slow_commit", "delivered"))  # the other's
+        return stored
+
+    events.insert = slow_commit
+    await slow.expect(202, "stripe", kit.stripe_body("evt_slow_commit"))
+    delivery = slow.app[SERVICES].delivery
+    await hs.eventually(lambda: delivery._held == 0)  # the slow one's dispatch has settled
+    assert slow.upstream.ids() == ["evt_slow_commit"] and slow.upstream.attempts == 1
+    assert other.upstream is slow.upstream
+
+
 def gate_marks(gw) -> tuple[asyncio.Event, list[int]]:
     """Hold every delivered-mark of ``gw``'s event store until the returned gate opens; the list
     names the records whose mark is waiting. The store underneath is the real PostgreSQL one."""
