@@ -28,9 +28,10 @@ import email.utils
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from gateway.errors import Rejection, StoreError
 from gateway.events.attempts import Tries
@@ -44,6 +45,7 @@ from gateway.settings.model import QueueSettings
 from gateway.tracing import new_traceparent
 
 log = logging.getLogger("gateway.delivery")
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -171,21 +173,21 @@ class Delivery:
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
     async def _check_claims(self) -> None:
-        try:
-            await self.events.check_claims()
-        except StoreError:
-            self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
-        except Exception:  # the loop must outlive any one failure
-            log.exception("checking this process's claims failed")
+        await self._looked_up(self.events.check_claims(), None, "checking this process's claims")
 
     async def _claim(self, want: int) -> list[EventRecord]:
+        return await self._looked_up(self.events.claim_due(want, self.settings.lease), [], "claiming due events")
+
+    async def _looked_up(self, call: Awaitable[_T], otherwise: _T, what: str) -> _T:
+        """The claim loop's store calls: a store error is counted, a bug logged, and ``otherwise``
+        returned, so the loop outlives any one failure (else delivery would stop silently)."""
         try:
-            return await self.events.claim_due(want, self.settings.lease)
+            return await call
         except StoreError:
             self.metrics.child(self.metrics.store_errors, "events", "retry").inc()
-        except Exception:  # the loop must outlive any one failure, or delivery stops silently
-            log.exception("claiming due events failed")
-        return []
+        except Exception:
+            log.exception(f"{what} failed")
+        return otherwise
 
     def _start(self, batch: list[EventRecord], lease_end: float, epoch: int) -> int:
         """Deliver the claimed events, already counted as held; returns how many it kept."""
