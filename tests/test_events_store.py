@@ -314,7 +314,7 @@ async def test_the_migrate_command_applies_once(tmp_path, kit):
         first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         applied = (
             "applied: 001_events.sql, 002_secret_index.sql, 003_holder.sql, 004_partitioned.sql, "
-            "005_delivery_attempts.sql, 006_lz4.sql, 007_legacy_unique.sql"
+            "005_delivery_attempts.sql, 006_lz4.sql, 007_legacy_unique.sql, 008_fillfactor.sql"
         )
         assert (first.returncode, first.stdout.strip()) == (0, applied), first.stderr
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -347,6 +347,7 @@ async def test_replicas_migrating_a_fresh_database_together():
             "005_delivery_attempts.sql",
             "006_lz4.sql",
             "007_legacy_unique.sql",
+            "008_fillfactor.sql",
         ]
         # Every partition, the first day's (the pre-004 table) too, carries the parent's indexes only.
         indexes = await hs.pg_fetch(hs.dsn_for(name), """

@@ -7,6 +7,8 @@ waiting for delivery, and frees the keys of what it drops.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -14,7 +16,7 @@ import helpers_services as hs
 import pytest
 from test_events_store import insert_all, rec
 
-from gateway.events.partitions import AHEAD_DAYS
+from gateway.events.partitions import AHEAD_DAYS, ensure_ahead
 from gateway.events.postgres import PostgresEventStore
 
 pg_database, pg_dsn = hs.pg_database, hs.pg_dsn  # fixtures
@@ -140,5 +142,55 @@ async def test_purge_frees_the_keys_of_what_it_deletes(pg_dsn):
         assert [k["event_id"] for k in keys] == ["p2"]
         assert await store.insert(rec("p1")) is True
         assert await store.insert(rec("p2")) is False
+    finally:
+        await store.close()
+
+
+async def _fillfactors(dsn: str) -> dict[str, list[str] | None]:
+    rows = await hs.pg_fetch(
+        dsn, "SELECT c.relname, c.reloptions FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'webhook_events'::regclass",
+    )  # fmt: skip
+    return {r["relname"]: r["reloptions"] for r in rows}
+
+
+async def test_every_partition_leaves_room_for_a_rows_next_version(old_install):
+    """Migration 008 sets fillfactor 50 on the partitions there are (the migrated table too), and
+    partitions created later get it when they are made."""
+    store = PostgresEventStore(old_install, timeout=5)
+    await store.start()
+    try:
+        assert await store.ping()
+        assert set(map(tuple, (await _fillfactors(old_install)).values())) == {("fillfactor=50",)}
+        later = datetime.now(UTC) + timedelta(days=30)
+        pool = await store._get_pool()
+        async with pool.acquire() as conn:
+            created = await ensure_ahead(conn, later)
+        after = await _fillfactors(old_install)
+        assert created and all(after[name] == ["fillfactor=50"] for name in created)
+    finally:
+        await store.close()
+
+
+async def test_a_delivered_mark_keeps_a_wide_row_on_its_page(pg_events_partitioned):
+    """The delivered-mark's new row version stays on the page of the old one: no row moved to
+    another page (and logged whole) per delivery. At the default fillfactor, four rows of this
+    size fill a page and every mark moves its row. Inserted leased, as queue mode does."""
+    dsn = pg_events_partitioned
+    store = PostgresEventStore(dsn, timeout=5)
+    await store.start()
+    try:
+        records = []
+        for i in range(6):
+            r = rec(f"wide_{i}", status="delivering")
+            r.body = os.urandom(1800)  # incompressible, and under the size that TOAST moves out of the row
+            r.attempts, r.locked_until = 1, r.received_at + timedelta(seconds=30)
+            records.append(r)
+        await insert_all(store, records)
+        where = "SELECT id, (ctid::text::point)[0] AS page FROM webhook_events WHERE event_id LIKE 'wide_%'"
+        before = {r["id"]: r["page"] for r in await hs.pg_fetch(dsn, where)}
+        await asyncio.gather(*(store.mark_delivered(r.id, attempt=1, received_at=r.received_at) for r in records))
+        rows = await hs.pg_fetch(dsn, where.replace("WHERE", "WHERE status = 'delivered' AND"))
+        assert len(rows) == 6 and {r["id"]: r["page"] for r in rows} == before
     finally:
         await store.close()

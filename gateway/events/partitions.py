@@ -16,6 +16,9 @@ from typing import Any
 
 log = logging.getLogger("gateway.events")
 AHEAD_DAYS = 3  # partitions exist this many days ahead, so inserts never wait for one
+#: Half of each page is left free at insert time for the row's next version (its delivered-mark),
+#: which then stays on its page: see migration 008_fillfactor.sql.
+FILLFACTOR = 50
 # Replicas maintain partitions one at a time (held to the end of the caller's transaction).
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext('webhook_gateway_partitions'))"
 # Dropping a partition locks the whole table for a moment: never queue behind a long query (and
@@ -63,7 +66,8 @@ async def ensure_ahead(conn: Any, now: datetime | None = None) -> list[str]:
             ):  # fmt: skip
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {_name(day)} PARTITION OF webhook_events "
-                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
+                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}') "
+                    f"WITH (fillfactor = {FILLFACTOR})"
                 )
                 created.append(_name(day))
         day += timedelta(days=1)
