@@ -72,20 +72,21 @@ async def measure(server: str, fillfactor: int | None, rounds: int, batch: int) 
             if r == 20:
                 lsn = await conn.fetchval("SELECT pg_current_wal_lsn()")
             now = datetime.now(UTC)
+            at, lease = store._micros(now), store._micros(now + timedelta(seconds=60))
             ids = [f"evt_{r}_{k}" for k in range(batch)]
             bodies = [orjson.dumps(gen.payment_intent_succeeded(rng, i, int(time.time()))) for i in ids]
             events = [ENVELOPE % (i.encode(), b) for i, b in zip(ids, bodies, strict=True)]
-            args = [["stripe"] * batch, ids, ["payment_intent.succeeded"] * batch, [now] * batch,
+            args = [["stripe"] * batch, ids, ["payment_intent.succeeded"] * batch, [at] * batch,
                     ["delivering"] * batch, [None] * batch, ["127.0.0.1"] * batch, [headers] * batch,
-                    bodies, events, [0] * batch, [now + timedelta(seconds=60)] * batch, [1] * batch, [None] * batch,
+                    bodies, events, [0] * batch, [lease] * batch, [1] * batch, [None] * batch,
                     [1] * batch]  # fmt: skip
             s0, c0 = backend_cpu(pid), time.process_time()
             rows = await conn.fetch(store._INSERT, *args)
             s1, c1 = backend_cpu(pid), time.process_time()
             keys = [row["id"] for row in rows]
-            tries = [keys, [1] * batch, [now] * batch, ["delivered"] * batch, [204] * batch, [1.5] * batch,
+            tries = [keys, [1] * batch, [at] * batch, ["delivered"] * batch, [204] * batch, [1.5] * batch,
                      [""] * batch, [None] * batch]  # fmt: skip
-            await conn.execute(store._with_tries(5) + store._DELIVERED, keys, [now] * batch, [None] * batch,
+            await conn.execute(store._with_tries(5) + store._DELIVERED, keys, [at] * batch, [None] * batch,
                                [1] * batch, *tries)  # fmt: skip
             s2, c2 = backend_cpu(pid), time.process_time()
             if r >= 20:

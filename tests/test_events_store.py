@@ -14,13 +14,14 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import helpers_services as hs
 import pytest
 
 from gateway.errors import StoreError, UnstorableEvent
+from gateway.events.attempts import Attempt
 from gateway.events.base import EventFilter, EventRecord
 from gateway.events.memory import MemoryEventStore
 from gateway.events.postgres import PostgresEventStore
@@ -124,6 +125,37 @@ async def test_a_record_the_server_refuses_does_not_sink_its_batch(pg_events, ba
 
 
 # --------------------------------------------------------------------------- the outbox
+
+
+@pytest.mark.parametrize("at", [
+    datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # before 1970: negative microseconds
+    datetime(2026, 12, 3, 21, 0, 0, 1, tzinfo=UTC),
+    datetime(2026, 12, 3, 22, 0, 0, 999999, tzinfo=timezone(timedelta(hours=1))),  # another offset
+    datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC),  # past 2**53 microseconds
+])  # fmt: skip
+async def test_times_are_stored_to_the_microsecond(pg_events, at):
+    """The insert, the delivered-mark and the tries bind times as microseconds since 1970: every
+    time comes back exactly, and the mark finds its row by it."""
+    r = rec(f"at_{at.year}_{at.microsecond}", status="delivering")
+    r.received_at, r.attempts, r.locked_until = at, 1, at + timedelta(seconds=30)
+    r.next_attempt_at = at - timedelta(microseconds=1)
+    assert await pg_events.insert(r) is True
+    [row] = await hs.pg_fetch(pg_events.url, "SELECT locked_until, next_attempt_at FROM webhook_events WHERE id = $1",
+                              r.id)  # fmt: skip
+    assert (row["locked_until"], row["next_attempt_at"]) == (r.locked_until, r.next_attempt_at)
+    tried = Attempt(at=at + timedelta(microseconds=7), number=1, result="delivered", latency_ms=1.5, status=204)
+    await pg_events.mark_delivered(r.id, attempt=1, tries=[tried], received_at=at)
+    stored = await pg_events.get(r.id)
+    assert stored is not None and stored.status == "delivered"
+    assert stored.received_at == at
+    assert [a.at for a in stored.delivery_attempts] == [at + timedelta(microseconds=7)]
+    audit = rec(f"audit_{at.year}_{at.microsecond}", status="delivered")
+    audit.received_at = audit.delivered_at = at
+    audit.delivery_attempts = [tried]
+    assert await pg_events.insert(audit) is True  # sync mode's audit copy, with its tries
+    stored = await pg_events.get(audit.id)
+    assert stored is not None and (stored.received_at, stored.delivered_at) == (at, at)
+    assert [a.at for a in stored.delivery_attempts] == [at + timedelta(microseconds=7)]
 
 
 async def test_claim_retry_dead_and_delivered(events):
